@@ -1,0 +1,42 @@
+import createError from '@fastify/error'
+
+// Every error the plugin raises has a stable code so apps can match on it,
+// and a message that says how to fix the cause.
+
+export const FST_LOGIN_NO_SECRET = createError(
+  'FST_LOGIN_NO_SECRET',
+  'fastify-login: no secret to sign cookies with. Pass `secret` (at least 32 characters) to the plugin, or register @fastify/cookie with a `secret` before it.'
+)
+
+export const FST_LOGIN_WEAK_SECRET = createError(
+  'FST_LOGIN_WEAK_SECRET',
+  'fastify-login: `secret` %s. Use at least 32 random characters, for example `crypto.randomBytes(32).toString(\'base64\')`.'
+)
+
+export const FST_LOGIN_INVALID_OPTION = createError(
+  'FST_LOGIN_INVALID_OPTION',
+  'fastify-login: option `%s` %s.'
+)
+
+export const FST_LOGIN_NO_USER_LOADER = createError(
+  'FST_LOGIN_NO_USER_LOADER',
+  'fastify-login: no user loader. Pass `userLoader` to the plugin or call `app.loginManager.userLoader(fn)` before `ready()`.'
+)
+
+export const FST_LOGIN_USER_NOT_LOADED = createError(
+  'FST_LOGIN_USER_NOT_LOADED',
+  'fastify-login: `request.currentUser` was read before the asynchronous user loader finished. Add a login guard to the route (`onRequest: app.loginManager.loginRequired`) or `await request.loadUser()` first.',
+  500
+)
+
+export const FST_LOGIN_NO_USER_ID = createError(
+  'FST_LOGIN_NO_USER_ID',
+  'fastify-login: No `id` attribute. Override `getId` or set the `id` attribute.',
+  500
+)
+
+export const FST_LOGIN_INVALID_USER = createError(
+  'FST_LOGIN_INVALID_USER',
+  'fastify-login: loginUser() %s.',
+  500
+)

@@ -1,0 +1,138 @@
+import type { FastifyLoginOptions, LoginConfig, Message, Secret } from '../types/index'
+import { FST_LOGIN_INVALID_OPTION, FST_LOGIN_WEAK_SECRET } from './errors'
+import { AnonymousUserMixin } from './mixins'
+
+const SIXTY_DAYS = 60 * 24 * 60 * 60
+const MIN_SECRET_LENGTH = 32
+// RFC 6265 cookie-name token: anything else could split or inject attributes.
+const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+
+export function resolveConfig (options: FastifyLoginOptions): LoginConfig {
+  const cookieName = {
+    account: options.cookieName?.account ?? 'account',
+    isFresh: options.cookieName?.isFresh ?? 'fresh'
+  }
+  for (const [key, name] of Object.entries(cookieName)) {
+    if (typeof name !== 'string' || !COOKIE_NAME.test(name)) {
+      throw new FST_LOGIN_INVALID_OPTION(`cookieName.${key}`, 'must be a non-empty cookie name made of letters, digits and !#$%&\'*+-.^_`|~')
+    }
+  }
+  if (cookieName.account === cookieName.isFresh) {
+    throw new FST_LOGIN_INVALID_OPTION('cookieName', 'must use two different names for `account` and `isFresh`')
+  }
+
+  const cookieRememberMe = {
+    account: options.cookieRememberMe?.account ?? true,
+    isFresh: options.cookieRememberMe?.isFresh ?? false
+  }
+  checkBoolean('cookieRememberMe.account', cookieRememberMe.account)
+  checkBoolean('cookieRememberMe.isFresh', cookieRememberMe.isFresh)
+
+  const cookieDuration = options.cookieDuration ?? SIXTY_DAYS
+  checkDuration('cookieDuration', cookieDuration)
+
+  const cookieSecure = options.cookieSecure ?? 'auto'
+  if (cookieSecure !== 'auto' && typeof cookieSecure !== 'boolean') {
+    throw new FST_LOGIN_INVALID_OPTION('cookieSecure', "must be 'auto', true or false")
+  }
+  const cookieHttpOnly = options.cookieHttpOnly ?? true
+  checkBoolean('cookieHttpOnly', cookieHttpOnly)
+
+  const cookieSameSite = options.cookieSameSite ?? 'lax'
+  if (cookieSameSite !== 'lax' && cookieSameSite !== 'strict' && cookieSameSite !== 'none') {
+    throw new FST_LOGIN_INVALID_OPTION('cookieSameSite', "must be 'lax', 'strict' or 'none'")
+  }
+  // Browsers drop SameSite=None cookies that are not Secure: fail now, not silently later.
+  if (cookieSameSite === 'none' && cookieSecure === false) {
+    throw new FST_LOGIN_INVALID_OPTION('cookieSameSite', "'none' needs `cookieSecure` 'auto' or true")
+  }
+
+  const cookiePath = options.cookiePath ?? '/'
+  if (typeof cookiePath !== 'string' || !cookiePath.startsWith('/') || /[;\s]/.test(cookiePath)) {
+    throw new FST_LOGIN_INVALID_OPTION('cookiePath', "must be a path starting with '/' without ';' or spaces")
+  }
+  const cookieDomain = options.cookieDomain
+  if (cookieDomain !== undefined && (typeof cookieDomain !== 'string' || !/^[A-Za-z0-9.-]+$/.test(cookieDomain))) {
+    throw new FST_LOGIN_INVALID_OPTION('cookieDomain', 'must be a host name such as example.com')
+  }
+
+  const anonymousUser = options.anonymousUser ?? AnonymousUserMixin
+  if (typeof anonymousUser !== 'function') {
+    throw new FST_LOGIN_INVALID_OPTION('anonymousUser', 'must be a class or a function that returns the anonymous user')
+  }
+
+  return deepFreeze({
+    cookieName,
+    cookieRememberMe,
+    cookieDuration,
+    cookieSecure,
+    cookieHttpOnly,
+    cookieSameSite,
+    cookiePath,
+    cookieDomain,
+    loginRequiredRoute: checkRoute('loginRequiredRoute', options.loginRequiredRoute),
+    loginRequiredMessage: checkMessage('loginRequiredMessage', options.loginRequiredMessage, 'Please log in to access this page.'),
+    loginProhibitedRoute: checkRoute('loginProhibitedRoute', options.loginProhibitedRoute),
+    loginProhibitedMessage: checkMessage('loginProhibitedMessage', options.loginProhibitedMessage, 'Please log out to access this page.'),
+    anonymousUser
+  })
+}
+
+// Returns the secrets in signing order, or null when the plugin must borrow
+// the signer of an already registered @fastify/cookie.
+export function checkSecret (secret: FastifyLoginOptions['secret']): Secret[] | null {
+  if (secret === undefined || secret === null) return null
+  const secrets = Array.isArray(secret) ? secret : [secret]
+  if (secrets.length === 0) {
+    throw new FST_LOGIN_WEAK_SECRET('is an empty array')
+  }
+  for (const one of secrets) {
+    if (typeof one === 'string') {
+      if (one.length < MIN_SECRET_LENGTH) {
+        throw new FST_LOGIN_WEAK_SECRET(`is ${one.length} characters long, shorter than ${MIN_SECRET_LENGTH}`)
+      }
+    } else if (Buffer.isBuffer(one)) {
+      if (one.length < MIN_SECRET_LENGTH) {
+        throw new FST_LOGIN_WEAK_SECRET(`is a Buffer of ${one.length} bytes, shorter than ${MIN_SECRET_LENGTH}`)
+      }
+    } else {
+      throw new FST_LOGIN_WEAK_SECRET('must be a string, a Buffer, or an array of them')
+    }
+  }
+  return secrets
+}
+
+export function checkDuration (name: string, value: unknown): asserts value is number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+    throw new FST_LOGIN_INVALID_OPTION(name, 'must be a positive, finite number of seconds')
+  }
+}
+
+function checkBoolean (name: string, value: unknown): void {
+  if (typeof value !== 'boolean') {
+    throw new FST_LOGIN_INVALID_OPTION(name, 'must be true or false')
+  }
+}
+
+function checkRoute (name: string, value: unknown): string | null {
+  if (value === undefined || value === null) return null
+  if (typeof value !== 'string' || value.length === 0) {
+    throw new FST_LOGIN_INVALID_OPTION(name, 'must be a URL (string) or null')
+  }
+  return value
+}
+
+function checkMessage (name: string, value: unknown, fallback: string): Message {
+  if (value === undefined) return fallback
+  if (typeof value !== 'string' && typeof value !== 'function') {
+    throw new FST_LOGIN_INVALID_OPTION(name, 'must be a string or a function (request) => string')
+  }
+  return value as Message
+}
+
+function deepFreeze<T extends object> (value: T): T {
+  for (const inner of Object.values(value)) {
+    if (inner !== null && typeof inner === 'object') Object.freeze(inner)
+  }
+  return Object.freeze(value)
+}
