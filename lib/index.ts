@@ -8,11 +8,13 @@ const fastifyLogin = fp(plugin, {
   name: 'fastify-login'
 })
 
-// The implementation must match the published declarations (types/index.d.ts).
-const checkPlugin: typeof PublicTypes.fastifyLogin = fastifyLogin
-const checkClasses: Pick<typeof PublicTypes, 'UserMixin' | 'AnonymousUserMixin'> = { UserMixin, AnonymousUserMixin }
-void checkPlugin
-void checkClasses
+// Typed against the published declarations (types/index.d.ts): the two cannot drift apart.
+const publicApi: Pick<typeof PublicTypes, 'default' | 'fastifyLogin' | 'UserMixin' | 'AnonymousUserMixin'> = {
+  default: fastifyLogin,
+  fastifyLogin,
+  UserMixin,
+  AnonymousUserMixin
+}
 
 export default fastifyLogin
 export { fastifyLogin, UserMixin, AnonymousUserMixin }
@@ -20,4 +22,4 @@ export { fastifyLogin, UserMixin, AnonymousUserMixin }
 // The export shape of the official plugins: `require('fastify-login')` is the
 // plugin itself, with `default` and the named exports hanging off it. Node's
 // ESM loader finds the named exports from the `exports.X =` lines above.
-module.exports = Object.assign(fastifyLogin, exports)
+module.exports = Object.assign(fastifyLogin, publicApi)

@@ -1,0 +1,94 @@
+import Fastify, { type FastifyInstance, type FastifyServerOptions, type LightMyRequestResponse } from 'fastify'
+import fastifyLogin, { UserMixin } from '../lib/index'
+import type { FastifyLoginOptions } from '../types/index'
+
+export const SECRET = 'test-secret-that-is-long-enough-0123456789'
+export const OTHER_SECRET = 'another-secret-that-is-long-enough-987654'
+
+export class User extends UserMixin {
+  declare id: number | string
+  name: string
+  active: boolean
+
+  constructor (id: number | string, name: string, active = true) {
+    super()
+    this.id = id
+    this.name = name
+    this.active = active
+  }
+
+  override get isActive (): boolean {
+    return this.active
+  }
+}
+
+export function userStore (): Map<string, User> {
+  return new Map([
+    ['1', new User(1, 'ann')],
+    ['2', new User(2, 'bob')],
+    ['3', new User(3, 'cid', false)]
+  ])
+}
+
+export interface Built {
+  app: FastifyInstance
+  users: Map<string, User>
+  loaderCalls: string[]
+}
+
+// A small app: /login/:id logs that user in (?remember=0|1), /logout logs
+// out, /me is guarded, /who is not guarded, /guest is login-prohibited.
+export async function build (
+  options: FastifyLoginOptions = {},
+  serverOptions: FastifyServerOptions = {}
+): Promise<Built> {
+  const users = userStore()
+  const loaderCalls: string[] = []
+  const app = Fastify(serverOptions)
+  await app.register(fastifyLogin, {
+    secret: SECRET,
+    userLoader: (id) => {
+      loaderCalls.push(id)
+      return users.get(id)
+    },
+    ...options
+  })
+  app.get<{ Params: { id: string }, Querystring: { remember?: string } }>('/login/:id', (request, reply) => {
+    const user = users.get(request.params.id) as User
+    const remember = request.query.remember === undefined ? undefined : request.query.remember === '1'
+    app.loginManager.loginUser(request, reply, user, { remember })
+    return { id: user.id }
+  })
+  app.get('/logout', (request, reply) => {
+    app.loginManager.logoutUser(request, reply)
+    return 'bye'
+  })
+  app.get('/me', { onRequest: app.loginManager.loginRequired }, (request) => {
+    return { name: (request.currentUser as User).name, fresh: request.isFresh }
+  })
+  app.get('/who', (request) => {
+    const user = request.currentUser
+    return { authenticated: user.isAuthenticated, id: user.getId(), fresh: request.isFresh }
+  })
+  app.get('/guest', { preHandler: app.loginManager.loginProhibited }, () => 'welcome, guest')
+  app.get('/plain', () => 'plain')
+  return { app, users, loaderCalls }
+}
+
+export function cookieJar (response: LightMyRequestResponse): Record<string, string> {
+  const jar: Record<string, string> = {}
+  for (const cookie of response.cookies as Array<{ name: string, value: string }>) jar[cookie.name] = cookie.value
+  return jar
+}
+
+export async function loginCookies (app: FastifyInstance, id = '1', query = ''): Promise<Record<string, string>> {
+  const response = await app.inject(`/login/${id}${query}`)
+  if (response.statusCode !== 200) throw new Error(`login failed: ${response.statusCode} ${response.body}`)
+  return cookieJar(response)
+}
+
+export function setCookieHeaders (response: LightMyRequestResponse): string[] {
+  const header = response.headers['set-cookie']
+  if (header === undefined) return []
+  return Array.isArray(header) ? header : [header]
+}
