@@ -1,0 +1,73 @@
+import { test } from 'tap'
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+
+// The package as a consumer gets it: built, packed, installed into a fresh
+// project, loaded with require() and with import. Runs against dist/, so
+// `npm run build` must have run (npm test does).
+const root = resolve(__dirname, '..')
+
+const consumerScript = `
+const Fastify = require('fastify')
+const fastifyLogin = require('fastify-login')
+const { UserMixin, AnonymousUserMixin } = fastifyLogin
+class User extends UserMixin { constructor (id) { super(); this.id = id } }
+async function main () {
+  const app = Fastify()
+  await app.register(fastifyLogin, { secret: 'a-consumer-secret-of-at-least-32-chars', userLoader: (id) => new User(id) })
+  app.get('/login', (request, reply) => { app.loginManager.loginUser(request, reply, new User(3)); return 'ok' })
+  app.get('/me', { onRequest: app.loginManager.loginRequired }, (request) => request.currentUser.getId())
+  const login = await app.inject('/login')
+  const cookies = Object.fromEntries(login.cookies.map((c) => [c.name, c.value]))
+  const me = await app.inject({ url: '/me', cookies })
+  const anonymous = await app.inject('/me')
+  console.log(JSON.stringify({
+    shape: [typeof fastifyLogin, fastifyLogin.default === fastifyLogin, fastifyLogin.fastifyLogin === fastifyLogin, typeof AnonymousUserMixin],
+    me: me.body,
+    anonymous: anonymous.statusCode
+  }))
+}
+main()
+`
+
+const esmScript = `
+import fastifyLogin, { fastifyLogin as named, UserMixin, AnonymousUserMixin } from 'fastify-login'
+console.log(JSON.stringify([typeof fastifyLogin, named === fastifyLogin, typeof UserMixin, new AnonymousUserMixin().isAnonymous]))
+`
+
+test('dist/ loads with require() and import, in the official plugins\' export shape', async (t) => {
+  const cjs = require(join(root, 'dist/index.js'))
+  t.equal(typeof cjs, 'function')
+  t.equal(cjs.default, cjs)
+  t.equal(cjs.fastifyLogin, cjs)
+  t.equal(typeof cjs.UserMixin, 'function')
+  t.equal(typeof cjs.AnonymousUserMixin, 'function')
+  const output = execFileSync(process.execPath, ['--input-type=module', '-e', esmScript.replace("'fastify-login'", JSON.stringify(join(root, 'dist/index.js')))], { encoding: 'utf8' })
+  t.same(JSON.parse(output), ['function', true, 'function', true])
+})
+
+test('npm pack produces a package that works installed into a fresh project', async (t) => {
+  const work = mkdtempSync(join(tmpdir(), 'fastify-login-pack-'))
+  t.teardown(() => rmSync(work, { recursive: true, force: true }))
+  const npm = (args: string[], cwd: string): string => execFileSync('npm', args, { cwd, encoding: 'utf8', env: { ...process.env, npm_config_loglevel: 'error' } })
+
+  const packed = JSON.parse(npm(['pack', '--json', '--ignore-scripts', '--pack-destination', work], root)) as Array<{ filename: string, files: Array<{ path: string }> }>
+  const files = packed[0].files.map((file) => file.path).sort()
+  t.ok(files.includes('dist/index.js') && files.includes('types/index.d.ts') && files.includes('README.md'), 'ships the build, the types and the README')
+  t.notOk(files.some((file) => file.startsWith('lib/') || file.startsWith('test/') || file.endsWith('.map')), 'no sources, tests or maps')
+
+  const app = join(work, 'app')
+  execFileSync('mkdir', ['-p', app])
+  writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }))
+  const fastifyVersion = JSON.parse(readFileSync(join(root, 'node_modules/fastify/package.json'), 'utf8')).version
+  npm(['install', '--prefer-offline', '--no-audit', '--no-fund', join(work, packed[0].filename), `fastify@${fastifyVersion}`], app)
+
+  writeFileSync(join(app, 'consumer.cjs'), consumerScript)
+  const cjs = JSON.parse(execFileSync(process.execPath, ['consumer.cjs'], { cwd: app, encoding: 'utf8' }))
+  t.same(cjs, { shape: ['function', true, true, 'function'], me: '3', anonymous: 401 })
+
+  writeFileSync(join(app, 'consumer.mjs'), esmScript)
+  t.same(JSON.parse(execFileSync(process.execPath, ['consumer.mjs'], { cwd: app, encoding: 'utf8' })), ['function', true, 'function', true])
+}, { timeout: 180000 })
