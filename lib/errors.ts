@@ -20,7 +20,7 @@ export const FST_LOGIN_INVALID_OPTION = createError(
 
 export const FST_LOGIN_NO_USER_LOADER = createError(
   'FST_LOGIN_NO_USER_LOADER',
-  'fastify-login: no user loader. Pass `userLoader` to the plugin or call `app.loginManager.userLoader(fn)` before `ready()`.'
+  'fastify-login: no user loader. Pass `userLoader` (or `requestLoader`) to the plugin, or call `app.loginManager.userLoader(fn)` before `ready()`.'
 )
 
 export const FST_LOGIN_USER_NOT_LOADED = createError(
@@ -32,6 +32,12 @@ export const FST_LOGIN_USER_NOT_LOADED = createError(
 export const FST_LOGIN_NO_USER_ID = createError(
   'FST_LOGIN_NO_USER_ID',
   'fastify-login: No `id` attribute. Override `getId` or set the `id` attribute.',
+  500
+)
+
+export const FST_LOGIN_NOT_LOGGED_IN = createError(
+  'FST_LOGIN_NOT_LOGGED_IN',
+  'fastify-login: %s needs a user logged in with the login cookie. Guard the route with `loginRequired` first.',
   500
 )
 

@@ -1,69 +1,122 @@
+import { STATUS_CODES } from 'node:http'
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import type { CurrentUser, Guard, GuardHandler, Message } from '../types/index'
+import type { CurrentUser, Guard, GuardHandler, GuardOptions, Message } from '../types/index'
+import { FST_LOGIN_INVALID_OPTION } from './errors'
 import type { LoginManager } from './manager'
+import { checkMessage, checkRoute } from './options'
+import { prefersJson } from './accept'
 import { isThenable } from './state'
 
 // The guards are callback-style hooks: with a synchronous loader a guarded
-// request passes without allocating a promise. Each denial goes to the app's
-// handler when it set one, else to a redirect, else to a plain status.
+// request passes without allocating a promise. Each refusal goes to the app's
+// handler when it set one, else to a redirect, else to a plain status; API
+// clients that prefer JSON get the status with a JSON body instead.
 
-interface Denial {
+interface Refusal {
   handler: () => GuardHandler | null
   route: string | null
   status: number
   message: Message
+  // Redirects carry the URL that was asked for, to come back after logging in.
+  carriesNext: boolean
+  event: 'unauthorized' | 'needsRefresh' | null
 }
 
-export function createGuards (manager: LoginManager): { loginRequired: Guard, loginProhibited: Guard } {
+type Decision = (request: FastifyRequest) => Refusal | null
+
+const MODES = ['required', 'prohibited', 'fresh']
+
+export function createGuard (manager: LoginManager, options: GuardOptions): Guard {
+  if (options === null || typeof options !== 'object' || !MODES.includes(options.mode)) {
+    throw new FST_LOGIN_INVALID_OPTION('login', "must be 'required', 'prohibited' or 'fresh', or { mode, route, message }")
+  }
   const { config } = manager
-  const unauthorized: Denial = {
+  const override = {
+    route: options.route === undefined ? undefined : checkRoute('login.route', options.route),
+    message: options.message === undefined ? undefined : checkMessage('login.message', options.message, '')
+  }
+  // The refusal the mode is named after takes the route's overrides.
+  function refusal (mode: string, base: Refusal): Refusal {
+    if (options.mode !== mode) return base
+    return {
+      ...base,
+      route: override.route === undefined ? base.route : override.route,
+      message: override.message ?? base.message
+    }
+  }
+
+  const unauthorized = refusal('required', {
     handler: () => manager.unauthorizedCallback,
     route: config.loginRequiredRoute,
     status: 401,
-    message: config.loginRequiredMessage
-  }
-  const authorized: Denial = {
+    message: config.loginRequiredMessage,
+    carriesNext: true,
+    event: 'unauthorized'
+  })
+  const needsRefresh = refusal('fresh', {
+    handler: () => manager.needsRefreshCallback,
+    route: config.refreshRoute,
+    status: 401,
+    message: config.needsRefreshMessage,
+    carriesNext: true,
+    event: 'needsRefresh'
+  })
+  const prohibited = refusal('prohibited', {
     handler: () => manager.authorizedCallback,
     route: config.loginProhibitedRoute,
     status: 403,
-    message: config.loginProhibitedMessage
-  }
+    message: config.loginProhibitedMessage,
+    carriesNext: false,
+    event: null
+  })
 
-  function guard (pass: (request: FastifyRequest) => boolean, denial: Denial): Guard {
-    function decide (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
-      if (pass(request)) {
-        manager.renewCookies(request, reply)
-        done()
-      } else {
-        deny(request, reply, denial, done)
-      }
-    }
-    return function loginGuard (request, reply, done) {
-      let user: CurrentUser | Promise<CurrentUser>
-      try {
-        user = manager.resolveUser(request)
-      } catch (error) {
-        done(error as Error)
-        return
-      }
-      if (isThenable(user)) {
-        user.then(() => decide(request, reply, done), done)
-      } else {
-        decide(request, reply, done)
-      }
+  const decisions: Record<string, Decision> = {
+    required: (request) => manager.isAuthenticated(request) ? null : unauthorized,
+    prohibited: (request) => manager.isAuthenticated(request) ? prohibited : null,
+    fresh: (request) => {
+      if (!manager.isAuthenticated(request)) return unauthorized
+      return manager.isFresh(request) ? null : needsRefresh
     }
   }
+  const decide = decisions[options.mode]
+  const exempt = new Set(config.exemptMethods)
 
-  return {
-    loginRequired: guard((request) => manager.isAuthenticated(request), unauthorized),
-    loginProhibited: guard((request) => !manager.isAuthenticated(request), authorized)
+  function judge (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+    manager.refreshCookies(request, reply)
+    const refused = decide(request)
+    if (refused === null) {
+      done()
+      return
+    }
+    if (refused.event !== null) manager.emitSafely(request, refused.event, request)
+    refuse(manager, request, reply, refused, done)
+  }
+
+  return function loginGuard (request, reply, done) {
+    // CORS preflights carry no cookies: let them reach the CORS handler.
+    if (exempt.has(request.method)) {
+      done()
+      return
+    }
+    let user: CurrentUser | Promise<CurrentUser>
+    try {
+      user = manager.resolveUser(request)
+    } catch (error) {
+      done(error as Error)
+      return
+    }
+    if (isThenable(user)) {
+      user.then(() => judge(request, reply, done), done)
+    } else {
+      judge(request, reply, done)
+    }
   }
 }
 
-function deny (request: FastifyRequest, reply: FastifyReply, denial: Denial, done: HookHandlerDoneFunction): void {
-  const handler = denial.handler()
+function refuse (manager: LoginManager, request: FastifyRequest, reply: FastifyReply, refusal: Refusal, done: HookHandlerDoneFunction): void {
+  const handler = refusal.handler()
   if (handler === null) {
-    answer(request, reply, denial)
+    answer(manager, request, reply, refusal)
     return
   }
   let outcome: unknown
@@ -74,29 +127,43 @@ function deny (request: FastifyRequest, reply: FastifyReply, denial: Denial, don
     return
   }
   if (isThenable(outcome)) {
-    outcome.then((value) => finish(request, reply, denial, value), done)
+    outcome.then((value) => finish(manager, request, reply, refusal, value), done)
   } else {
-    finish(request, reply, denial, outcome)
+    finish(manager, request, reply, refusal, outcome)
   }
 }
 
 // A handler may send the reply, return a payload, or return `reply` to say it
 // will send later. If it does none of these the default answer goes out: a
 // refused request never falls through to the route.
-function finish (request: FastifyRequest, reply: FastifyReply, denial: Denial, value: unknown): void {
+function finish (manager: LoginManager, request: FastifyRequest, reply: FastifyReply, refusal: Refusal, value: unknown): void {
   if (reply.sent || value === reply) return
   if (value !== undefined) {
     reply.send(value)
     return
   }
-  answer(request, reply, denial)
+  answer(manager, request, reply, refusal)
 }
 
-function answer (request: FastifyRequest, reply: FastifyReply, denial: Denial): void {
-  if (denial.route !== null) {
-    reply.redirect(denial.route, 307)
+function answer (manager: LoginManager, request: FastifyRequest, reply: FastifyReply, refusal: Refusal): void {
+  const message = typeof refusal.message === 'function' ? refusal.message(request) : refusal.message
+  if (prefersJson(request.headers.accept)) {
+    reply.code(refusal.status).send({ statusCode: refusal.status, error: STATUS_CODES[refusal.status], message })
     return
   }
-  const message = typeof denial.message === 'function' ? denial.message(request) : denial.message
-  reply.code(denial.status).type('text/plain; charset=utf-8').send(message)
+  if (refusal.route !== null) {
+    const nextField = manager.config.nextField
+    reply.redirect(refusal.carriesNext && nextField !== false ? withNext(refusal.route, nextField, request.url) : refusal.route, 307)
+    return
+  }
+  reply.code(refusal.status).type('text/plain; charset=utf-8').send(message)
+}
+
+// Appends `next=<url>` to the route's query, before any fragment.
+function withNext (route: string, field: string, url: string): string {
+  const hash = route.indexOf('#')
+  const base = hash === -1 ? route : route.slice(0, hash)
+  const fragment = hash === -1 ? '' : route.slice(hash)
+  const separator = base.includes('?') ? (base.endsWith('?') || base.endsWith('&') ? '' : '&') : '?'
+  return `${base}${separator}${encodeURIComponent(field)}=${encodeURIComponent(url)}${fragment}`
 }

@@ -1,10 +1,16 @@
+import { EventEmitter } from 'node:events'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type {
   AnonymousUser,
+  CookiesForOptions,
   CurrentUser,
+  Guard,
   GuardHandler,
+  GuardOptions,
   LoginConfig,
+  LoginEvents,
   LoginUserOptions,
+  RequestLoader,
   User,
   UserLoader
 } from '../types/index'
@@ -13,12 +19,16 @@ import {
   FST_LOGIN_INVALID_OPTION,
   FST_LOGIN_INVALID_USER,
   FST_LOGIN_NO_USER_ID,
+  FST_LOGIN_NOT_LOGGED_IN,
   FST_LOGIN_USER_NOT_LOADED
 } from './errors'
-import { createGuards } from './guards'
+import { createGuard } from './guards'
 import { userId } from './mixins'
+import { safeNextPath } from './next'
+import { checkDuration } from './options'
 import { isThenable, loginState, type LoginState } from './state'
 import {
+  clientHash,
   encodeAccount,
   encodeFresh,
   MAX_COOKIE_LENGTH,
@@ -30,28 +40,40 @@ import {
   type Signer
 } from './token'
 
-// `app.loginManager`: the callbacks, the guards, and logging in and out.
-export class LoginManager {
+type LoadEvent = 'userLoadedFromCookie' | 'userLoadedFromRequest'
+
+// What `app.inject` sends unless told otherwise: cookiesFor() binds to it.
+const INJECT_USER_AGENT = 'lightMyRequest'
+const INJECT_IP = '127.0.0.1'
+
+// `app.loginManager`: the callbacks, the guards, logging in and out, and the
+// events. One per plugin registration; all per-request data lives on the request.
+export class LoginManager extends EventEmitter<LoginEvents> {
   readonly config: LoginConfig
-  readonly loginRequired
-  readonly loginProhibited
+  readonly loginRequired: Guard
+  readonly loginProhibited: Guard
+  readonly freshLoginRequired: Guard
 
   #signer: Signer
   #userLoader: UserLoader | null = null
+  #requestLoader: RequestLoader | null = null
   #unauthorizedHandler: GuardHandler | null = null
   #authorizedHandler: GuardHandler | null = null
+  #needsRefreshHandler: GuardHandler | null = null
 
-  constructor (config: LoginConfig, signer: Signer, userLoader: UserLoader | undefined) {
+  constructor (config: LoginConfig, signer: Signer, userLoader?: UserLoader, requestLoader?: RequestLoader) {
+    super()
     this.config = config
     this.#signer = signer
     if (userLoader !== undefined) this.userLoader(userLoader)
-    const guards = createGuards(this)
-    this.loginRequired = guards.loginRequired
-    this.loginProhibited = guards.loginProhibited
+    if (requestLoader !== undefined) this.requestLoader(requestLoader)
+    this.loginRequired = this.guard({ mode: 'required' })
+    this.loginProhibited = this.guard({ mode: 'prohibited' })
+    this.freshLoginRequired = this.guard({ mode: 'fresh' })
   }
 
-  get hasUserLoader (): boolean {
-    return this.#userLoader !== null
+  get hasLoader (): boolean {
+    return this.#userLoader !== null || this.#requestLoader !== null
   }
 
   get unauthorizedCallback (): GuardHandler | null {
@@ -62,8 +84,17 @@ export class LoginManager {
     return this.#authorizedHandler
   }
 
+  get needsRefreshCallback (): GuardHandler | null {
+    return this.#needsRefreshHandler
+  }
+
   userLoader (loader: UserLoader): this {
     this.#userLoader = checkFunction('userLoader', loader)
+    return this
+  }
+
+  requestLoader (loader: RequestLoader): this {
+    this.#requestLoader = checkFunction('requestLoader', loader)
     return this
   }
 
@@ -77,6 +108,15 @@ export class LoginManager {
     return this
   }
 
+  needsRefreshHandler (handler: GuardHandler): this {
+    this.#needsRefreshHandler = checkFunction('needsRefreshHandler', handler)
+    return this
+  }
+
+  guard (options: GuardOptions): Guard {
+    return createGuard(this, options)
+  }
+
   // The user of this request: resolved at most once, then cached. Returns a
   // promise only while an asynchronous loader is still working.
   resolveUser (request: FastifyRequest): CurrentUser | Promise<CurrentUser> {
@@ -85,26 +125,18 @@ export class LoginManager {
     if (state.error !== undefined) throw state.error
     if (state.pending !== null) return state.pending
 
+    // The loaders are the app's code: their errors (a database outage) must
+    // reach Fastify's error handler, never pass for a logout.
     const account = this.readAccount(request, state)
-    if (account === null) return this.#settle(state, null)
-
-    // The loader is the app's code: its errors (a database outage) must reach
-    // Fastify's error handler, never pass for a logout.
-    const loaded = (this.#userLoader as UserLoader)(account.id, request)
-    if (!isThenable(loaded)) return this.#settle(state, loaded)
-
-    const pending = Promise.resolve(loaded).then(
-      (user) => this.#settle(state, user),
-      (error: unknown) => {
-        state.error = error
-        state.pending = null
-        throw error
-      }
-    )
-    // Read through the getter, the promise may have no other listener yet.
-    pending.catch(noop)
-    state.pending = pending
-    return pending
+    if (account !== null && this.#userLoader !== null) {
+      return this.#load(request, state, this.#userLoader(account.id, request), 'userLoadedFromCookie')
+    }
+    // Only a request without a valid login cookie is asked about its headers.
+    if (this.#requestLoader !== null) {
+      state.account = null
+      return this.#load(request, state, this.#requestLoader(request), 'userLoadedFromRequest')
+    }
+    return this.#settle(request, state, null, null)
   }
 
   currentUser (request: FastifyRequest): CurrentUser {
@@ -124,84 +156,129 @@ export class LoginManager {
   isFresh (request: FastifyRequest): boolean {
     this.currentUser(request)
     const state = loginState(request)
-    if (!state.authenticated) return false
-    if (state.fresh === undefined) {
-      const account = state.account as AccountToken
-      const fresh = readFresh(this.#signer, this.#cookies(request, state)[this.config.cookieName.isFresh])
-      state.fresh = fresh !== null && fresh.token.loginId === account.loginId
-    }
+    if (state.fresh === undefined) state.fresh = this.#checkFresh(request, state)
     return state.fresh
   }
 
-  // The verified account cookie of the request, read once.
+  // The verified account cookie of the request, read once. With 'strong'
+  // session protection a cookie from another client counts as no cookie.
   readAccount (request: FastifyRequest, state: LoginState = loginState(request)): AccountToken | null {
     if (state.account === undefined) {
       const verified = readAccount(this.#signer, this.#cookies(request, state)[this.config.cookieName.account], nowInSeconds())
       state.account = verified === null ? null : verified.token
       state.renewAccount = verified !== null && verified.renew
+      if (state.account !== null && this.config.sessionProtection === 'strong' && !this.#sameClient(request, state.account)) {
+        state.account = null
+        state.protectionFailed = true
+        this.emitSafely(request, 'sessionProtected', request)
+      }
     }
     return state.account
   }
 
-  // Called by the guards, which hold the reply: cookies signed with a
-  // secret that is being rotated out are re-signed with the current one.
-  renewCookies (request: FastifyRequest, reply: FastifyReply): void {
+  // Called by the guards, which hold the reply: clears cookies refused by
+  // 'strong' protection, re-signs cookies signed with a secret that is being
+  // rotated out, and slides the expiry of remembered logins when asked to.
+  refreshCookies (request: FastifyRequest, reply: FastifyReply): void {
     const state = loginState(request)
-    if (!state.renewAccount || !state.authenticated) return
+    if (state.protectionFailed) {
+      state.protectionFailed = false
+      this.#clearCookies(request, reply, state)
+      return
+    }
+    const account = state.account
+    if (!state.authenticated || account === null || account === undefined) return
+    const slide = this.config.cookieRefreshEachRequest && account.remember
+    if (!state.renewAccount && !slide) return
     state.renewAccount = false
-    const account = state.account as AccountToken
+
+    let next = account
+    if (slide) {
+      const now = nowInSeconds()
+      next = { ...account, issuedAt: now, expiresAt: now + (account.expiresAt - account.issuedAt) }
+      state.account = next
+    }
     const fresh = readFresh(this.#signer, this.#cookies(request, state)[this.config.cookieName.isFresh])
-    this.#writeCookies(reply, account, fresh !== null && fresh.token.loginId === account.loginId ? fresh.token.issuedAt : null)
+    // The fresh cookie names the login, not its times: re-sign it only when
+    // its signature is from an old secret.
+    const freshIssuedAt = fresh !== null && fresh.renew && fresh.token.loginId === account.loginId ? fresh.token.issuedAt : null
+    this.#writeCookies(reply, next, freshIssuedAt)
   }
 
   loginUser (request: FastifyRequest, reply: FastifyReply, user: User, options: LoginUserOptions = {}): boolean {
-    if (user === null || typeof user !== 'object') {
-      throw new FST_LOGIN_INVALID_USER('needs a user object')
-    }
-    if ((user as { isAnonymous?: unknown }).isAnonymous === true) {
-      throw new FST_LOGIN_INVALID_USER('cannot log in the anonymous user')
-    }
-    const id = userId(user)
-    if (id === null || id === '') throw new FST_LOGIN_NO_USER_ID()
-    // Lone surrogates do not survive UTF-8: the id would come back different.
-    if (!id.isWellFormed()) {
-      throw new FST_LOGIN_INVALID_USER('needs a user id that is well-formed Unicode')
-    }
-    const remember = options.remember ?? this.config.cookieRememberMe.account
-    if (typeof remember !== 'boolean') {
-      throw new FST_LOGIN_INVALID_OPTION('remember', 'must be true or false')
-    }
+    checkLoginUser(user)
+    const { fresh = true, force = false } = options
+    if (force !== true && (user as { isActive?: unknown }).isActive === false) return false
 
-    const now = nowInSeconds()
-    const account: AccountToken = {
-      id,
-      issuedAt: now,
-      expiresAt: now + Math.ceil(this.config.cookieDuration),
-      loginId: newLoginId(),
-      remember
-    }
-    this.#writeCookies(reply, account, now)
+    const account = this.#newAccount(user, options, this.#clientOf(request.headers['user-agent'], request.ip))
+    this.#writeCookies(reply, account, fresh ? account.issuedAt : null)
 
     const state = loginState(request)
     state.account = account
     state.renewAccount = false
-    state.user = user as CurrentUser
-    state.authenticated = true
+    state.protectionFailed = false
+    state.wroteCookies = true
     state.pending = null
     state.error = undefined
-    state.fresh = true
+    state.fresh = fresh
+    this.#settle(request, state, user, null)
+    this.emitSafely(request, 'login', request, user)
     return true
   }
 
   logoutUser (request: FastifyRequest, reply: FastifyReply): void {
-    clearLoginCookie(reply, this.config, this.config.cookieName.account)
-    clearLoginCookie(reply, this.config, this.config.cookieName.isFresh)
     const state = loginState(request)
+    let previous: CurrentUser | undefined
+    try {
+      // Who is logging out, for the 'logout' event. With an async loader that
+      // has not run yet, guard the route so the event can name the user.
+      const user = this.resolveUser(request)
+      if (!isThenable(user) && state.authenticated) previous = user
+    } catch {
+      // A failing loader must not keep anyone logged in.
+    }
+    this.#clearCookies(request, reply, state)
     state.account = null
     state.renewAccount = false
+    state.protectionFailed = false
     state.pending = null
     state.error = undefined
-    this.#settle(state, null)
+    state.fresh = false
+    this.#settle(request, state, null, null)
+    if (previous !== undefined) this.emitSafely(request, 'logout', request, previous as User)
+  }
+
+  confirmLogin (request: FastifyRequest, reply: FastifyReply): void {
+    const user = this.currentUser(request)
+    const state = loginState(request)
+    const account = state.account
+    if (!state.authenticated || account === null || account === undefined) {
+      throw new FST_LOGIN_NOT_LOGGED_IN('confirmLogin()')
+    }
+    // The user proved who they are from this client: bind the login to it again.
+    const confirmed = { ...account, client: this.#clientOf(request.headers['user-agent'], request.ip) }
+    this.#writeCookies(reply, confirmed, nowInSeconds())
+    state.account = confirmed
+    state.renewAccount = false
+    state.wroteCookies = true
+    state.fresh = true
+    this.emitSafely(request, 'loginConfirmed', request, user as User)
+  }
+
+  nextUrl (request: FastifyRequest, fallback = '/'): string {
+    const field = this.config.nextField === false ? 'next' : this.config.nextField
+    const fromQuery = fieldOf(request.query, field)
+    const candidate = fromQuery === undefined ? fieldOf(request.body, field) : fromQuery
+    return safeNextPath(candidate) ?? fallback
+  }
+
+  async cookiesFor (user: User, options: CookiesForOptions = {}): Promise<Record<string, string>> {
+    checkLoginUser(user)
+    const { fresh = true, userAgent = INJECT_USER_AGENT, ip = INJECT_IP } = options
+    const account = this.#newAccount(user, options, this.#clientOf(userAgent, ip))
+    const cookies: Record<string, string> = { [this.config.cookieName.account]: this.#signAccount(account) }
+    if (fresh) cookies[this.config.cookieName.isFresh] = this.#signer.sign(encodeFresh({ loginId: account.loginId, issuedAt: account.issuedAt }))
+    return cookies
   }
 
   anonymousUser (): AnonymousUser {
@@ -213,11 +290,71 @@ export class LoginManager {
       : new (Anonymous as new () => AnonymousUser)())
   }
 
-  #settle (state: LoginState, user: User | null | undefined): CurrentUser {
+  // Listeners are the app's code too, but an observer must not break the
+  // request it observes: a throwing or rejecting listener is logged.
+  emitSafely<K extends keyof LoginEvents> (request: FastifyRequest, event: K, ...args: LoginEvents[K]): void {
+    if (this.listenerCount(event) === 0) return
+    for (const listener of this.listeners(event) as Array<(...values: unknown[]) => unknown>) {
+      try {
+        const result = listener.apply(this, args)
+        if (isThenable(result)) result.then(undefined, (error: unknown) => logListenerError(request, event, error))
+      } catch (error) {
+        logListenerError(request, event, error)
+      }
+    }
+  }
+
+  #load (request: FastifyRequest, state: LoginState, loaded: MaybeUser | PromiseLike<MaybeUser>, event: LoadEvent): CurrentUser | Promise<CurrentUser> {
+    if (!isThenable(loaded)) return this.#settle(request, state, loaded, event)
+    // A login or logout in the meantime supersedes the load: it must not
+    // overwrite the user they set.
+    const pending: Promise<CurrentUser> = Promise.resolve(loaded).then(
+      (user) => state.pending === pending ? this.#settle(request, state, user, event) : state.user as CurrentUser,
+      (error: unknown) => {
+        if (state.pending === pending) {
+          state.error = error
+          state.pending = null
+        }
+        throw error
+      }
+    )
+    // Read through the getter, the promise may have no other listener yet.
+    pending.catch(noop)
+    state.pending = pending
+    return pending
+  }
+
+  #settle (request: FastifyRequest, state: LoginState, user: MaybeUser, event: LoadEvent | null): CurrentUser {
     state.pending = null
     state.authenticated = user !== null && user !== undefined
-    state.user = state.authenticated ? user as User : this.anonymousUser()
+    if (state.authenticated) {
+      state.user = user as User
+      if (event !== null) this.emitSafely(request, event, request, user as User)
+    } else {
+      state.user = this.anonymousUser()
+    }
     return state.user
+  }
+
+  #checkFresh (request: FastifyRequest, state: LoginState): boolean {
+    const account = state.account
+    if (!state.authenticated || account === null || account === undefined) return false
+    const fresh = readFresh(this.#signer, this.#cookies(request, state)[this.config.cookieName.isFresh])
+    if (fresh === null || fresh.token.loginId !== account.loginId) return false
+    // 'basic' protection: a login used from another client is no longer fresh.
+    if (this.config.sessionProtection === 'basic' && !this.#sameClient(request, account)) {
+      this.emitSafely(request, 'sessionProtected', request)
+      return false
+    }
+    return true
+  }
+
+  #sameClient (request: FastifyRequest, account: AccountToken): boolean {
+    return account.client === clientHash(request.headers['user-agent'], request.ip)
+  }
+
+  #clientOf (userAgent: string | undefined, ip: string): string {
+    return this.config.sessionProtection === false ? '' : clientHash(userAgent, ip)
   }
 
   #cookies (request: FastifyRequest, state: LoginState) {
@@ -225,20 +362,62 @@ export class LoginManager {
     return state.cookies
   }
 
-  // Writes the account cookie and, when freshIssuedAt is given, a fresh
-  // cookie bound to the same login.
-  #writeCookies (reply: FastifyReply, account: AccountToken, freshIssuedAt: number | null): void {
-    const { cookieName, cookieRememberMe } = this.config
+  #newAccount (user: User, options: LoginUserOptions, client: string): AccountToken {
+    const id = userId(user as object)
+    if (id === null || id === '') throw new FST_LOGIN_NO_USER_ID()
+    // Lone surrogates do not survive UTF-8: the id would come back different.
+    if (!id.isWellFormed()) {
+      throw new FST_LOGIN_INVALID_USER('needs a user id that is well-formed Unicode')
+    }
+    const remember = options.remember ?? this.config.cookieRememberMe.account
+    if (typeof remember !== 'boolean') {
+      throw new FST_LOGIN_INVALID_OPTION('remember', 'must be true or false')
+    }
+    const duration = options.duration ?? this.config.cookieDuration
+    checkDuration('duration', duration)
+    const now = nowInSeconds()
+    return { id, issuedAt: now, expiresAt: now + Math.ceil(duration), loginId: newLoginId(), remember, client }
+  }
+
+  #signAccount (account: AccountToken): string {
     const signed = this.#signer.sign(encodeAccount(account))
     if (signed.length > MAX_COOKIE_LENGTH) {
       throw new FST_LOGIN_INVALID_USER(`needs a shorter user id: the account cookie would be ${signed.length} characters, more than browsers keep`)
     }
+    return signed
+  }
+
+  // Writes the account cookie and, when freshIssuedAt is given, a fresh
+  // cookie bound to the same login.
+  #writeCookies (reply: FastifyReply, account: AccountToken, freshIssuedAt: number | null): void {
+    const { cookieName, cookieRememberMe } = this.config
+    const signed = this.#signAccount(account)
     const lifetime = Math.max(0, account.expiresAt - nowInSeconds())
     setLoginCookie(reply, this.config, cookieName.account, signed, account.remember ? lifetime : null)
     if (freshIssuedAt !== null) {
       const fresh = this.#signer.sign(encodeFresh({ loginId: account.loginId, issuedAt: freshIssuedAt }))
       setLoginCookie(reply, this.config, cookieName.isFresh, fresh, cookieRememberMe.isFresh ? lifetime : null)
     }
+  }
+
+  // Expires the login cookies this request sent or this response set, and no
+  // others: a logout of a visitor without cookies sends no Set-Cookie.
+  #clearCookies (request: FastifyRequest, reply: FastifyReply, state: LoginState): void {
+    const cookies = this.#cookies(request, state)
+    for (const name of [this.config.cookieName.account, this.config.cookieName.isFresh]) {
+      if (state.wroteCookies || cookies[name] !== undefined) clearLoginCookie(reply, this.config, name)
+    }
+  }
+}
+
+type MaybeUser = User | null | undefined
+
+function checkLoginUser (user: unknown): void {
+  if (user === null || typeof user !== 'object') {
+    throw new FST_LOGIN_INVALID_USER('needs a user object')
+  }
+  if ((user as { isAnonymous?: unknown }).isAnonymous === true) {
+    throw new FST_LOGIN_INVALID_USER('cannot log in the anonymous user')
   }
 }
 
@@ -247,6 +426,15 @@ function checkFunction<T> (name: string, value: T): T {
     throw new FST_LOGIN_INVALID_OPTION(name, 'must be a function')
   }
   return value
+}
+
+function fieldOf (source: unknown, field: string): unknown {
+  if (source === null || typeof source !== 'object') return undefined
+  return Object.hasOwn(source, field) ? (source as Record<string, unknown>)[field] : undefined
+}
+
+function logListenerError (request: FastifyRequest, event: string, error: unknown): void {
+  request.log.error({ err: error }, `fastify-login: a '${event}' listener failed`)
 }
 
 function noop (): void {}

@@ -61,6 +61,24 @@ export function resolveConfig (options: FastifyLoginOptions): LoginConfig {
     throw new FST_LOGIN_INVALID_OPTION('anonymousUser', 'must be a class or a function that returns the anonymous user')
   }
 
+  const nextField = options.nextField ?? 'next'
+  if (nextField !== false && (typeof nextField !== 'string' || nextField.length === 0)) {
+    throw new FST_LOGIN_INVALID_OPTION('nextField', 'must be a query field name, or false to leave it off')
+  }
+
+  const exemptMethods = options.exemptMethods ?? ['OPTIONS']
+  if (!Array.isArray(exemptMethods) || !exemptMethods.every((method) => typeof method === 'string' && method.length > 0)) {
+    throw new FST_LOGIN_INVALID_OPTION('exemptMethods', "must be an array of HTTP methods such as ['OPTIONS']")
+  }
+
+  const sessionProtection = options.sessionProtection ?? 'basic'
+  if (sessionProtection !== 'basic' && sessionProtection !== 'strong' && sessionProtection !== false) {
+    throw new FST_LOGIN_INVALID_OPTION('sessionProtection', "must be 'basic', 'strong' or false")
+  }
+
+  const cookieRefreshEachRequest = options.cookieRefreshEachRequest ?? false
+  checkBoolean('cookieRefreshEachRequest', cookieRefreshEachRequest)
+
   return deepFreeze({
     cookieName,
     cookieRememberMe,
@@ -74,6 +92,12 @@ export function resolveConfig (options: FastifyLoginOptions): LoginConfig {
     loginRequiredMessage: checkMessage('loginRequiredMessage', options.loginRequiredMessage, 'Please log in to access this page.'),
     loginProhibitedRoute: checkRoute('loginProhibitedRoute', options.loginProhibitedRoute),
     loginProhibitedMessage: checkMessage('loginProhibitedMessage', options.loginProhibitedMessage, 'Please log out to access this page.'),
+    refreshRoute: checkRoute('refreshRoute', options.refreshRoute),
+    needsRefreshMessage: checkMessage('needsRefreshMessage', options.needsRefreshMessage, 'Please reauthenticate to access this page.'),
+    nextField,
+    exemptMethods: exemptMethods.map((method) => method.toUpperCase()),
+    sessionProtection,
+    cookieRefreshEachRequest,
     anonymousUser
   })
 }
@@ -114,7 +138,7 @@ function checkBoolean (name: string, value: unknown): void {
   }
 }
 
-function checkRoute (name: string, value: unknown): string | null {
+export function checkRoute (name: string, value: unknown): string | null {
   if (value === undefined || value === null) return null
   if (typeof value !== 'string' || value.length === 0) {
     throw new FST_LOGIN_INVALID_OPTION(name, 'must be a URL (string) or null')
@@ -122,7 +146,7 @@ function checkRoute (name: string, value: unknown): string | null {
   return value
 }
 
-function checkMessage (name: string, value: unknown, fallback: string): Message {
+export function checkMessage (name: string, value: unknown, fallback: Message): Message {
   if (value === undefined) return fallback
   if (typeof value !== 'string' && typeof value !== 'function') {
     throw new FST_LOGIN_INVALID_OPTION(name, 'must be a string or a function (request) => string')

@@ -16,7 +16,7 @@ type LocalsReply = FastifyReply & { [kTemplateLocals]: Record<string, unknown> |
 export async function plugin (fastify: FastifyInstance, options: FastifyLoginOptions): Promise<void> {
   const config = resolveConfig(options)
   const signer = await cookieSigner(fastify, options)
-  const manager = new LoginManager(config, signer, options.userLoader)
+  const manager = new LoginManager(config, signer, options.userLoader, options.requestLoader)
 
   fastify.decorate('loginManager', manager)
   fastify.decorateRequest(kLoginState, null)
@@ -35,8 +35,18 @@ export async function plugin (fastify: FastifyInstance, options: FastifyLoginOpt
   })
   exposeToTemplates(fastify)
 
+  // `config: { login: 'required' }` on a route adds the guard to that route
+  // alone, when the route is declared: nothing runs for other routes.
+  fastify.addHook('onRoute', function guardDeclaredRoutes (routeOptions) {
+    const login = routeOptions.config?.login
+    if (login === undefined) return
+    const guard = manager.guard(typeof login === 'string' ? { mode: login } : login)
+    const existing = routeOptions.onRequest
+    routeOptions.onRequest = existing === undefined ? [guard] : [guard, ...(Array.isArray(existing) ? existing : [existing])]
+  })
+
   fastify.addHook('onReady', async function checkUserLoader () {
-    if (!manager.hasUserLoader) throw new FST_LOGIN_NO_USER_LOADER()
+    if (!manager.hasLoader) throw new FST_LOGIN_NO_USER_LOADER()
   })
 }
 

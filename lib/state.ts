@@ -14,6 +14,10 @@ export interface LoginState {
   account: AccountToken | null | undefined
   // The account cookie was signed with an older secret: re-sign it.
   renewAccount: boolean
+  // 'strong' session protection refused the account cookie: clear it.
+  protectionFailed: boolean
+  // This response sets login cookies (a logout must then expire them).
+  wroteCookies: boolean
   user: CurrentUser | undefined
   authenticated: boolean
   pending: Promise<CurrentUser> | null
@@ -31,6 +35,8 @@ export function loginState (request: FastifyRequest): LoginState {
       cookies: null,
       account: undefined,
       renewAccount: false,
+      protectionFailed: false,
+      wroteCookies: false,
       user: undefined,
       authenticated: false,
       pending: null,

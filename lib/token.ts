@@ -1,14 +1,16 @@
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 
 // What the login cookies carry. Both are signed as a whole with the
 // HMAC signer of @fastify/cookie; these functions only shape the payload.
 //
-//   account: a1.<id, base64url>.<issued at>.<expires at>.<login id>.<r|s>
+//   account: a1.<id, base64url>.<issued at>.<expires at>.<login id>.<r|s>.<client>
 //   fresh:   f1.<login id>.<issued at>
 //
 // Times are seconds since the epoch in base 36. The login id is random per
 // login: the fresh cookie names it, so it cannot be paired with another
 // login's account cookie. The type tag keeps one kind from passing for the other.
+// <client> is a hash of the user agent and address that logged in (session
+// protection), empty when protection is off.
 
 export interface AccountToken {
   id: string
@@ -16,6 +18,7 @@ export interface AccountToken {
   expiresAt: number
   loginId: string
   remember: boolean
+  client: string
 }
 
 export interface FreshToken {
@@ -35,6 +38,7 @@ export const MAX_COOKIE_LENGTH = 4096
 const BASE64URL = /^[A-Za-z0-9_-]+$/
 const TIME = /^[0-9a-z]{1,10}$/
 const LOGIN_ID = /^[A-Za-z0-9_-]{16}$/
+const CLIENT = /^[A-Za-z0-9_-]{0,22}$/
 
 export function nowInSeconds (): number {
   return Math.floor(Date.now() / 1000)
@@ -44,6 +48,12 @@ export function newLoginId (): string {
   return randomBytes(12).toString('base64url')
 }
 
+// Identifies the client a login was made from. Not secret (it travels inside
+// a signed, readable cookie); it only has to change when the client does.
+export function clientHash (userAgent: string | undefined, ip: string): string {
+  return createHash('sha256').update(`${userAgent ?? ''}\n${ip}`).digest('base64url').slice(0, 22)
+}
+
 export function encodeAccount (token: AccountToken): string {
   return [
     'a1',
@@ -51,7 +61,8 @@ export function encodeAccount (token: AccountToken): string {
     token.issuedAt.toString(36),
     token.expiresAt.toString(36),
     token.loginId,
-    token.remember ? 'r' : 's'
+    token.remember ? 'r' : 's',
+    token.client
   ].join('.')
 }
 
@@ -71,9 +82,9 @@ export function readAccount (signer: Signer, raw: string | undefined, now: numbe
   const payload = verify(signer, raw)
   if (payload === null) return null
   const parts = payload.value.split('.')
-  if (parts.length !== 6 || parts[0] !== 'a1') return null
-  const [, id64, issued, expires, loginId, remember] = parts
-  if (!BASE64URL.test(id64) || !TIME.test(issued) || !TIME.test(expires) || !LOGIN_ID.test(loginId)) return null
+  if (parts.length !== 7 || parts[0] !== 'a1') return null
+  const [, id64, issued, expires, loginId, remember, client] = parts
+  if (!BASE64URL.test(id64) || !TIME.test(issued) || !TIME.test(expires) || !LOGIN_ID.test(loginId) || !CLIENT.test(client)) return null
   if (remember !== 'r' && remember !== 's') return null
   const expiresAt = parseInt(expires, 36)
   // The browser's Max-Age is advice; the server enforces the lifetime itself.
@@ -84,7 +95,8 @@ export function readAccount (signer: Signer, raw: string | undefined, now: numbe
       issuedAt: parseInt(issued, 36),
       expiresAt,
       loginId,
-      remember: remember === 'r'
+      remember: remember === 'r',
+      client
     },
     renew: payload.renew
   }

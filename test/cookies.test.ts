@@ -61,7 +61,7 @@ test('remember: false/true on loginUser overrides cookieRememberMe.account', asy
   const off = await build({ cookieRememberMe: { account: false } })
   const remembered = await off.app.inject('/login/1?remember=1')
   t.equal((remembered.cookies as Array<Record<string, unknown>>)[0].maxAge, 60 * DAY)
-  t.throws(() => app.loginManager.loginUser({} as never, {} as never, new User(1, 'a'), { remember: 'yes' as never }), { code: 'FST_LOGIN_INVALID_OPTION', message: /`remember` must be true or false/ })
+  await t.rejects(app.loginManager.cookiesFor(new User(1, 'a'), { remember: 'yes' as never }), { code: 'FST_LOGIN_INVALID_OPTION', message: /`remember` must be true or false/ })
 })
 
 test('a browser-session login still works and is fresh', async (t) => {
@@ -103,12 +103,12 @@ test('logging in inside a request makes that request authenticated and fresh', a
 test('the server refuses an account cookie past its lifetime even with a valid signature', async (t) => {
   const { app, loaderCalls } = await build()
   const loginId = 'AAAAAAAAAAAAAAAA'
-  const expired = sign(encodeAccount({ id: '1', issuedAt: now() - 61 * DAY, expiresAt: now() - DAY, loginId, remember: true }), SECRET)
+  const expired = sign(encodeAccount({ id: '1', issuedAt: now() - 61 * DAY, expiresAt: now() - DAY, loginId, remember: true, client: '' }), SECRET)
   const fresh = sign(encodeFresh({ loginId, issuedAt: now() - 61 * DAY }), SECRET)
   const response = await app.inject({ url: '/who', cookies: { account: expired, fresh } })
   t.same(response.json(), { authenticated: false, id: null, fresh: false })
   t.same(loaderCalls, [], 'the loader is not asked about an expired login')
-  const valid = sign(encodeAccount({ id: '1', issuedAt: now() - 10, expiresAt: now() + 10, loginId, remember: true }), SECRET)
+  const valid = sign(encodeAccount({ id: '1', issuedAt: now() - 10, expiresAt: now() + 10, loginId, remember: true, client: '' }), SECRET)
   t.same((await app.inject({ url: '/who', cookies: { account: valid } })).json(), { authenticated: true, id: '1', fresh: false }, 'the same token before its expiry works')
 })
 
@@ -132,7 +132,8 @@ test('bad account cookies resolve to the anonymous user without calling the load
     'bad id encoding': sign(payload.replace('a1.MQ.', 'a1.M=Q.'), SECRET),
     'bad time': sign(payload.replace(/^a1\.MQ\.[^.]+/, 'a1.MQ.-5'), SECRET),
     'bad login id': sign(payload.replace(/\.[A-Za-z0-9_-]{16}\./, '.short.'), SECRET),
-    'bad remember flag': sign(payload.replace(/\.r$/, '.x'), SECRET),
+    'bad remember flag': sign(payload.replace(/\.r\.([^.]*)$/, '.x.$1'), SECRET),
+    'bad client hash': sign(payload.replace(/\.r\.([^.]*)$/, '.r.$1!'), SECRET),
     empty: ''
   }
   for (const [name, value] of Object.entries(cases)) {

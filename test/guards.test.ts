@@ -31,7 +31,7 @@ test('loginRequired redirects with 307 to loginRequiredRoute when set', async (t
   app.post('/form', { onRequest: app.loginManager.loginRequired }, () => 'posted')
   const response = await app.inject({ method: 'POST', url: '/form', payload: { a: 1 } })
   t.equal(response.statusCode, 307, '307 keeps the method and body')
-  t.equal(response.headers.location, '/login')
+  t.equal(response.headers.location, '/login?next=%2Fform', 'carries where it came from')
 })
 
 test('loginRequiredMessage may be changed, or a function of the request', async (t) => {

@@ -48,7 +48,7 @@ test('dist/ loads with require() and import, in the official plugins\' export sh
   t.same(JSON.parse(output), ['function', true, 'function', true])
 })
 
-test('npm pack produces a package that works installed into a fresh project', async (t) => {
+test('npm pack produces a package that works installed into a fresh project', { timeout: 180000 }, async (t) => {
   const work = mkdtempSync(join(tmpdir(), 'fastify-login-pack-'))
   t.teardown(() => rmSync(work, { recursive: true, force: true }))
   const npm = (args: string[], cwd: string): string => execFileSync('npm', args, { cwd, encoding: 'utf8', env: { ...process.env, npm_config_loglevel: 'error' } })
@@ -70,4 +70,4 @@ test('npm pack produces a package that works installed into a fresh project', as
 
   writeFileSync(join(app, 'consumer.mjs'), esmScript)
   t.same(JSON.parse(execFileSync(process.execPath, ['consumer.mjs'], { cwd: app, encoding: 'utf8' })), ['function', true, 'function', true])
-}, { timeout: 180000 })
+})

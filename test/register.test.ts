@@ -87,7 +87,15 @@ test('invalid options fail at register with the option named', async (t) => {
     [{ loginRequiredRoute: '' }, /`loginRequiredRoute` must be a URL/],
     [{ loginProhibitedRoute: 5 }, /`loginProhibitedRoute`/],
     [{ loginRequiredMessage: 5 }, /`loginRequiredMessage` must be a string or a function/],
-    [{ anonymousUser: {} }, /`anonymousUser` must be a class or a function/]
+    [{ anonymousUser: {} }, /`anonymousUser` must be a class or a function/],
+    [{ refreshRoute: 7 }, /`refreshRoute` must be a URL/],
+    [{ needsRefreshMessage: null }, /`needsRefreshMessage` must be a string or a function/],
+    [{ nextField: '' }, /`nextField` must be a query field name, or false/],
+    [{ nextField: true }, /`nextField`/],
+    [{ exemptMethods: 'OPTIONS' }, /`exemptMethods` must be an array of HTTP methods/],
+    [{ exemptMethods: ['GET', 3] }, /`exemptMethods`/],
+    [{ sessionProtection: 'paranoid' }, /`sessionProtection` must be 'basic', 'strong' or false/],
+    [{ cookieRefreshEachRequest: 'yes' }, /`cookieRefreshEachRequest` must be true or false/]
   ]
   for (const [options, message] of cases) {
     const app = Fastify()
@@ -112,6 +120,12 @@ test('config shows the resolved options with secure defaults, read-only and with
     loginRequiredMessage: 'Please log in to access this page.',
     loginProhibitedRoute: null,
     loginProhibitedMessage: 'Please log out to access this page.',
+    refreshRoute: null,
+    needsRefreshMessage: 'Please reauthenticate to access this page.',
+    nextField: 'next',
+    exemptMethods: ['OPTIONS'],
+    sessionProtection: 'basic',
+    cookieRefreshEachRequest: false,
     anonymousUser: config.anonymousUser
   })
   t.notOk('secret' in config)
@@ -150,7 +164,7 @@ test('an app\'s own @fastify/cookie keeps its parsing hook and the plugin reads 
   })
   app.get('/me', { onRequest: app.loginManager.loginRequired }, (request) => ({ id: request.currentUser.getId(), parsed: request.cookies.account !== undefined }))
   const cookies = cookieJar(await app.inject('/login'))
-  t.match(cookies.account, /^a1\.NA\.[^.]+\.[^.]+\.[^.]+\.r\.[^.]+$/, 'signed once, even with parseOptions.signed')
+  t.match(cookies.account, /^a1\.NA\.[^.]+\.[^.]+\.[^.]+\.r\.[^.]+\.[^.]+$/, 'signed once, even with parseOptions.signed')
   t.same((await app.inject({ url: '/me', cookies })).json(), { id: '4', parsed: true })
 })
 

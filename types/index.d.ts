@@ -1,3 +1,4 @@
+import type { EventEmitter } from 'node:events'
 import type {
   FastifyPluginAsync,
   FastifyReply,
@@ -22,6 +23,14 @@ declare module 'fastify' {
     loadUser (): Promise<fastifyLogin.CurrentUser>
     /** True only while the login was made in this browser session. */
     readonly isFresh: boolean
+  }
+
+  interface FastifyContextConfig {
+    /**
+     * Guards the route: `'required'`, `'prohibited'` or `'fresh'`, or an
+     * object that also overrides where to redirect and what to say.
+     */
+    login?: fastifyLogin.LoginRouteConfig
   }
 }
 
@@ -48,6 +57,8 @@ declare namespace fastifyLogin {
 
   export type MaybePromise<T> = T | Promise<T>
   export type UserLoader = (id: string, request: FastifyRequest) => MaybePromise<User | null | undefined>
+  /** Finds the user from the request itself (an API key, a bearer token); never sets cookies. */
+  export type RequestLoader = (request: FastifyRequest) => MaybePromise<User | null | undefined>
   /** Answers a request that a guard refused; may send the reply or return a payload. */
   export type GuardHandler = (request: FastifyRequest, reply: FastifyReply) => unknown
   /** A route guard: use as `onRequest` or `preHandler`, or with `addHook` on a scope. */
@@ -66,10 +77,25 @@ declare namespace fastifyLogin {
 
   export type Secret = string | Buffer
 
+  export type SessionProtection = 'basic' | 'strong' | false
+
+  export type GuardMode = 'required' | 'prohibited' | 'fresh'
+
+  export interface GuardOptions {
+    mode: GuardMode
+    /** Where to redirect a refused request instead of the configured route. */
+    route?: string | null
+    /** What to answer a refused request instead of the configured message. */
+    message?: Message
+  }
+
+  export type LoginRouteConfig = GuardMode | GuardOptions
+
   export interface FastifyLoginOptions {
     /** Signs the cookies. The first signs, all verify (key rotation). Strings: 32+ characters. */
     secret?: Secret | Secret[]
     userLoader?: UserLoader
+    requestLoader?: RequestLoader
     cookieName?: Partial<CookieNames>
     cookieRememberMe?: Partial<CookieRememberMe>
     /** Seconds a login lasts, enforced on the server too. Default: 60 days. */
@@ -84,6 +110,17 @@ declare namespace fastifyLogin {
     loginRequiredMessage?: Message
     loginProhibitedRoute?: string | null
     loginProhibitedMessage?: Message
+    /** Where `freshLoginRequired` redirects a login that is not fresh. */
+    refreshRoute?: string | null
+    needsRefreshMessage?: Message
+    /** Query field that carries the original URL on redirects; `false` leaves it off. Default `'next'`. */
+    nextField?: string | false
+    /** Methods the guards let through, for CORS preflights. Default `['OPTIONS']`. */
+    exemptMethods?: string[]
+    /** Binds a login to the client's user agent and IP. Default `'basic'`. */
+    sessionProtection?: SessionProtection
+    /** Re-issue a remembered login with a new expiry on each guarded request. Default `false`. */
+    cookieRefreshEachRequest?: boolean
     /** A class, or a factory function, for the logged-out user. */
     anonymousUser?: (new () => AnonymousUser) | (() => AnonymousUser)
   }
@@ -102,25 +139,71 @@ declare namespace fastifyLogin {
     readonly loginRequiredMessage: Message
     readonly loginProhibitedRoute: string | null
     readonly loginProhibitedMessage: Message
+    readonly refreshRoute: string | null
+    readonly needsRefreshMessage: Message
+    readonly nextField: string | false
+    readonly exemptMethods: readonly string[]
+    readonly sessionProtection: SessionProtection
+    readonly cookieRefreshEachRequest: boolean
     readonly anonymousUser: (new () => AnonymousUser) | (() => AnonymousUser)
   }
 
   export interface LoginUserOptions {
     /** Make the account cookie outlive the browser session. Default: `cookieRememberMe.account`. */
     remember?: boolean
+    /** Seconds this login lasts, instead of `cookieDuration`. */
+    duration?: number
+    /** Start the login fresh. Default `true`. */
+    fresh?: boolean
+    /** Log in a user whose `isActive` is false. Default `false`. */
+    force?: boolean
   }
 
-  export interface LoginManager {
+  export interface CookiesForOptions {
+    remember?: boolean
+    fresh?: boolean
+    duration?: number
+    /** The client the cookies are bound to (session protection); defaults match `app.inject`. */
+    userAgent?: string
+    ip?: string
+  }
+
+  /** The events of `app.loginManager` and their arguments. */
+  export interface LoginEvents {
+    login: [request: FastifyRequest, user: User]
+    logout: [request: FastifyRequest, user: User]
+    loginConfirmed: [request: FastifyRequest, user: User]
+    unauthorized: [request: FastifyRequest]
+    needsRefresh: [request: FastifyRequest]
+    userLoadedFromCookie: [request: FastifyRequest, user: User]
+    userLoadedFromRequest: [request: FastifyRequest, user: User]
+    sessionProtected: [request: FastifyRequest]
+  }
+
+  export interface LoginManager extends EventEmitter<LoginEvents> {
     readonly config: LoginConfig
     userLoader (loader: UserLoader): this
+    requestLoader (loader: RequestLoader): this
     unauthorizedHandler (handler: GuardHandler): this
     authorizedHandler (handler: GuardHandler): this
+    needsRefreshHandler (handler: GuardHandler): this
     /** Lets only logged-in users through. */
     readonly loginRequired: Guard
     /** Lets only anonymous users through (log-in and sign-up pages). */
     readonly loginProhibited: Guard
+    /** Lets only users who logged in during this browser session through. */
+    readonly freshLoginRequired: Guard
+    /** A guard with its own redirect route or message: for a scope's `addHook`. */
+    guard (options: GuardOptions): Guard
+    /** Logs the user in; `false` (and no cookie) for an inactive user unless `force`. */
     loginUser (request: FastifyRequest, reply: FastifyReply, user: User, options?: LoginUserOptions): boolean
     logoutUser (request: FastifyRequest, reply: FastifyReply): void
+    /** Makes the current login fresh again, after the user re-entered a password. */
+    confirmLogin (request: FastifyRequest, reply: FastifyReply): void
+    /** The `next` field of the query or body when it is a path on this site, else `fallback`. */
+    nextUrl (request: FastifyRequest, fallback?: string): string
+    /** The cookies a login would set, for `app.inject({ cookies })` in tests. */
+    cookiesFor (user: User, options?: CookiesForOptions): Promise<Record<string, string>>
   }
 
   export class UserMixin {
