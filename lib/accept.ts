@@ -26,7 +26,7 @@ function parseRange (text: string): Range {
     const [name, value] = parameter.split('=')
     if (name.trim().toLowerCase() === 'q') {
       const parsed = Number(value)
-      q = Number.isFinite(parsed) ? Math.min(Math.max(parsed, 0), 1) : 0
+      q = Number.isNaN(parsed) ? 0 : Math.min(Math.max(parsed, 0), 1)
     }
   }
   return { type, subtype, q }
