@@ -95,7 +95,7 @@ export function resolveConfig (options: FastifyLoginOptions): LoginConfig {
     refreshRoute: checkRoute('refreshRoute', options.refreshRoute),
     needsRefreshMessage: checkMessage('needsRefreshMessage', options.needsRefreshMessage, 'Please reauthenticate to access this page.'),
     nextField,
-    exemptMethods: exemptMethods.map((method) => method.toUpperCase()),
+    exemptMethods: exemptMethods.map((method: string) => method.toUpperCase()),
     sessionProtection,
     cookieRefreshEachRequest,
     anonymousUser
@@ -106,7 +106,7 @@ export function resolveConfig (options: FastifyLoginOptions): LoginConfig {
 // the signer of an already registered @fastify/cookie.
 export function checkSecret (secret: FastifyLoginOptions['secret']): Secret[] | null {
   if (secret === undefined || secret === null) return null
-  const secrets = Array.isArray(secret) ? secret : [secret]
+  const secrets: Secret[] = Array.isArray(secret) ? [...secret] : [secret as Secret]
   if (secrets.length === 0) {
     throw new FST_LOGIN_WEAK_SECRET('is an empty array')
   }

@@ -3,7 +3,7 @@ import type {
   FastifyPluginAsync,
   FastifyReply,
   FastifyRequest,
-  onRequestHookHandler
+  HookHandlerDoneFunction
 } from 'fastify'
 
 // The one place that teaches Fastify about fastify-login's decorators.
@@ -62,7 +62,7 @@ declare namespace fastifyLogin {
   /** Answers a request that a guard refused; may send the reply or return a payload. */
   export type GuardHandler = (request: FastifyRequest, reply: FastifyReply) => unknown
   /** A route guard: use as `onRequest` or `preHandler`, or with `addHook` on a scope. */
-  export type Guard = onRequestHookHandler
+  export type Guard = (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void
   export type Message = string | ((request: FastifyRequest) => string)
 
   export interface CookieNames {
@@ -91,9 +91,17 @@ declare namespace fastifyLogin {
 
   export type LoginRouteConfig = GuardMode | GuardOptions
 
-  export interface FastifyLoginOptions {
+  /** A class, or a factory function, for the logged-out user. */
+  export type AnonymousUserFactory = (new () => AnonymousUser) | (() => AnonymousUser)
+
+  /** `anonymousUser` is required once the app declares `LoginTypes.anonymousUser`. */
+  export type FastifyLoginOptions = FastifyLoginBaseOptions & (LoginTypes extends { anonymousUser: unknown }
+    ? { anonymousUser: AnonymousUserFactory }
+    : { anonymousUser?: AnonymousUserFactory })
+
+  export interface FastifyLoginBaseOptions {
     /** Signs the cookies. The first signs, all verify (key rotation). Strings: 32+ characters. */
-    secret?: Secret | Secret[]
+    secret?: Secret | readonly Secret[]
     userLoader?: UserLoader
     requestLoader?: RequestLoader
     cookieName?: Partial<CookieNames>
@@ -116,13 +124,11 @@ declare namespace fastifyLogin {
     /** Query field that carries the original URL on redirects; `false` leaves it off. Default `'next'`. */
     nextField?: string | false
     /** Methods the guards let through, for CORS preflights. Default `['OPTIONS']`. */
-    exemptMethods?: string[]
+    exemptMethods?: readonly string[]
     /** Binds a login to the client's user agent and IP. Default `'basic'`. */
     sessionProtection?: SessionProtection
     /** Re-issue a remembered login with a new expiry on each guarded request. Default `false`. */
     cookieRefreshEachRequest?: boolean
-    /** A class, or a factory function, for the logged-out user. */
-    anonymousUser?: (new () => AnonymousUser) | (() => AnonymousUser)
   }
 
   /** The resolved options, as `app.loginManager.config` shows them (never the secret). */
@@ -145,7 +151,7 @@ declare namespace fastifyLogin {
     readonly exemptMethods: readonly string[]
     readonly sessionProtection: SessionProtection
     readonly cookieRefreshEachRequest: boolean
-    readonly anonymousUser: (new () => AnonymousUser) | (() => AnonymousUser)
+    readonly anonymousUser: AnonymousUserFactory
   }
 
   export interface LoginUserOptions {
