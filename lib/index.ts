@@ -1,12 +1,17 @@
 import fp from 'fastify-plugin'
 import type * as PublicTypes from '../types/index'
-import { AnonymousUserMixin, UserMixin } from './mixins'
+import * as mixins from './mixins'
 import { plugin } from './plugin'
 
-const fastifyLogin = fp(plugin, {
+// Plain `exports.X =` assignments (no re-export getters): Node's ESM loader
+// reads the named exports of this CommonJS module from them.
+export const fastifyLogin = fp(plugin, {
   fastify: '5.x',
   name: 'fastify-login'
 })
+export const UserMixin = mixins.UserMixin
+export const AnonymousUserMixin = mixins.AnonymousUserMixin
+export default fastifyLogin
 
 // Typed against the published declarations (types/index.d.ts): the two cannot drift apart.
 const publicApi: Pick<typeof PublicTypes, 'default' | 'fastifyLogin' | 'UserMixin' | 'AnonymousUserMixin'> = {
@@ -16,10 +21,6 @@ const publicApi: Pick<typeof PublicTypes, 'default' | 'fastifyLogin' | 'UserMixi
   AnonymousUserMixin
 }
 
-export default fastifyLogin
-export { fastifyLogin, UserMixin, AnonymousUserMixin }
-
 // The export shape of the official plugins: `require('fastify-login')` is the
-// plugin itself, with `default` and the named exports hanging off it. Node's
-// ESM loader finds the named exports from the `exports.X =` lines above.
+// plugin itself, with `default` and the named exports hanging off it.
 module.exports = Object.assign(fastifyLogin, publicApi)

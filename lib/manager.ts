@@ -294,7 +294,8 @@ export class LoginManager extends EventEmitter<LoginEvents> {
   // request it observes: a throwing or rejecting listener is logged.
   emitSafely<K extends keyof LoginEvents> (request: FastifyRequest, event: K, ...args: LoginEvents[K]): void {
     if (this.listenerCount(event) === 0) return
-    for (const listener of this.listeners(event) as Array<(...values: unknown[]) => unknown>) {
+    // rawListeners: once() wrappers remove themselves when called.
+    for (const listener of this.rawListeners(event) as Array<(...values: unknown[]) => unknown>) {
       try {
         const result = listener.apply(this, args)
         if (isThenable(result)) result.then(undefined, (error: unknown) => logListenerError(request, event, error))
