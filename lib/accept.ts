@@ -9,7 +9,11 @@ const HTML_TYPE = ['text', 'html']
 export function prefersJson (accept: string | undefined): boolean {
   if (typeof accept !== 'string' || accept.length === 0) return false
   const ranges = accept.split(',').map(parseRange)
-  return quality(ranges, JSON_TYPE) > quality(ranges, HTML_TYPE)
+  const json = preference(ranges, JSON_TYPE)
+  const html = preference(ranges, HTML_TYPE)
+  // Higher quality wins; at equal quality, the type named outright beats one
+  // reached through a wildcard (axios: `application/json, text/plain, */*`).
+  return json.q > html.q || (json.q === html.q && json.q > 0 && json.specificity > html.specificity)
 }
 
 interface Range {
@@ -32,17 +36,16 @@ function parseRange (text: string): Range {
   return { type, subtype, q }
 }
 
-function quality (ranges: Range[], [type, subtype]: string[]): number {
-  let best = 0
-  let bestSpecificity = 0
+// The quality of a type, from the most specific range that matches it.
+function preference (ranges: Range[], [type, subtype]: string[]): { q: number, specificity: number } {
+  let best = { q: 0, specificity: 0 }
   for (const range of ranges) {
     let specificity = 0
     if (range.type === type && range.subtype === subtype) specificity = 3
     else if (range.type === type && range.subtype === '*') specificity = 2
     else if (range.type === '*' && range.subtype === '*') specificity = 1
-    if (specificity > bestSpecificity || (specificity === bestSpecificity && specificity > 0 && range.q > best)) {
-      best = range.q
-      bestSpecificity = specificity
+    if (specificity > best.specificity || (specificity === best.specificity && specificity > 0 && range.q > best.q)) {
+      best = { q: range.q, specificity }
     }
   }
   return best

@@ -43,6 +43,6 @@ export const FST_LOGIN_NOT_LOGGED_IN = createError(
 
 export const FST_LOGIN_INVALID_USER = createError(
   'FST_LOGIN_INVALID_USER',
-  'fastify-login: loginUser() %s.',
+  'fastify-login: cannot log in: %s.',
   500
 )

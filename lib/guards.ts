@@ -1,10 +1,10 @@
 import { STATUS_CODES } from 'node:http'
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import type { CurrentUser, Guard, GuardHandler, GuardOptions, Message } from '../types/index'
-import { FST_LOGIN_INVALID_OPTION } from './errors'
-import type { LoginManager } from './manager'
-import { checkMessage, checkRoute } from './options'
+import type { CurrentUser, Guard, GuardHandler, GuardOptions, LoginConfig, Message } from '../types/index'
 import { prefersJson } from './accept'
+import { FST_LOGIN_INVALID_OPTION } from './errors'
+import type { LoginInternals } from './manager'
+import { checkMessage, checkRoute } from './options'
 import { isThenable } from './state'
 
 // The guards are callback-style hooks: with a synchronous loader a guarded
@@ -18,7 +18,7 @@ interface Refusal {
   status: number
   message: Message
   // Redirects carry the URL that was asked for, to come back after logging in.
-  carriesNext: boolean
+  nextField: string | false
   event: 'unauthorized' | 'needsRefresh' | null
 }
 
@@ -26,11 +26,10 @@ type Decision = (request: FastifyRequest) => Refusal | null
 
 const MODES = ['required', 'prohibited', 'fresh']
 
-export function createGuard (manager: LoginManager, options: GuardOptions): Guard {
+export function createGuard (login: LoginInternals, config: LoginConfig, options: GuardOptions): Guard {
   if (options === null || typeof options !== 'object' || !MODES.includes(options.mode)) {
     throw new FST_LOGIN_INVALID_OPTION('login', "must be 'required', 'prohibited' or 'fresh', or { mode, route, message }")
   }
-  const { config } = manager
   const override = {
     route: options.route === undefined ? undefined : checkRoute('login.route', options.route),
     message: options.message === undefined ? undefined : checkMessage('login.message', options.message, '')
@@ -46,50 +45,50 @@ export function createGuard (manager: LoginManager, options: GuardOptions): Guar
   }
 
   const unauthorized = refusal('required', {
-    handler: () => manager.unauthorizedCallback,
+    handler: () => login.handlers.unauthorized,
     route: config.loginRequiredRoute,
     status: 401,
     message: config.loginRequiredMessage,
-    carriesNext: true,
+    nextField: config.nextField,
     event: 'unauthorized'
   })
   const needsRefresh = refusal('fresh', {
-    handler: () => manager.needsRefreshCallback,
+    handler: () => login.handlers.needsRefresh,
     route: config.refreshRoute,
     status: 401,
     message: config.needsRefreshMessage,
-    carriesNext: true,
+    nextField: config.nextField,
     event: 'needsRefresh'
   })
   const prohibited = refusal('prohibited', {
-    handler: () => manager.authorizedCallback,
+    handler: () => login.handlers.authorized,
     route: config.loginProhibitedRoute,
     status: 403,
     message: config.loginProhibitedMessage,
-    carriesNext: false,
+    nextField: false,
     event: null
   })
 
   const decisions: Record<string, Decision> = {
-    required: (request) => manager.isAuthenticated(request) ? null : unauthorized,
-    prohibited: (request) => manager.isAuthenticated(request) ? prohibited : null,
+    required: (request) => login.isAuthenticated(request) ? null : unauthorized,
+    prohibited: (request) => login.isAuthenticated(request) ? prohibited : null,
     fresh: (request) => {
-      if (!manager.isAuthenticated(request)) return unauthorized
-      return manager.isFresh(request) ? null : needsRefresh
+      if (!login.isAuthenticated(request)) return unauthorized
+      return login.isFresh(request) ? null : needsRefresh
     }
   }
   const decide = decisions[options.mode]
   const exempt = new Set(config.exemptMethods)
 
   function judge (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
-    manager.refreshCookies(request, reply)
+    login.refreshCookies(request, reply)
     const refused = decide(request)
     if (refused === null) {
       done()
       return
     }
-    if (refused.event !== null) manager.emitSafely(request, refused.event, request)
-    refuse(manager, request, reply, refused, done)
+    if (refused.event !== null) login.emit(request, refused.event, request)
+    refuse(request, reply, refused, done)
   }
 
   return function loginGuard (request, reply, done) {
@@ -100,60 +99,63 @@ export function createGuard (manager: LoginManager, options: GuardOptions): Guar
     }
     let user: CurrentUser | Promise<CurrentUser>
     try {
-      user = manager.resolveUser(request)
+      user = login.resolveUser(request)
+      if (!isThenable(user)) {
+        judge(request, reply, done)
+        return
+      }
     } catch (error) {
       done(error as Error)
       return
     }
-    if (isThenable(user)) {
-      user.then(() => judge(request, reply, done), done)
-    } else {
-      judge(request, reply, done)
-    }
+    user.then(() => guarded(done, () => judge(request, reply, done)), done)
   }
 }
 
-function refuse (manager: LoginManager, request: FastifyRequest, reply: FastifyReply, refusal: Refusal, done: HookHandlerDoneFunction): void {
+function refuse (request: FastifyRequest, reply: FastifyReply, refusal: Refusal, done: HookHandlerDoneFunction): void {
   const handler = refusal.handler()
   if (handler === null) {
-    answer(manager, request, reply, refusal)
+    answer(request, reply, refusal)
     return
   }
-  let outcome: unknown
+  const outcome = handler(request, reply)
+  if (isThenable(outcome)) {
+    outcome.then((value) => guarded(done, () => finish(request, reply, refusal, value)), done)
+  } else {
+    finish(request, reply, refusal, outcome)
+  }
+}
+
+// After an await, an error (a message function that throws, say) must still
+// reach Fastify's error handler, not become an unhandled rejection.
+function guarded (done: HookHandlerDoneFunction, step: () => void): void {
   try {
-    outcome = handler(request, reply)
+    step()
   } catch (error) {
     done(error as Error)
-    return
-  }
-  if (isThenable(outcome)) {
-    outcome.then((value) => finish(manager, request, reply, refusal, value), done)
-  } else {
-    finish(manager, request, reply, refusal, outcome)
   }
 }
 
 // A handler may send the reply, return a payload, or return `reply` to say it
 // will send later. If it does none of these the default answer goes out: a
 // refused request never falls through to the route.
-function finish (manager: LoginManager, request: FastifyRequest, reply: FastifyReply, refusal: Refusal, value: unknown): void {
+function finish (request: FastifyRequest, reply: FastifyReply, refusal: Refusal, value: unknown): void {
   if (reply.sent || value === reply) return
   if (value !== undefined) {
     reply.send(value)
     return
   }
-  answer(manager, request, reply, refusal)
+  answer(request, reply, refusal)
 }
 
-function answer (manager: LoginManager, request: FastifyRequest, reply: FastifyReply, refusal: Refusal): void {
+function answer (request: FastifyRequest, reply: FastifyReply, refusal: Refusal): void {
   const message = typeof refusal.message === 'function' ? refusal.message(request) : refusal.message
   if (prefersJson(request.headers.accept)) {
     reply.code(refusal.status).send({ statusCode: refusal.status, error: STATUS_CODES[refusal.status], message })
     return
   }
   if (refusal.route !== null) {
-    const nextField = manager.config.nextField
-    reply.redirect(refusal.carriesNext && nextField !== false ? withNext(refusal.route, nextField, request.url) : refusal.route, 307)
+    reply.redirect(refusal.nextField !== false ? withNext(refusal.route, refusal.nextField, request.url) : refusal.route, 307)
     return
   }
   reply.code(refusal.status).type('text/plain; charset=utf-8').send(message)

@@ -14,11 +14,12 @@ import type {
   User,
   UserLoader
 } from '../types/index'
-import { clearLoginCookie, parseRequestCookies, setLoginCookie } from './cookies'
+import { clearLoginCookie, parseRequestCookies, signAccount, writeLoginCookies } from './cookies'
 import {
   FST_LOGIN_INVALID_OPTION,
   FST_LOGIN_INVALID_USER,
   FST_LOGIN_NO_USER_ID,
+  FST_LOGIN_NO_USER_LOADER,
   FST_LOGIN_NOT_LOGGED_IN,
   FST_LOGIN_USER_NOT_LOADED
 } from './errors'
@@ -28,10 +29,9 @@ import { safeNextPath } from './next'
 import { checkDuration } from './options'
 import { isThenable, loginState, type LoginState } from './state'
 import {
-  clientHash,
-  encodeAccount,
+  clientTag,
   encodeFresh,
-  MAX_COOKIE_LENGTH,
+  isSameClient,
   newLoginId,
   nowInSeconds,
   readAccount,
@@ -40,7 +40,23 @@ import {
   type Signer
 } from './token'
 
+type MaybeUser = User | null | undefined
 type LoadEvent = 'userLoadedFromCookie' | 'userLoadedFromRequest'
+
+// What the guards and the request decorators need from the manager, and apps
+// must not call: kept under a Symbol, like Fastify's own internals.
+export const kInternals = Symbol('fastify-login.internals')
+
+export interface LoginInternals {
+  resolveUser (request: FastifyRequest): CurrentUser | Promise<CurrentUser>
+  currentUser (request: FastifyRequest): CurrentUser
+  isAuthenticated (request: FastifyRequest): boolean
+  isFresh (request: FastifyRequest): boolean
+  refreshCookies (request: FastifyRequest, reply: FastifyReply): void
+  emit<K extends keyof LoginEvents> (request: FastifyRequest, event: K, ...args: LoginEvents[K]): void
+  handlers: { unauthorized: GuardHandler | null, authorized: GuardHandler | null, needsRefresh: GuardHandler | null }
+  hasLoader (): boolean
+}
 
 // What `app.inject` sends unless told otherwise: cookiesFor() binds to it.
 const INJECT_USER_AGENT = 'lightMyRequest'
@@ -53,13 +69,11 @@ export class LoginManager extends EventEmitter<LoginEvents> {
   readonly loginRequired: Guard
   readonly loginProhibited: Guard
   readonly freshLoginRequired: Guard
+  readonly [kInternals]: LoginInternals
 
   #signer: Signer
   #userLoader: UserLoader | null = null
   #requestLoader: RequestLoader | null = null
-  #unauthorizedHandler: GuardHandler | null = null
-  #authorizedHandler: GuardHandler | null = null
-  #needsRefreshHandler: GuardHandler | null = null
 
   constructor (config: LoginConfig, signer: Signer, userLoader?: UserLoader, requestLoader?: RequestLoader) {
     super()
@@ -67,25 +81,19 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     this.#signer = signer
     if (userLoader !== undefined) this.userLoader(userLoader)
     if (requestLoader !== undefined) this.requestLoader(requestLoader)
+    this[kInternals] = {
+      resolveUser: (request) => this.#resolveUser(request),
+      currentUser: (request) => this.#currentUser(request),
+      isAuthenticated: (request) => loginState(request).authenticated,
+      isFresh: (request) => this.#isFresh(request),
+      refreshCookies: (request, reply) => this.#refreshCookies(request, reply),
+      emit: (request, event, ...args) => this.#emitSafely(request, event, ...args),
+      handlers: { unauthorized: null, authorized: null, needsRefresh: null },
+      hasLoader: () => this.#userLoader !== null || this.#requestLoader !== null
+    }
     this.loginRequired = this.guard({ mode: 'required' })
     this.loginProhibited = this.guard({ mode: 'prohibited' })
     this.freshLoginRequired = this.guard({ mode: 'fresh' })
-  }
-
-  get hasLoader (): boolean {
-    return this.#userLoader !== null || this.#requestLoader !== null
-  }
-
-  get unauthorizedCallback (): GuardHandler | null {
-    return this.#unauthorizedHandler
-  }
-
-  get authorizedCallback (): GuardHandler | null {
-    return this.#authorizedHandler
-  }
-
-  get needsRefreshCallback (): GuardHandler | null {
-    return this.#needsRefreshHandler
   }
 
   userLoader (loader: UserLoader): this {
@@ -99,157 +107,64 @@ export class LoginManager extends EventEmitter<LoginEvents> {
   }
 
   unauthorizedHandler (handler: GuardHandler): this {
-    this.#unauthorizedHandler = checkFunction('unauthorizedHandler', handler)
+    this[kInternals].handlers.unauthorized = checkFunction('unauthorizedHandler', handler)
     return this
   }
 
   authorizedHandler (handler: GuardHandler): this {
-    this.#authorizedHandler = checkFunction('authorizedHandler', handler)
+    this[kInternals].handlers.authorized = checkFunction('authorizedHandler', handler)
     return this
   }
 
   needsRefreshHandler (handler: GuardHandler): this {
-    this.#needsRefreshHandler = checkFunction('needsRefreshHandler', handler)
+    this[kInternals].handlers.needsRefresh = checkFunction('needsRefreshHandler', handler)
     return this
   }
 
   guard (options: GuardOptions): Guard {
-    return createGuard(this, options)
-  }
-
-  // The user of this request: resolved at most once, then cached. Returns a
-  // promise only while an asynchronous loader is still working.
-  resolveUser (request: FastifyRequest): CurrentUser | Promise<CurrentUser> {
-    const state = loginState(request)
-    if (state.user !== undefined) return state.user
-    if (state.error !== undefined) throw state.error
-    if (state.pending !== null) return state.pending
-
-    // The loaders are the app's code: their errors (a database outage) must
-    // reach Fastify's error handler, never pass for a logout.
-    const account = this.readAccount(request, state)
-    if (account !== null && this.#userLoader !== null) {
-      return this.#load(request, state, this.#userLoader(account.id, request), 'userLoadedFromCookie')
-    }
-    // Only a request without a valid login cookie is asked about its headers.
-    if (this.#requestLoader !== null) {
-      state.account = null
-      return this.#load(request, state, this.#requestLoader(request), 'userLoadedFromRequest')
-    }
-    return this.#settle(request, state, null, null)
-  }
-
-  currentUser (request: FastifyRequest): CurrentUser {
-    const user = this.resolveUser(request)
-    if (isThenable(user)) throw new FST_LOGIN_USER_NOT_LOADED()
-    return user
-  }
-
-  async loadUser (request: FastifyRequest): Promise<CurrentUser> {
-    return await this.resolveUser(request)
-  }
-
-  isAuthenticated (request: FastifyRequest): boolean {
-    return loginState(request).authenticated
-  }
-
-  isFresh (request: FastifyRequest): boolean {
-    this.currentUser(request)
-    const state = loginState(request)
-    if (state.fresh === undefined) state.fresh = this.#checkFresh(request, state)
-    return state.fresh
-  }
-
-  // The verified account cookie of the request, read once. With 'strong'
-  // session protection a cookie from another client counts as no cookie.
-  readAccount (request: FastifyRequest, state: LoginState = loginState(request)): AccountToken | null {
-    if (state.account === undefined) {
-      const verified = readAccount(this.#signer, this.#cookies(request, state)[this.config.cookieName.account], nowInSeconds())
-      state.account = verified === null ? null : verified.token
-      state.renewAccount = verified !== null && verified.renew
-      if (state.account !== null && this.config.sessionProtection === 'strong' && !this.#sameClient(request, state.account)) {
-        state.account = null
-        state.protectionFailed = true
-        this.emitSafely(request, 'sessionProtected', request)
-      }
-    }
-    return state.account
-  }
-
-  // Called by the guards, which hold the reply: clears cookies refused by
-  // 'strong' protection, re-signs cookies signed with a secret that is being
-  // rotated out, and slides the expiry of remembered logins when asked to.
-  refreshCookies (request: FastifyRequest, reply: FastifyReply): void {
-    const state = loginState(request)
-    if (state.protectionFailed) {
-      state.protectionFailed = false
-      this.#clearCookies(request, reply, state)
-      return
-    }
-    const account = state.account
-    if (!state.authenticated || account === null || account === undefined) return
-    const slide = this.config.cookieRefreshEachRequest && account.remember
-    if (!state.renewAccount && !slide) return
-    state.renewAccount = false
-
-    let next = account
-    if (slide) {
-      const now = nowInSeconds()
-      next = { ...account, issuedAt: now, expiresAt: now + (account.expiresAt - account.issuedAt) }
-      state.account = next
-    }
-    const fresh = readFresh(this.#signer, this.#cookies(request, state)[this.config.cookieName.isFresh])
-    // The fresh cookie names the login, not its times: re-sign it only when
-    // its signature is from an old secret.
-    const freshIssuedAt = fresh !== null && fresh.renew && fresh.token.loginId === account.loginId ? fresh.token.issuedAt : null
-    this.#writeCookies(reply, next, freshIssuedAt)
+    return createGuard(this[kInternals], this.config, options)
   }
 
   loginUser (request: FastifyRequest, reply: FastifyReply, user: User, options: LoginUserOptions = {}): boolean {
     checkLoginUser(user)
+    // Without a user loader the cookie could never be read back.
+    if (this.#userLoader === null) throw new FST_LOGIN_NO_USER_LOADER()
     const { fresh = true, force = false } = options
     if (force !== true && (user as { isActive?: unknown }).isActive === false) return false
 
     const account = this.#newAccount(user, options, this.#clientOf(request.headers['user-agent'], request.ip))
-    this.#writeCookies(reply, account, fresh ? account.issuedAt : null)
-
     const state = loginState(request)
+    this.#written(state, writeLoginCookies(reply, this.config, this.#signer, account, fresh ? account.issuedAt : null))
     state.account = account
     state.renewAccount = false
     state.protectionFailed = false
-    state.wroteCookies = true
-    state.pending = null
     state.error = undefined
+    state.freshCookie = undefined
     state.fresh = fresh
     this.#settle(request, state, user, null)
-    this.emitSafely(request, 'login', request, user)
+    this.#emitSafely(request, 'login', request, user)
     return true
   }
 
   logoutUser (request: FastifyRequest, reply: FastifyReply): void {
     const state = loginState(request)
-    let previous: CurrentUser | undefined
-    try {
-      // Who is logging out, for the 'logout' event. With an async loader that
-      // has not run yet, guard the route so the event can name the user.
-      const user = this.resolveUser(request)
-      if (!isThenable(user) && state.authenticated) previous = user
-    } catch {
-      // A failing loader must not keep anyone logged in.
+    if (state.authenticated) {
+      this.#emitSafely(request, 'logout', request, state.user as User)
+    } else if (state.user === undefined && this.listenerCount('logout') > 0) {
+      this.#announceLogout(request, state)
     }
     this.#clearCookies(request, reply, state)
     state.account = null
     state.renewAccount = false
     state.protectionFailed = false
-    state.pending = null
     state.error = undefined
+    state.freshCookie = null
     state.fresh = false
     this.#settle(request, state, null, null)
-    if (previous !== undefined) this.emitSafely(request, 'logout', request, previous as User)
   }
 
   confirmLogin (request: FastifyRequest, reply: FastifyReply): void {
-    const user = this.currentUser(request)
+    const user = this.#currentUser(request)
     const state = loginState(request)
     const account = state.account
     if (!state.authenticated || account === null || account === undefined) {
@@ -257,12 +172,11 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     }
     // The user proved who they are from this client: bind the login to it again.
     const confirmed = { ...account, client: this.#clientOf(request.headers['user-agent'], request.ip) }
-    this.#writeCookies(reply, confirmed, nowInSeconds())
+    this.#written(state, writeLoginCookies(reply, this.config, this.#signer, confirmed, nowInSeconds()))
     state.account = confirmed
     state.renewAccount = false
-    state.wroteCookies = true
     state.fresh = true
-    this.emitSafely(request, 'loginConfirmed', request, user as User)
+    this.#emitSafely(request, 'loginConfirmed', request, user as User)
   }
 
   nextUrl (request: FastifyRequest, fallback = '/'): string {
@@ -275,47 +189,133 @@ export class LoginManager extends EventEmitter<LoginEvents> {
   async cookiesFor (user: User, options: CookiesForOptions = {}): Promise<Record<string, string>> {
     checkLoginUser(user)
     const { fresh = true, userAgent = INJECT_USER_AGENT, ip = INJECT_IP } = options
+    const { cookieName } = this.config
     const account = this.#newAccount(user, options, this.#clientOf(userAgent, ip))
-    const cookies: Record<string, string> = { [this.config.cookieName.account]: this.#signAccount(account) }
-    if (fresh) cookies[this.config.cookieName.isFresh] = this.#signer.sign(encodeFresh({ loginId: account.loginId, issuedAt: account.issuedAt }))
+    const cookies: Record<string, string> = { [cookieName.account]: signAccount(this.#signer, cookieName.account, account) }
+    if (fresh) cookies[cookieName.isFresh] = this.#signer.sign(encodeFresh({ loginId: account.loginId, issuedAt: account.issuedAt }))
     return cookies
   }
 
-  anonymousUser (): AnonymousUser {
-    const Anonymous = this.config.anonymousUser
-    // Classes need `new`; arrow functions cannot take it. A plain function
-    // factory works either way, since `new` returns the object it returns.
-    return (Anonymous.prototype === undefined
-      ? (Anonymous as () => AnonymousUser)()
-      : new (Anonymous as new () => AnonymousUser)())
+  // The user of this request: resolved at most once, then cached. Returns a
+  // promise only while an asynchronous loader is still working.
+  #resolveUser (request: FastifyRequest): CurrentUser | Promise<CurrentUser> {
+    const state = loginState(request)
+    if (state.user !== undefined) return state.user
+    if (state.error !== undefined) throw state.error
+    if (state.pending !== null) return state.pending
+
+    // The loaders are the app's code: their errors (a database outage) must
+    // reach Fastify's error handler, never pass for a logout.
+    try {
+      const account = this.#readAccount(request, state)
+      if (account !== null && this.#userLoader !== null) {
+        return this.#load(request, state, this.#userLoader(account.id, request), 'userLoadedFromCookie')
+      }
+      // Only a request without a valid login cookie is asked about its headers.
+      if (this.#requestLoader !== null) {
+        state.account = null
+        return this.#load(request, state, this.#requestLoader(request), 'userLoadedFromRequest')
+      }
+    } catch (error) {
+      state.error = error
+      throw error
+    }
+    return this.#settle(request, state, null, null)
   }
 
-  // Listeners are the app's code too, but an observer must not break the
-  // request it observes: a throwing or rejecting listener is logged.
-  emitSafely<K extends keyof LoginEvents> (request: FastifyRequest, event: K, ...args: LoginEvents[K]): void {
-    if (this.listenerCount(event) === 0) return
-    // rawListeners: once() wrappers remove themselves when called.
-    for (const listener of this.rawListeners(event) as Array<(...values: unknown[]) => unknown>) {
-      try {
-        const result = listener.apply(this, args)
-        if (isThenable(result)) result.then(undefined, (error: unknown) => logListenerError(request, event, error))
-      } catch (error) {
-        logListenerError(request, event, error)
+  #currentUser (request: FastifyRequest): CurrentUser {
+    const user = this.#resolveUser(request)
+    if (isThenable(user)) throw new FST_LOGIN_USER_NOT_LOADED()
+    return user
+  }
+
+  #isFresh (request: FastifyRequest): boolean {
+    this.#currentUser(request)
+    const state = loginState(request)
+    if (state.fresh === undefined) state.fresh = this.#checkFresh(request, state)
+    return state.fresh
+  }
+
+  // The verified account cookie of the request, read once. With 'strong'
+  // session protection a cookie from another client counts as no cookie.
+  #readAccount (request: FastifyRequest, state: LoginState): AccountToken | null {
+    if (state.account === undefined) {
+      const verified = readAccount(this.#signer, this.#cookies(request, state)[this.config.cookieName.account], nowInSeconds())
+      state.account = verified === null ? null : verified.token
+      state.renewAccount = verified !== null && verified.renew
+      if (state.account !== null && this.config.sessionProtection === 'strong' && !this.#sameClient(request, state.account)) {
+        state.account = null
+        state.protectionFailed = true
+        this.#emitSafely(request, 'sessionProtected', request)
       }
     }
+    return state.account
+  }
+
+  #readFresh (request: FastifyRequest, state: LoginState) {
+    if (state.freshCookie === undefined) {
+      state.freshCookie = readFresh(this.#signer, this.#cookies(request, state)[this.config.cookieName.isFresh])
+    }
+    return state.freshCookie
+  }
+
+  // Called by the guards, which hold the reply: clears cookies refused by
+  // 'strong' protection, re-signs cookies signed with a secret that is being
+  // rotated out, and slides the expiry of remembered logins when asked to.
+  #refreshCookies (request: FastifyRequest, reply: FastifyReply): void {
+    const state = loginState(request)
+    if (state.protectionFailed) {
+      state.protectionFailed = false
+      this.#clearCookies(request, reply, state)
+      return
+    }
+    const account = state.account
+    if (!state.authenticated || account === null || account === undefined) return
+    const slide = this.config.cookieRefreshEachRequest && account.remember
+    if (!state.renewAccount && !slide) return
+
+    let next = account
+    if (state.renewAccount && account.client !== '' && this.#sameClient(request, account)) {
+      // Its client tag is from the old secret too: tag it with the current one
+      // before that secret is dropped.
+      next = { ...next, client: this.#clientOf(request.headers['user-agent'], request.ip) }
+    }
+    if (slide) {
+      const now = nowInSeconds()
+      next = { ...next, issuedAt: now, expiresAt: now + (account.expiresAt - account.issuedAt) }
+    }
+    state.account = next
+    const fresh = this.#readFresh(request, state)
+    // The fresh cookie names the login, not its times: re-sign it only when
+    // its signature is from an old secret.
+    const freshIssuedAt = fresh !== null && fresh.renew && fresh.token.loginId === account.loginId ? fresh.token.issuedAt : null
+    state.renewAccount = false
+    this.#written(state, writeLoginCookies(reply, this.config, this.#signer, next, freshIssuedAt))
+  }
+
+  #checkFresh (request: FastifyRequest, state: LoginState): boolean {
+    const account = state.account
+    if (!state.authenticated || account === null || account === undefined) return false
+    const fresh = this.#readFresh(request, state)
+    if (fresh === null || fresh.token.loginId !== account.loginId) return false
+    // 'basic' protection: a login used from another client is no longer fresh.
+    if (this.config.sessionProtection === 'basic' && !this.#sameClient(request, account)) {
+      this.#emitSafely(request, 'sessionProtected', request)
+      return false
+    }
+    return true
   }
 
   #load (request: FastifyRequest, state: LoginState, loaded: MaybeUser | PromiseLike<MaybeUser>, event: LoadEvent): CurrentUser | Promise<CurrentUser> {
     if (!isThenable(loaded)) return this.#settle(request, state, loaded, event)
     // A login or logout in the meantime supersedes the load: it must not
-    // overwrite the user they set.
+    // overwrite the user they set, nor fail a request they already answered.
     const pending: Promise<CurrentUser> = Promise.resolve(loaded).then(
       (user) => state.pending === pending ? this.#settle(request, state, user, event) : state.user as CurrentUser,
       (error: unknown) => {
-        if (state.pending === pending) {
-          state.error = error
-          state.pending = null
-        }
+        if (state.pending !== pending) return state.user as CurrentUser
+        state.error = error
+        state.pending = null
         throw error
       }
     )
@@ -330,32 +330,60 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     state.authenticated = user !== null && user !== undefined
     if (state.authenticated) {
       state.user = user as User
-      if (event !== null) this.emitSafely(request, event, request, user as User)
+      if (event !== null) this.#emitSafely(request, event, request, user as User)
     } else {
-      state.user = this.anonymousUser()
+      state.user = this.#anonymousUser()
     }
     return state.user
   }
 
-  #checkFresh (request: FastifyRequest, state: LoginState): boolean {
-    const account = state.account
-    if (!state.authenticated || account === null || account === undefined) return false
-    const fresh = readFresh(this.#signer, this.#cookies(request, state)[this.config.cookieName.isFresh])
-    if (fresh === null || fresh.token.loginId !== account.loginId) return false
-    // 'basic' protection: a login used from another client is no longer fresh.
-    if (this.config.sessionProtection === 'basic' && !this.#sameClient(request, account)) {
-      this.emitSafely(request, 'sessionProtected', request)
-      return false
+  // A logout on a route that never resolved the user: the 'logout' listeners
+  // still hear who it was, without the logout waiting for the loader.
+  #announceLogout (request: FastifyRequest, state: LoginState): void {
+    const account = this.#readAccount(request, state)
+    const userLoader = this.#userLoader
+    const requestLoader = this.#requestLoader
+    let load: () => MaybeUser | PromiseLike<MaybeUser>
+    if (account !== null && userLoader !== null) load = () => userLoader(account.id, request)
+    else if (requestLoader !== null) load = () => requestLoader(request)
+    else return
+    Promise.resolve()
+      .then(load)
+      .then((user) => {
+        if (user !== null && user !== undefined) this.#emitSafely(request, 'logout', request, user)
+      }, (error: unknown) => request.log.error({ err: error }, 'fastify-login: could not load the user for the \'logout\' event'))
+  }
+
+  #anonymousUser (): AnonymousUser {
+    const Anonymous = this.config.anonymousUser
+    // Classes need `new`; arrow functions cannot take it. A plain function
+    // factory works either way, since `new` returns the object it returns.
+    return (Anonymous.prototype === undefined
+      ? (Anonymous as () => AnonymousUser)()
+      : new (Anonymous as new () => AnonymousUser)())
+  }
+
+  // Listeners are the app's code too, but an observer must not break the
+  // request it observes: a throwing or rejecting listener is logged.
+  #emitSafely<K extends keyof LoginEvents> (request: FastifyRequest, event: K, ...args: LoginEvents[K]): void {
+    if (this.listenerCount(event) === 0) return
+    // rawListeners: once() wrappers remove themselves when called.
+    for (const listener of this.rawListeners(event) as Array<(...values: unknown[]) => unknown>) {
+      try {
+        const result = listener.apply(this, args)
+        if (isThenable(result)) result.then(undefined, (error: unknown) => logListenerError(request, event, error))
+      } catch (error) {
+        logListenerError(request, event, error)
+      }
     }
-    return true
   }
 
   #sameClient (request: FastifyRequest, account: AccountToken): boolean {
-    return account.client === clientHash(request.headers['user-agent'], request.ip)
+    return isSameClient(this.#signer, account.client, request.headers['user-agent'], request.ip)
   }
 
   #clientOf (userAgent: string | undefined, ip: string): string {
-    return this.config.sessionProtection === false ? '' : clientHash(userAgent, ip)
+    return this.config.sessionProtection === false ? '' : clientTag(this.#signer, userAgent, ip)
   }
 
   #cookies (request: FastifyRequest, state: LoginState) {
@@ -363,12 +391,26 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     return state.cookies
   }
 
+  #written (state: LoginState, names: string[]): void {
+    state.written ??= new Set()
+    for (const name of names) state.written.add(name)
+  }
+
+  // Expires the login cookies this request sent or this response set, and no
+  // others: a logout of a visitor without cookies sends no Set-Cookie.
+  #clearCookies (request: FastifyRequest, reply: FastifyReply, state: LoginState): void {
+    const cookies = this.#cookies(request, state)
+    for (const name of [this.config.cookieName.account, this.config.cookieName.isFresh]) {
+      if (cookies[name] !== undefined || state.written?.has(name) === true) clearLoginCookie(reply, this.config, name)
+    }
+  }
+
   #newAccount (user: User, options: LoginUserOptions, client: string): AccountToken {
     const id = userId(user as object)
     if (id === null || id === '') throw new FST_LOGIN_NO_USER_ID()
     // Lone surrogates do not survive UTF-8: the id would come back different.
     if (!id.isWellFormed()) {
-      throw new FST_LOGIN_INVALID_USER('needs a user id that is well-formed Unicode')
+      throw new FST_LOGIN_INVALID_USER('the user id must be well-formed Unicode')
     }
     const remember = options.remember ?? this.config.cookieRememberMe.account
     if (typeof remember !== 'boolean') {
@@ -379,46 +421,14 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     const now = nowInSeconds()
     return { id, issuedAt: now, expiresAt: now + Math.ceil(duration), loginId: newLoginId(), remember, client }
   }
-
-  #signAccount (account: AccountToken): string {
-    const signed = this.#signer.sign(encodeAccount(account))
-    if (signed.length > MAX_COOKIE_LENGTH) {
-      throw new FST_LOGIN_INVALID_USER(`needs a shorter user id: the account cookie would be ${signed.length} characters, more than browsers keep`)
-    }
-    return signed
-  }
-
-  // Writes the account cookie and, when freshIssuedAt is given, a fresh
-  // cookie bound to the same login.
-  #writeCookies (reply: FastifyReply, account: AccountToken, freshIssuedAt: number | null): void {
-    const { cookieName, cookieRememberMe } = this.config
-    const signed = this.#signAccount(account)
-    const lifetime = Math.max(0, account.expiresAt - nowInSeconds())
-    setLoginCookie(reply, this.config, cookieName.account, signed, account.remember ? lifetime : null)
-    if (freshIssuedAt !== null) {
-      const fresh = this.#signer.sign(encodeFresh({ loginId: account.loginId, issuedAt: freshIssuedAt }))
-      setLoginCookie(reply, this.config, cookieName.isFresh, fresh, cookieRememberMe.isFresh ? lifetime : null)
-    }
-  }
-
-  // Expires the login cookies this request sent or this response set, and no
-  // others: a logout of a visitor without cookies sends no Set-Cookie.
-  #clearCookies (request: FastifyRequest, reply: FastifyReply, state: LoginState): void {
-    const cookies = this.#cookies(request, state)
-    for (const name of [this.config.cookieName.account, this.config.cookieName.isFresh]) {
-      if (state.wroteCookies || cookies[name] !== undefined) clearLoginCookie(reply, this.config, name)
-    }
-  }
 }
-
-type MaybeUser = User | null | undefined
 
 function checkLoginUser (user: unknown): void {
   if (user === null || typeof user !== 'object') {
-    throw new FST_LOGIN_INVALID_USER('needs a user object')
+    throw new FST_LOGIN_INVALID_USER('expected a user object')
   }
   if ((user as { isAnonymous?: unknown }).isAnonymous === true) {
-    throw new FST_LOGIN_INVALID_USER('cannot log in the anonymous user')
+    throw new FST_LOGIN_INVALID_USER('the anonymous user cannot log in')
   }
 }
 

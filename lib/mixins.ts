@@ -3,8 +3,6 @@ import { FST_LOGIN_NO_USER_ID } from './errors'
 // The base class for an app's users: logged in, active, not anonymous.
 // Override the getters (for example `isActive`) where the app knows better.
 export class UserMixin {
-  id?: unknown
-
   get isActive (): boolean {
     return true
   }
@@ -17,11 +15,14 @@ export class UserMixin {
     return false
   }
 
+  // `id` is the subclass's own, a field or a getter: no field is declared
+  // here, as one would shadow a subclass's getter.
   getId (): string {
-    if (this.id === undefined || this.id === null) {
+    const id = (this as { id?: unknown }).id
+    if (id === undefined || id === null) {
       throw new FST_LOGIN_NO_USER_ID()
     }
-    return String(this.id)
+    return String(id)
   }
 
   equals (other: unknown): boolean {

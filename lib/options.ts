@@ -2,7 +2,12 @@ import type { FastifyLoginOptions, LoginConfig, Message, Secret } from '../types
 import { FST_LOGIN_INVALID_OPTION, FST_LOGIN_WEAK_SECRET } from './errors'
 import { AnonymousUserMixin } from './mixins'
 
-const SIXTY_DAYS = 60 * 24 * 60 * 60
+const DAY = 24 * 60 * 60
+const SIXTY_DAYS = 60 * DAY
+// Browsers cap cookie lifetimes at 400 days; longer would only be a surprise.
+const MAX_DURATION = 400 * DAY
+// A redirect target goes into a Location header: printable ASCII only.
+const HEADER_SAFE = /^[\x21-\x7e]+$/
 const MIN_SECRET_LENGTH = 32
 // RFC 6265 cookie-name token: anything else could split or inject attributes.
 const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
@@ -130,6 +135,9 @@ export function checkDuration (name: string, value: unknown): asserts value is n
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
     throw new FST_LOGIN_INVALID_OPTION(name, 'must be a positive, finite number of seconds')
   }
+  if (value > MAX_DURATION) {
+    throw new FST_LOGIN_INVALID_OPTION(name, `must be at most 400 days (${MAX_DURATION} seconds), the longest browsers keep a cookie`)
+  }
 }
 
 function checkBoolean (name: string, value: unknown): void {
@@ -140,8 +148,8 @@ function checkBoolean (name: string, value: unknown): void {
 
 export function checkRoute (name: string, value: unknown): string | null {
   if (value === undefined || value === null) return null
-  if (typeof value !== 'string' || value.length === 0) {
-    throw new FST_LOGIN_INVALID_OPTION(name, 'must be a URL (string) or null')
+  if (typeof value !== 'string' || !HEADER_SAFE.test(value)) {
+    throw new FST_LOGIN_INVALID_OPTION(name, 'must be a URL (string of printable ASCII, percent-encode the rest) or null')
   }
   return value
 }

@@ -1,11 +1,11 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fastifyCookie, { Signer as CookieSigner } from '@fastify/cookie'
-import type { FastifyLoginOptions } from '../types/index'
-import { FST_LOGIN_NO_SECRET, FST_LOGIN_NO_USER_LOADER } from './errors'
-import { LoginManager } from './manager'
+import type { FastifyLoginOptions, Guard } from '../types/index'
+import { FST_LOGIN_NO_SECRET, FST_LOGIN_NO_USER_LOADER, FST_LOGIN_USER_NOT_LOADED } from './errors'
+import { kInternals, LoginManager, type LoginInternals } from './manager'
 import { checkSecret, resolveConfig } from './options'
-import { kLoginState } from './state'
-import type { Signer } from './token'
+import { isThenable, kLoginState } from './state'
+import { signingKey, type Signer } from './token'
 
 const kTemplateLocals = Symbol('fastify-login.locals')
 
@@ -17,36 +17,45 @@ export async function plugin (fastify: FastifyInstance, options: FastifyLoginOpt
   const config = resolveConfig(options)
   const signer = await cookieSigner(fastify, options)
   const manager = new LoginManager(config, signer, options.userLoader, options.requestLoader)
+  const login = manager[kInternals]
 
   fastify.decorate('loginManager', manager)
   fastify.decorateRequest(kLoginState, null)
   fastify.decorateRequest('currentUser', {
     getter (this: FastifyRequest) {
-      return manager.currentUser(this)
+      return login.currentUser(this)
     }
   })
-  fastify.decorateRequest('loadUser', function (this: FastifyRequest) {
-    return manager.loadUser(this)
+  fastify.decorateRequest('loadUser', async function (this: FastifyRequest) {
+    return await login.resolveUser(this)
   })
   fastify.decorateRequest('isFresh', {
     getter (this: FastifyRequest) {
-      return manager.isFresh(this)
+      return login.isFresh(this)
     }
   })
-  exposeToTemplates(fastify)
+  exposeToTemplates(fastify, login)
 
   // `config: { login: 'required' }` on a route adds the guard to that route
-  // alone, when the route is declared: nothing runs for other routes.
+  // alone, when the route is declared: nothing runs for other routes. Routes
+  // declared before this plugin has loaded are not seen: `await` its register.
+  const standardGuards: Record<string, Guard> = {
+    required: manager.loginRequired,
+    prohibited: manager.loginProhibited,
+    fresh: manager.freshLoginRequired
+  }
   fastify.addHook('onRoute', function guardDeclaredRoutes (routeOptions) {
-    const login = routeOptions.config?.login
-    if (login === undefined) return
-    const guard = manager.guard(typeof login === 'string' ? { mode: login } : login)
+    const declared = routeOptions.config?.login
+    if (declared === undefined) return
+    const guard = typeof declared === 'string' && Object.hasOwn(standardGuards, declared)
+      ? standardGuards[declared]
+      : manager.guard(typeof declared === 'string' ? { mode: declared } : declared)
     const existing = routeOptions.onRequest
     routeOptions.onRequest = existing === undefined ? [guard] : [guard, ...(Array.isArray(existing) ? existing : [existing])]
   })
 
   fastify.addHook('onReady', async function checkUserLoader () {
-    if (!manager.hasLoader) throw new FST_LOGIN_NO_USER_LOADER()
+    if (!login.hasLoader()) throw new FST_LOGIN_NO_USER_LOADER()
   })
 }
 
@@ -63,8 +72,7 @@ async function cookieSigner (fastify: FastifyInstance, options: FastifyLoginOpti
   if (!hasCookiePlugin) {
     await fastify.register(fastifyCookie, { hook: false })
   }
-  // The signer accepts strings and Buffers mixed, whatever its types say.
-  if (secrets !== null) return new CookieSigner(secrets as string[])
+  if (secrets !== null) return new CookieSigner(secrets.map(signingKey))
   return {
     sign: (value) => fastify.signCookie(value),
     unsign: (value) => fastify.unsignCookie(value)
@@ -74,12 +82,12 @@ async function cookieSigner (fastify: FastifyInstance, options: FastifyLoginOpti
 // `reply.locals` is what @fastify/view merges into every template's data.
 // Declaring it here, lazily, lets templates read `currentUser` without a
 // per-request hook; @fastify/view skips its own hook when `locals` exists.
-function exposeToTemplates (fastify: FastifyInstance): void {
+function exposeToTemplates (fastify: FastifyInstance, login: LoginInternals): void {
   if (fastify.hasReplyDecorator('locals')) {
     // @fastify/view came first and fills `reply.locals` in its own hook.
     fastify.addHook('preHandler', function addCurrentUserToLocals (request, reply, done) {
       const locals = (reply as FastifyReply & { locals?: Record<string, unknown> }).locals
-      if (locals !== null && typeof locals === 'object') defineCurrentUser(locals, request)
+      if (locals !== null && typeof locals === 'object') defineCurrentUser(locals, request, login)
       done()
     })
     return
@@ -87,19 +95,37 @@ function exposeToTemplates (fastify: FastifyInstance): void {
   fastify.decorateReply(kTemplateLocals, null)
   fastify.decorateReply('locals', {
     getter (this: LocalsReply) {
-      if (this[kTemplateLocals] === null) this[kTemplateLocals] = defineCurrentUser({}, this.request)
+      if (this[kTemplateLocals] === null) this[kTemplateLocals] = defineCurrentUser({}, this.request, login)
       return this[kTemplateLocals]
     },
     setter (this: LocalsReply, value: Record<string, unknown>) {
-      this[kTemplateLocals] = value
+      // Locals an app assigns keep `currentUser` too.
+      this[kTemplateLocals] = value !== null && typeof value === 'object' && !Object.hasOwn(value, 'currentUser')
+        ? defineCurrentUser(value, this.request, login)
+        : value
     }
   })
 }
 
-function defineCurrentUser (locals: Record<string, unknown>, request: FastifyRequest): Record<string, unknown> {
+function defineCurrentUser (locals: Record<string, unknown>, request: FastifyRequest, login: LoginInternals): Record<string, unknown> {
   return Object.defineProperty(locals, 'currentUser', {
     enumerable: true,
     configurable: true,
-    get: () => request.currentUser
+    get: () => templateUser(request, login)
   })
 }
+
+// @fastify/view copies every local into the template data, whether the
+// template uses it or not. A page that never shows the user must render even
+// when an async loader has not run: it gets a stand-in that throws the clear
+// error only if the template does touch it.
+function templateUser (request: FastifyRequest, login: LoginInternals): unknown {
+  const user = login.resolveUser(request)
+  return isThenable(user) ? NOT_LOADED : user
+}
+
+const NOT_LOADED = new Proxy(Object.freeze({}), {
+  get () {
+    throw new FST_LOGIN_USER_NOT_LOADED()
+  }
+})

@@ -1,7 +1,7 @@
 import type { FastifyRequest } from 'fastify'
 import type { CurrentUser } from '../types/index'
 import type { CookieJar } from './cookies'
-import type { AccountToken } from './token'
+import type { AccountToken, FreshToken, Verified } from './token'
 
 // Per-request login state, kept under a Symbol so nothing leaks into the
 // request's public shape. Created on the first question about the login,
@@ -16,12 +16,14 @@ export interface LoginState {
   renewAccount: boolean
   // 'strong' session protection refused the account cookie: clear it.
   protectionFailed: boolean
-  // This response sets login cookies (a logout must then expire them).
-  wroteCookies: boolean
+  // Login cookies this response sets (a logout must then expire them).
+  written: Set<string> | null
   user: CurrentUser | undefined
   authenticated: boolean
   pending: Promise<CurrentUser> | null
   error: unknown
+  // undefined: not read yet; null: no valid fresh cookie.
+  freshCookie: Verified<FreshToken> | null | undefined
   fresh: boolean | undefined
 }
 
@@ -36,11 +38,12 @@ export function loginState (request: FastifyRequest): LoginState {
       account: undefined,
       renewAccount: false,
       protectionFailed: false,
-      wroteCookies: false,
+      written: null,
       user: undefined,
       authenticated: false,
       pending: null,
       error: undefined,
+      freshCookie: undefined,
       fresh: undefined
     }
     holder[kLoginState] = state
@@ -48,6 +51,7 @@ export function loginState (request: FastifyRequest): LoginState {
   return state
 }
 
+// Loaders and handlers may answer with a promise or a plain value.
 export function isThenable<T> (value: unknown): value is PromiseLike<T> {
   return value !== null && typeof value === 'object' && typeof (value as { then?: unknown }).then === 'function'
 }

@@ -1,7 +1,8 @@
-import { createHash, randomBytes } from 'node:crypto'
+import { hkdfSync, randomBytes } from 'node:crypto'
+import type { Secret } from '../types/index'
 
 // What the login cookies carry. Both are signed as a whole with the
-// HMAC signer of @fastify/cookie; these functions only shape the payload.
+// HMAC signer of @fastify/cookie; these functions shape the payload.
 //
 //   account: a1.<id, base64url>.<issued at>.<expires at>.<login id>.<r|s>.<client>
 //   fresh:   f1.<login id>.<issued at>
@@ -9,8 +10,8 @@ import { createHash, randomBytes } from 'node:crypto'
 // Times are seconds since the epoch in base 36. The login id is random per
 // login: the fresh cookie names it, so it cannot be paired with another
 // login's account cookie. The type tag keeps one kind from passing for the other.
-// <client> is a hash of the user agent and address that logged in (session
-// protection), empty when protection is off.
+// <client> is a keyed tag of the user agent and address that logged in
+// (session protection), empty when protection is off.
 
 export interface AccountToken {
   id: string
@@ -38,7 +39,7 @@ export const MAX_COOKIE_LENGTH = 4096
 const BASE64URL = /^[A-Za-z0-9_-]+$/
 const TIME = /^[0-9a-z]{1,10}$/
 const LOGIN_ID = /^[A-Za-z0-9_-]{16}$/
-const CLIENT = /^[A-Za-z0-9_-]{0,22}$/
+const CLIENT = /^[A-Za-z0-9_-]{0,128}$/
 
 export function nowInSeconds (): number {
   return Math.floor(Date.now() / 1000)
@@ -48,10 +49,34 @@ export function newLoginId (): string {
   return randomBytes(12).toString('base64url')
 }
 
-// Identifies the client a login was made from. Not secret (it travels inside
-// a signed, readable cookie); it only has to change when the client does.
-export function clientHash (userAgent: string | undefined, ip: string): string {
-  return createHash('sha256').update(`${userAgent ?? ''}\n${ip}`).digest('base64url').slice(0, 22)
+// The key that signs login cookies, derived from the app's secret. Apps often
+// share one secret with @fastify/cookie; a value the app signs there (perhaps
+// one a visitor chose) must never pass for a login cookie.
+export function signingKey (secret: Secret): Buffer {
+  return Buffer.from(hkdfSync('sha256', secret, '', 'fastify-login cookie signing v1', 32))
+}
+
+// Identifies the client a login was made from (session protection): an HMAC,
+// through the signer, of its user agent and address. Keyed because the cookie
+// is readable, and a plain hash of an IPv4 address is reversed by trying them
+// all; checked with unsign, so every secret of a rotation still matches.
+export function clientTag (signer: Signer, userAgent: string | undefined, ip: string): string {
+  const signed = signer.sign(clientMessage(userAgent, ip))
+  return signed.slice(signed.lastIndexOf('.') + 1).replaceAll('+', '-').replaceAll('/', '_')
+}
+
+export function isSameClient (signer: Signer, tag: string, userAgent: string | undefined, ip: string): boolean {
+  if (tag.length === 0) return false
+  return signer.unsign(`${clientMessage(userAgent, ip)}.${tag.replaceAll('-', '+').replaceAll('_', '/')}`).valid
+}
+
+function clientMessage (userAgent: string | undefined, ip: string): string {
+  return `client\n${userAgent ?? ''}\n${ip}`
+}
+
+// Browsers keep a cookie only if its name and value, as sent, fit in 4096 bytes.
+export function fitsInBrowser (name: string, value: string): boolean {
+  return name.length + 1 + encodeURIComponent(value).length <= MAX_COOKIE_LENGTH
 }
 
 export function encodeAccount (token: AccountToken): string {

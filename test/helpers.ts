@@ -1,5 +1,7 @@
 import Fastify, { type FastifyInstance, type FastifyServerOptions, type LightMyRequestResponse } from 'fastify'
+import { Signer } from '@fastify/cookie'
 import fastifyLogin, { UserMixin } from '../lib/index'
+import { clientTag, signingKey } from '../lib/token'
 import type { FastifyLoginOptions } from '../types/index'
 
 export const SECRET = 'test-secret-that-is-long-enough-0123456789'
@@ -91,4 +93,19 @@ export function setCookieHeaders (response: LightMyRequestResponse): string[] {
   const header = response.headers['set-cookie']
   if (header === undefined) return []
   return Array.isArray(header) ? header : [header]
+}
+
+// Signs a hand-made token the way the plugin does with `secret`: through the
+// key it derives from it. For forging expired, tampered or odd tokens in tests.
+export function signToken (payload: string, secret: string = SECRET): string {
+  return new Signer(signingKey(secret)).sign(payload)
+}
+
+export function unsignToken (value: string, secret: string = SECRET): { valid: boolean, renew: boolean, value: string | null } {
+  return new Signer(signingKey(secret)).unsign(value)
+}
+
+// The session-protection tag a login from this client records.
+export function clientOf (userAgent: string | undefined, ip: string, secret: string = SECRET): string {
+  return clientTag(new Signer(signingKey(secret)), userAgent, ip)
 }

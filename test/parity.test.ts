@@ -211,7 +211,7 @@ test('revocation without a store: an id with a session version', async (t) => {
   // The alternative-id pattern: getId() carries the user's session version,
   // and the loader refuses an id whose version is not the current one.
   class Account extends UserMixin {
-    constructor (public override id: number, public name: string, public sessionVersion = 1) { super() }
+    constructor (public id: number, public name: string, public sessionVersion = 1) { super() }
     override getId (): string {
       return `${this.id}:${this.sessionVersion}`
     }

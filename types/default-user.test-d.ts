@@ -22,7 +22,7 @@ expectType<UserMixin | AnonymousUserMixin>({} as CurrentUser)
 
 // Any UserMixin will do for the loader and for loginUser.
 class Member extends UserMixin {
-  constructor (public override id: string) {
+  constructor (public id: string) {
     super()
   }
 }

@@ -212,8 +212,8 @@ declare namespace fastifyLogin {
     cookiesFor (user: User, options?: CookiesForOptions): Promise<Record<string, string>>
   }
 
+  /** Give it an `id` (a field or a getter), or override `getId()`. */
   export class UserMixin {
-    id?: unknown
     get isActive (): boolean
     get isAuthenticated (): true
     get isAnonymous (): false

@@ -43,7 +43,7 @@ import fastifyLogin, {
 import fastifyLoginCjs = require('..')
 
 class Student extends UserMixin {
-  constructor (public override id: number, public name: string, public grade: number) {
+  constructor (public id: number, public name: string, public grade: number) {
     super()
   }
 }
