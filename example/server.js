@@ -1,74 +1,66 @@
 'use strict'
 
-// A minimal fastify-login app: log in, see who you are, log out.
-// Run it with `npm run example` and open http://127.0.0.1:3000.
-const crypto = require('node:crypto')
-const Fastify = require('fastify')
-const fastifyLogin = require('..')
-const { UserMixin } = fastifyLogin
+// Runs the student portal: `npm run example`, then open the URL it prints.
+//
+//   EXAMPLE_DB    the SQLite file (default: example/data/portal.sqlite)
+//   LOGIN_SECRET  signs the cookies, 32+ characters (default: a random secret
+//                 kept next to the database, so logins survive restarts)
+//   PORT          default 3000; the server listens on 127.0.0.1 only
+const { randomBytes } = require('node:crypto')
+const { existsSync, mkdirSync, readFileSync, writeFileSync } = require('node:fs')
+const { dirname, join, resolve } = require('node:path')
+const { buildApp } = require('./app')
+const { hashPassword } = require('./passwords')
 
-class Student extends UserMixin {
-  constructor (id, name, grade) {
-    super()
-    this.id = id
-    this.name = name
-    this.grade = grade
+const DEMO_STUDENT = { name: 'Ada', grade: 11, password: 'analytical-engine' }
+
+function settings (env) {
+  return {
+    databasePath: resolve(env.EXAMPLE_DB ?? join(__dirname, 'data', 'portal.sqlite')),
+    secret: env.LOGIN_SECRET,
+    host: '127.0.0.1',
+    port: Number(env.PORT ?? 3000)
   }
 }
 
-// Stands in for a database until the example grows one.
-const students = new Map([['1', new Student(1, 'Ada', 3)]])
-
-function buildApp (options = {}) {
-  const app = Fastify(options)
-  app.register(fastifyLogin, {
-    // A real app reads this from its environment; a random one logs everyone
-    // out on restart, which is fine for a demo.
-    secret: process.env.LOGIN_SECRET ?? crypto.randomBytes(32).toString('base64'),
-    userLoader: (id) => students.get(id),
-    loginRequiredRoute: '/login'
-  })
-
-  app.register(async (app) => {
-    app.get('/', (request, reply) => {
-      const user = request.currentUser
-      reply.type('text/html')
-      return user.isAuthenticated
-        ? `<p>Logged in as ${user.name} · <a href="/profile">profile</a> · <form method="post" action="/logout"><button>Log out</button></form></p>`
-        : '<p><a href="/login">Log in</a></p>'
-    })
-
-    app.get('/login', { onRequest: app.loginManager.loginProhibited }, (request, reply) => {
-      reply.type('text/html')
-      return '<form method="post" action="/login"><button>Log in as Ada</button></form>'
-    })
-
-    app.post('/login', { onRequest: app.loginManager.loginProhibited }, (request, reply) => {
-      app.loginManager.loginUser(request, reply, students.get('1'), { remember: true })
-      return reply.redirect('/profile', 303)
-    })
-
-    app.get('/profile', { onRequest: app.loginManager.loginRequired }, (request) => {
-      const { name, grade } = request.currentUser
-      return { name, grade, fresh: request.isFresh }
-    })
-
-    app.post('/logout', { onRequest: app.loginManager.loginRequired }, (request, reply) => {
-      app.loginManager.logoutUser(request, reply)
-      return reply.redirect('/', 303)
-    })
-  })
-  return app
+// A random secret made on the first start and read back on the next ones,
+// readable by its owner only.
+function secretIn (folder) {
+  const file = join(folder, 'login-secret')
+  if (!existsSync(file)) writeFileSync(file, randomBytes(32).toString('base64url'), { flag: 'wx', mode: 0o600 })
+  return readFileSync(file, 'utf8').trim()
 }
 
-module.exports = { buildApp }
+async function main () {
+  const { databasePath, secret, host, port } = settings(process.env)
+  mkdirSync(dirname(databasePath), { recursive: true })
+  const app = await buildApp({
+    databasePath,
+    secret: secret ?? secretIn(dirname(databasePath)),
+    logger: true
+  })
+
+  // The demo student is created once; it is left alone after that.
+  const seeded = app.db.createStudent({ ...DEMO_STUDENT, passwordHash: await hashPassword(DEMO_STUDENT.password) })
+
+  for (const signal of ['SIGINT', 'SIGTERM']) {
+    process.once(signal, () => app.close())
+  }
+  await app.listen({ host, port })
+
+  const url = `http://${host}:${app.server.address().port}`
+  console.log(`
+  Student portal: ${url}
+  Demo student:   name "${DEMO_STUDENT.name}", password "${DEMO_STUDENT.password}"${seeded === null ? ' (unless you changed it)' : ''}
+  Database:       ${databasePath}
+`)
+}
+
+module.exports = { settings, DEMO_STUDENT }
 
 if (require.main === module) {
-  const app = buildApp({ logger: true })
-  app.listen({ host: '127.0.0.1', port: Number(process.env.PORT ?? 3000) }).then(() => {
-    console.log('fastify-login example: http://127.0.0.1:3000 (one click logs in as Ada)')
-  }, (error) => {
-    app.log.error(error)
-    process.exit(1)
+  main().catch((error) => {
+    console.error(error)
+    process.exitCode = 1
   })
 }

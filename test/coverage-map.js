@@ -2,4 +2,10 @@
 
 // Unit tests cover the TypeScript sources in lib/. The package test loads the
 // compiled dist/ as a consumer would; it checks the export shape, not coverage.
-module.exports = (testFile) => testFile.endsWith('package.test.ts') ? null : []
+// The example's test covers the example app (which loads dist/, covered by
+// the unit tests through lib/).
+module.exports = (testFile) => {
+  if (testFile.endsWith('package.test.ts')) return null
+  if (testFile.endsWith('example.test.ts')) return ['example/app.js', 'example/db.js', 'example/passwords.js', 'example/server.js']
+  return []
+}

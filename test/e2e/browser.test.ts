@@ -1,0 +1,221 @@
+import t from 'tap'
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import type { FastifyInstance } from 'fastify'
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core'
+
+// The example app in a real browser: Debian's Chromium, headless, driven by
+// playwright-core (which never downloads a browser). The app listens on a free
+// loopback port with a temporary database. Run with `npm run test:e2e`; it
+// needs `npm run build` (the script does it) and /usr/bin/chromium.
+//
+// Screenshots of the key pages go to test/e2e/screenshots/ (git-ignored).
+// With DOCS_SCREENSHOTS=1, the ones the README shows are written to docs/ too.
+
+const { buildApp } = require('../../example/app.js') as {
+  buildApp (options: { databasePath: string, secret: string }): Promise<FastifyInstance>
+}
+
+const root = resolve(__dirname, '..', '..')
+const screenshots = join(__dirname, 'screenshots')
+const docsScreenshots = process.env.DOCS_SCREENSHOTS === '1' ? join(root, 'docs') : null
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
+const PASSWORD = 'correct horse battery'
+const NEW_PASSWORD = 'staple tiger paperclip'
+
+let browser: Browser
+let app: FastifyInstance
+let origin: string
+
+t.before(async () => {
+  mkdirSync(screenshots, { recursive: true })
+  if (docsScreenshots !== null) mkdirSync(docsScreenshots, { recursive: true })
+  const dir = mkdtempSync(join(tmpdir(), 'portal-e2e-'))
+  app = await buildApp({ databasePath: join(dir, 'portal.sqlite'), secret: 'an-e2e-secret-that-is-long-enough-0123456789' })
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  origin = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync']
+  })
+  t.teardown(async () => {
+    await browser.close()
+    await app.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+})
+
+async function newContext (storageState?: Awaited<ReturnType<BrowserContext['storageState']>>): Promise<BrowserContext> {
+  const context = await browser.newContext({ baseURL: origin, viewport: { width: 900, height: 640 }, storageState })
+  context.setDefaultTimeout(10000)
+  return context
+}
+
+// Quitting and reopening the browser: a new context that holds only the
+// persistent cookies (session cookies have `expires: -1`).
+async function restart (context: BrowserContext): Promise<BrowserContext> {
+  const state = await context.storageState()
+  await context.close()
+  return newContext({ cookies: state.cookies.filter((cookie) => cookie.expires > 0), origins: [] })
+}
+
+async function screenshot (page: Page, name: string, { docs = false } = {}): Promise<void> {
+  await page.screenshot({ path: join(screenshots, `${name}.png`), fullPage: true })
+  if (docs && docsScreenshots !== null) await page.locator('body').screenshot({ path: join(docsScreenshots, `example-${name}.png`) })
+}
+
+async function navigation (page: Page): Promise<string> {
+  return (await page.locator('header nav').innerText()).replace(/\s+/g, ' ').trim()
+}
+
+async function signUp (page: Page, name: string, grade: string, password = PASSWORD): Promise<void> {
+  await page.goto('/signup')
+  await page.getByLabel('Name').fill(name)
+  await page.getByLabel('Grade').selectOption(grade)
+  await page.getByLabel('Password').fill(password)
+}
+
+async function logIn (page: Page, name: string, password: string, { remember }: { remember: boolean }): Promise<void> {
+  await page.getByLabel('Name').fill(name)
+  await page.getByLabel('Password').fill(password)
+  await page.getByLabel('Remember me').setChecked(remember)
+  await page.getByRole('button', { name: 'Log in' }).click()
+}
+
+t.test('sign up, log out, log in with "remember me", restart, re-authenticate, change the password', async (t) => {
+  let context = await newContext()
+  let page = await context.newPage()
+
+  await page.goto('/')
+  t.equal(await navigation(page), 'Log in · Sign up')
+  await screenshot(page, 'home')
+
+  await signUp(page, 'Grace Hopper', '12')
+  await screenshot(page, 'signup')
+  await page.getByRole('button', { name: 'Sign up' }).click()
+  await page.waitForURL('/profile')
+  t.equal(await navigation(page), 'Logged in as Grace Hopper · Log out', 'the name is in the navigation')
+  t.match(await page.locator('dl').innerText(), /Grade\s+12/)
+  await screenshot(page, 'profile', { docs: true })
+
+  await page.getByRole('button', { name: 'Log out', exact: true }).click()
+  await page.waitForURL('/')
+  t.equal(await navigation(page), 'Log in · Sign up', 'logged out')
+
+  await page.goto('/profile')
+  await page.waitForURL('/login?next=%2Fprofile')
+  t.equal(await page.locator('input[name="next"]').inputValue(), '/profile', 'the login form keeps where to go back')
+  await logIn(page, 'Grace Hopper', 'not my password', { remember: true })
+  t.equal(await page.getByRole('alert').innerText(), 'Wrong name or password.')
+  t.equal(await page.locator('input[name="next"]').inputValue(), '/profile', 'even after a wrong password')
+  await screenshot(page, 'login-error')
+  await logIn(page, 'Grace Hopper', PASSWORD, { remember: true })
+  await page.waitForURL('/profile')
+  t.match(await page.locator('dl').innerText(), /Fresh/)
+
+  // The browser restarts: the remembered login stays, but it is not fresh.
+  context = await restart(context)
+  page = await context.newPage()
+  await page.goto('/profile')
+  t.equal(page.url(), `${origin}/profile`)
+  t.equal(await navigation(page), 'Logged in as Grace Hopper · Log out', 'still logged in after the restart')
+  t.match(await page.locator('dl').innerText(), /Remembered from an earlier visit/, 'but not fresh')
+  await screenshot(page, 'profile-remembered')
+
+  // Changing the password asks for the password again, then goes on.
+  await page.getByRole('link', { name: 'Change your password' }).click()
+  await page.waitForURL('/reauthenticate?next=%2Fpassword')
+  await screenshot(page, 'reauthenticate', { docs: true })
+  await page.getByLabel('Password').fill('a wrong guess')
+  await page.getByRole('button', { name: 'Continue' }).click()
+  t.equal(await page.getByRole('alert').innerText(), 'Wrong password.')
+  await page.getByLabel('Password').fill(PASSWORD)
+  await page.getByRole('button', { name: 'Continue' }).click()
+  await page.waitForURL('/password')
+  await screenshot(page, 'password')
+  await page.getByLabel('New password', { exact: false }).first().fill(NEW_PASSWORD)
+  await page.getByLabel('New password again').fill(NEW_PASSWORD)
+  await page.getByRole('button', { name: 'Change password' }).click()
+  await page.waitForURL('/profile?notice=password')
+  t.equal(await page.getByRole('status').innerText(), 'Your password was changed. Every other device was logged out.')
+  await screenshot(page, 'password-changed')
+
+  // The new password works, the old one does not.
+  await page.getByRole('button', { name: 'Log out', exact: true }).click()
+  await page.goto('/login')
+  await logIn(page, 'Grace Hopper', PASSWORD, { remember: false })
+  t.equal(await page.getByRole('alert').innerText(), 'Wrong name or password.')
+  await logIn(page, 'Grace Hopper', NEW_PASSWORD, { remember: false })
+  await page.waitForURL('/profile')
+  await context.close()
+})
+
+t.test('a login without "remember me" does not survive a browser restart', async (t) => {
+  let context = await newContext()
+  let page = await context.newPage()
+  await signUp(page, 'Alan', '10')
+  await page.getByRole('button', { name: 'Sign up' }).click()
+  await page.waitForURL('/profile')
+  t.equal(await navigation(page), 'Logged in as Alan · Log out')
+
+  context = await restart(context)
+  page = await context.newPage()
+  await page.goto('/profile')
+  await page.waitForURL('/login?next=%2Fprofile')
+  t.equal(await navigation(page), 'Log in · Sign up')
+  await context.close()
+})
+
+t.test('a tampered login cookie is logged out', async (t) => {
+  const context = await newContext()
+  const page = await context.newPage()
+  await page.goto('/login')
+  await logIn(page, 'Alan', PASSWORD, { remember: true })
+  await page.waitForURL('/profile')
+
+  const account = (await context.cookies()).find((cookie) => cookie.name === 'account')
+  t.ok(account, 'the browser holds the login cookie')
+  // Change the user id inside the signed value: the signature no longer fits.
+  const [tag, id, ...rest] = account!.value.split('.')
+  const forged = Buffer.from('1:1').toString('base64url')
+  t.not(id, forged)
+  await context.addCookies([{ ...account!, value: [tag, forged, ...rest].join('.') }])
+  await page.reload()
+  t.equal(await navigation(page), 'Log in · Sign up', 'the page shows a logged-out visitor')
+  await page.goto('/profile')
+  await page.waitForURL('/login?next=%2Fprofile')
+  await context.close()
+})
+
+t.test('log out everywhere: the other browser is logged out; an API token is shown once', async (t) => {
+  const laptop = await newContext()
+  const phone = await newContext()
+  const laptopPage = await laptop.newPage()
+  const phonePage = await phone.newPage()
+  for (const page of [laptopPage, phonePage]) {
+    await page.goto('/login')
+    await logIn(page, 'Alan', PASSWORD, { remember: true })
+    await page.waitForURL('/profile')
+  }
+
+  await laptopPage.getByRole('button', { name: 'Create an API token' }).click()
+  const token = await laptopPage.locator('pre.token').innerText()
+  t.match(token, /^portal_[A-Za-z0-9_-]{43}$/)
+  await screenshot(laptopPage, 'api-token')
+  const api = await fetch(`${origin}/api/me`, { headers: { authorization: `Bearer ${token}` } })
+  t.same(await api.json(), { name: 'Alan', grade: 10 })
+
+  await laptopPage.goto('/profile')
+  await laptopPage.getByRole('button', { name: 'Log out everywhere else' }).click()
+  await laptopPage.waitForURL('/profile?notice=everywhere')
+  t.equal(await navigation(laptopPage), 'Logged in as Alan · Log out', 'this browser stays logged in')
+
+  await phonePage.reload()
+  await phonePage.waitForURL('/login?next=%2Fprofile')
+  t.equal(await navigation(phonePage), 'Log in · Sign up', 'the other browser is logged out')
+  t.equal((await fetch(`${origin}/api/me`, { headers: { authorization: `Bearer ${token}` } })).status, 401, 'the API token is revoked')
+  await laptop.close()
+  await phone.close()
+})
