@@ -98,14 +98,6 @@ async function buildApp ({ databasePath, secret, logger = false }) {
   })
   const { loginRequired, loginProhibited, freshLoginRequired } = app.loginManager
 
-  // The guards redirect with 307, which keeps the method and the body: a
-  // refused form POST would be posted again, fields and all, to the login
-  // page. A refused POST gets a 303 instead, which browsers follow with a GET.
-  app.loginManager
-    .unauthorizedHandler(seeOther('/login'))
-    .needsRefreshHandler(seeOther('/reauthenticate'))
-    .authorizedHandler(seeOther('/profile'))
-
   await app.register(fastifyView, {
     engine: { ejs },
     root: join(__dirname, 'views'),
@@ -230,11 +222,11 @@ async function buildApp ({ databasePath, secret, logger = false }) {
     return reply.redirect('/profile?notice=everywhere', 303)
   })
 
-  // After a revocation: this device stays logged in, as fresh as it was. Whether
-  // its login was remembered cannot be read back, so it becomes a login for
-  // this browser session: the safe side.
+  // After a revocation: this device stays logged in under the new session
+  // version, as remembered and as fresh as it was.
   function logInAgain (request, reply, row) {
-    app.loginManager.loginUser(request, reply, new Student(row), { remember: false, fresh: request.isFresh })
+    const { remembered } = app.loginManager.loginInfo(request)
+    app.loginManager.loginUser(request, reply, new Student(row), { remember: remembered, fresh: request.isFresh })
   }
 
   // A new API token, shown once. A credential that outlives cookies: creating
@@ -279,12 +271,6 @@ async function buildApp ({ databasePath, secret, logger = false }) {
 function bearerToken (header) {
   const match = /^Bearer +(portal_[A-Za-z0-9_-]{43})$/i.exec(header ?? '')
   return match === null ? null : match[1]
-}
-
-function seeOther (route) {
-  return (request, reply) => request.method === 'GET' || request.method === 'HEAD'
-    ? undefined // the guard's own answer: 307 to `route`, with `next`
-    : reply.redirect(route, 303)
 }
 
 // A form field as a string: missing fields and repeated ones (arrays) are ''.

@@ -155,7 +155,11 @@ function answer (request: FastifyRequest, reply: FastifyReply, refusal: Refusal)
     return
   }
   if (refusal.route !== null) {
-    reply.redirect(refusal.nextField !== false ? withNext(refusal.route, refusal.nextField, request.url) : refusal.route, 307)
+    // 307 keeps the method, as the design asks, for page loads. A refused form
+    // post gets 303 instead: 307 would post its fields (a new password, say)
+    // again, to the login page.
+    const status = request.method === 'GET' || request.method === 'HEAD' ? 307 : 303
+    reply.redirect(refusal.nextField !== false ? withNext(refusal.route, refusal.nextField, request.url) : refusal.route, status)
     return
   }
   reply.code(refusal.status).type('text/plain; charset=utf-8').send(message)

@@ -9,6 +9,7 @@ import type {
   GuardOptions,
   LoginConfig,
   LoginEvents,
+  LoginInfo,
   LoginUserOptions,
   RequestLoader,
   User,
@@ -177,6 +178,23 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     state.renewAccount = false
     state.fresh = true
     this.#emitSafely(request, 'loginConfirmed', request, user as User)
+  }
+
+  loginInfo (request: FastifyRequest): LoginInfo | null {
+    this.#currentUser(request)
+    const state = loginState(request)
+    if (!state.authenticated) return null
+    const account = state.account
+    if (account === null || account === undefined) {
+      return { source: 'request', remembered: false, fresh: false, issuedAt: null, expiresAt: null }
+    }
+    return {
+      source: 'cookie',
+      remembered: account.remember,
+      fresh: this.#isFresh(request),
+      issuedAt: account.issuedAt,
+      expiresAt: account.expiresAt
+    }
   }
 
   nextUrl (request: FastifyRequest, fallback = '/'): string {

@@ -322,7 +322,7 @@ test('protected pages send anonymous visitors to log in; refused form posts get 
   for (const url of ['/password', '/reauthenticate', '/logout-everywhere', '/api-token']) {
     const response = await browser.post(url, { password: PASSWORD })
     t.equal(response.statusCode, 303, url)
-    t.equal(response.headers.location, '/login', url)
+    t.equal(response.headers.location, `/login?next=${encodeURIComponent(url)}`, url)
   }
 })
 
@@ -437,7 +437,7 @@ test('a fresh login is needed to change the password: re-authenticate, then back
   t.equal(asked.headers.location, '/reauthenticate?next=%2Fpassword')
   const stale = await browser.post('/password', { password: 'brand new password', confirm: 'brand new password' })
   t.equal(stale.statusCode, 303, 'a stale form post is sent to re-authenticate with a GET')
-  t.equal(stale.headers.location, '/reauthenticate')
+  t.equal(stale.headers.location, '/reauthenticate?next=%2Fpassword')
   t.same(rows(), before, 'and changes nothing')
 
   const form = await browser.get(asked.headers.location as string)
@@ -482,7 +482,7 @@ test('a fresh login is needed to change the password: re-authenticate, then back
   t.equal(profile.statusCode, 200, 'this device stays logged in')
   t.match(profile.body, '<p class="notice" role="status">Your password was changed. Every other device was logged out.</p>')
   t.match(text(profile.body), 'Fresh:')
-  t.notOk(browser.jar.get('account')?.persistent, 'its new login lasts for this browser session')
+  t.ok(browser.jar.get('account')?.persistent, 'its new login is remembered, as the one it replaces was')
   t.equal((await otherDevice.get('/profile')).statusCode, 307, 'the other device is logged out')
 
   const [row] = rows()
@@ -584,7 +584,7 @@ test('the JSON API: a bearer token made on the profile page, stored hashed, show
   await browser.get('/profile')
   const stale = await browser.post('/api-token')
   t.equal(stale.statusCode, 303)
-  t.equal(stale.headers.location, '/reauthenticate')
+  t.equal(stale.headers.location, '/reauthenticate?next=%2Fapi-token')
   t.equal(rows()[0].api_token_hash, null)
 })
 

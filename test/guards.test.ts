@@ -26,12 +26,32 @@ test('loginRequired lets a logged-in user through as onRequest and as preHandler
   t.equal((await app.inject('/pre')).statusCode, 401)
 })
 
-test('loginRequired redirects with 307 to loginRequiredRoute when set', async (t) => {
+test('loginRequired redirects with 307 to loginRequiredRoute when set; a refused form post gets 303', async (t) => {
   const { app } = await build({ loginRequiredRoute: '/login' })
-  app.post('/form', { onRequest: app.loginManager.loginRequired }, () => 'posted')
-  const response = await app.inject({ method: 'POST', url: '/form', payload: { a: 1 } })
-  t.equal(response.statusCode, 307, '307 keeps the method and body')
-  t.equal(response.headers.location, '/login?next=%2Fform', 'carries where it came from')
+  app.route({ method: ['GET', 'HEAD', 'POST', 'PUT', 'DELETE'], url: '/form', onRequest: app.loginManager.loginRequired, handler: () => 'posted' })
+  for (const method of ['GET', 'HEAD'] as const) {
+    const response = await app.inject({ method, url: '/form' })
+    t.equal(response.statusCode, 307, method)
+    t.equal(response.headers.location, '/login?next=%2Fform', 'carries where it came from')
+  }
+  for (const method of ['POST', 'PUT', 'DELETE'] as const) {
+    const response = await app.inject({ method, url: '/form', payload: { password: 'new secret' } })
+    t.equal(response.statusCode, 303, `${method}: the browser follows with a GET, never re-posting the fields`)
+    t.equal(response.headers.location, '/login?next=%2Fform')
+  }
+})
+
+test('loginInfo tells how the current user logged in', async (t) => {
+  const { app } = await build({ requestLoader: (request) => request.headers.authorization === 'Bearer k' ? new User(9, 'robot') : null })
+  app.get('/info', (request) => app.loginManager.loginInfo(request))
+  const remembered = await loginCookies(app, '1')
+  const session = await loginCookies(app, '2', '?remember=0')
+  const info = (await app.inject({ url: '/info', cookies: remembered })).json()
+  t.match(info, { source: 'cookie', remembered: true, fresh: true })
+  t.equal(info.expiresAt - info.issuedAt, 60 * 24 * 60 * 60)
+  t.match((await app.inject({ url: '/info', cookies: { account: session.account } })).json(), { source: 'cookie', remembered: false, fresh: false })
+  t.same((await app.inject({ url: '/info', headers: { authorization: 'Bearer k' } })).json(), { source: 'request', remembered: false, fresh: false, issuedAt: null, expiresAt: null })
+  t.equal((await app.inject('/info')).body, 'null', 'anonymous: null')
 })
 
 test('loginRequiredMessage may be changed, or a function of the request', async (t) => {

@@ -165,6 +165,18 @@ declare namespace fastifyLogin {
     force?: boolean
   }
 
+  /** How the current user logged in: `app.loginManager.loginInfo(request)`. */
+  export interface LoginInfo {
+    /** The login cookie, or the request loader (which sets no cookie). */
+    source: 'cookie' | 'request'
+    /** The login outlives the browser session. */
+    remembered: boolean
+    fresh: boolean
+    /** Seconds since the epoch; null for a user of the request loader. */
+    issuedAt: number | null
+    expiresAt: number | null
+  }
+
   export interface CookiesForOptions {
     remember?: boolean
     fresh?: boolean
@@ -206,6 +218,8 @@ declare namespace fastifyLogin {
     logoutUser (request: FastifyRequest, reply: FastifyReply): void
     /** Makes the current login fresh again, after the user re-entered a password. */
     confirmLogin (request: FastifyRequest, reply: FastifyReply): void
+    /** How the current user logged in; `null` for an anonymous visitor. */
+    loginInfo (request: FastifyRequest): LoginInfo | null
     /** The `next` field of the query or body when it is a path on this site, else `fallback`. */
     nextUrl (request: FastifyRequest, fallback?: string): string
     /** The cookies a login would set, for `app.inject({ cookies })` in tests. */

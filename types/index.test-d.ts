@@ -37,6 +37,7 @@ import fastifyLogin, {
   type LoginRouteConfig,
   type LoginConfig,
   type LoginManager,
+  type LoginInfo,
   type User,
   type UserLoader
 } from '..'
@@ -392,6 +393,13 @@ expectError(Fastify().register(fastifyLogin, { secret, sessionProtection: 'basic
     expectError(manager.loginUser(request, reply, student, { duration: '1h' }))
     expectType<void>(manager.confirmLogin(request, reply))
     expectType<string>(manager.nextUrl(request))
+    const info = manager.loginInfo(request)
+    expectType<LoginInfo | null>(info)
+    if (info !== null) {
+      expectType<'cookie' | 'request'>(info.source)
+      expectType<boolean>(info.remembered)
+      expectType<number | null>(info.expiresAt)
+    }
     expectType<string>(manager.nextUrl(request, '/home'))
     expectError(manager.nextUrl(request, null))
     return reply.redirect(manager.nextUrl(request))
