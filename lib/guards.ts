@@ -97,6 +97,8 @@ export function createGuard (login: LoginInternals, config: LoginConfig, options
       done()
       return
     }
+    // The answer depends on the login cookie: caches must key on it.
+    varyOnCookie(reply)
     let user: CurrentUser | Promise<CurrentUser>
     try {
       user = login.resolveUser(request)
@@ -163,6 +165,16 @@ function answer (request: FastifyRequest, reply: FastifyReply, refusal: Refusal)
     return
   }
   reply.code(refusal.status).type('text/plain; charset=utf-8').send(message)
+}
+
+function varyOnCookie (reply: FastifyReply): void {
+  const vary = reply.getHeader('vary')
+  if (vary === undefined) {
+    reply.header('vary', 'Cookie')
+    return
+  }
+  const fields = String(vary).toLowerCase().split(',').map((field) => field.trim())
+  if (!fields.includes('cookie') && !fields.includes('*')) reply.header('vary', `${String(vary)}, Cookie`)
 }
 
 // Appends `next=<url>` to the route's query, before any fragment.

@@ -74,9 +74,10 @@ function clientMessage (userAgent: string | undefined, ip: string): string {
   return `client\n${userAgent ?? ''}\n${ip}`
 }
 
-// Browsers keep a cookie only if its name and value, as sent, fit in 4096 bytes.
+// Browsers keep a cookie only if its name and value, as sent, fit in 4096
+// bytes. Signed tokens are ASCII and sent as they are.
 export function fitsInBrowser (name: string, value: string): boolean {
-  return name.length + 1 + encodeURIComponent(value).length <= MAX_COOKIE_LENGTH
+  return name.length + 1 + value.length <= MAX_COOKIE_LENGTH
 }
 
 export function encodeAccount (token: AccountToken): string {

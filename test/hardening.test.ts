@@ -176,3 +176,16 @@ test('responses that set or clear login cookies are not stored by caches', async
   t.equal((await app.inject({ url: '/logout', cookies })).headers['cache-control'], 'no-store')
   t.equal((await app.inject({ url: '/me', cookies })).headers['cache-control'], undefined, 'a response that changes nothing is left alone')
 })
+
+test('an app may still put its own currentUser in reply.locals, or reset them with null', async (t) => {
+  const app = Fastify()
+  await app.register(fastifyLogin, { secret: SECRET, userLoader: () => null })
+  app.get('/own', (_request, reply) => {
+    const holder = reply as unknown as { locals: unknown }
+    holder.locals = { currentUser: 'the app\'s own' }
+    const own = (holder.locals as { currentUser: string }).currentUser
+    holder.locals = null
+    return { own, reset: Object.keys(holder.locals as object) }
+  })
+  t.same((await app.inject('/own')).json(), { own: 'the app\'s own', reset: ['currentUser'] }, 'null starts the locals afresh')
+})
