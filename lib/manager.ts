@@ -136,12 +136,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     const account = this.#newAccount(user, options, this.#clientOf(request.headers['user-agent'], request.ip))
     const state = loginState(request)
     this.#written(state, writeLoginCookies(reply, this.config, this.#signer, account, fresh ? account.issuedAt : null))
-    state.account = account
-    state.renewAccount = false
-    state.protectionFailed = false
-    state.error = undefined
-    state.freshCookie = undefined
-    state.fresh = fresh
+    this.#replaceLogin(state, account, fresh)
     this.#settle(request, state, user, null)
     this.#emitSafely(request, 'login', request, user)
     return true
@@ -155,12 +150,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
       this.#announceLogout(request, state)
     }
     this.#clearCookies(request, reply, state)
-    state.account = null
-    state.renewAccount = false
-    state.protectionFailed = false
-    state.error = undefined
-    state.freshCookie = null
-    state.fresh = false
+    this.#replaceLogin(state, null, false)
     this.#settle(request, state, null, null)
   }
 
@@ -407,6 +397,17 @@ export class LoginManager extends EventEmitter<LoginEvents> {
   #cookies (request: FastifyRequest, state: LoginState) {
     if (state.cookies === null) state.cookies = parseRequestCookies(request)
     return state.cookies
+  }
+
+  // The request's login as loginUser or logoutUser leaves it: whatever its
+  // cookies said no longer counts.
+  #replaceLogin (state: LoginState, account: AccountToken | null, fresh: boolean): void {
+    state.account = account
+    state.renewAccount = false
+    state.protectionFailed = false
+    state.error = undefined
+    state.freshCookie = null
+    state.fresh = fresh
   }
 
   #written (state: LoginState, names: string[]): void {
