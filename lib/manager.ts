@@ -35,8 +35,8 @@ import {
   isSameClient,
   newLoginId,
   nowInSeconds,
-  readAccount,
   readFresh,
+  VerifiedAccounts,
   type AccountToken,
   type Signer
 } from './token'
@@ -73,6 +73,8 @@ export class LoginManager extends EventEmitter<LoginEvents> {
   readonly [kInternals]: LoginInternals
 
   #signer: Signer
+  // Verified account cookies: one HMAC per cookie, not one per request.
+  #accounts = new VerifiedAccounts(5000)
   #userLoader: UserLoader | null = null
   #requestLoader: RequestLoader | null = null
 
@@ -248,7 +250,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
   // session protection a cookie from another client counts as no cookie.
   #readAccount (request: FastifyRequest, state: LoginState): AccountToken | null {
     if (state.account === undefined) {
-      const verified = readAccount(this.#signer, this.#cookies(request, state)[this.config.cookieName.account], nowInSeconds())
+      const verified = this.#accounts.read(this.#signer, this.#cookies(request, state)[this.config.cookieName.account], nowInSeconds())
       state.account = verified === null ? null : verified.token
       state.renewAccount = verified !== null && verified.renew
       if (state.account !== null && this.config.sessionProtection === 'strong' && !this.#sameClient(request, state.account)) {

@@ -145,3 +145,39 @@ function verify (signer: Signer, raw: string | undefined): { value: string, rene
   if (!result.valid || typeof result.value !== 'string') return null
   return { value: result.value, renew: result.renew }
 }
+
+// Verified account cookies, by their exact signed value: a cookie seen again
+// skips the HMAC and the parsing, never the expiry check. Only cookies that
+// verified get in, so forged ones cannot fill it. Two generations of at most
+// `size` entries each (the older is dropped whole when the newer fills up):
+// bounded, O(1), and the cookies in use stay in.
+export class VerifiedAccounts {
+  #size: number
+  #current = new Map<string, Verified<AccountToken>>()
+  #previous = new Map<string, Verified<AccountToken>>()
+
+  constructor (size: number) {
+    this.#size = size
+  }
+
+  read (signer: Signer, raw: string | undefined, now: number): Verified<AccountToken> | null {
+    if (typeof raw !== 'string') return null
+    let verified = this.#current.get(raw)
+    if (verified === undefined) {
+      verified = this.#previous.get(raw) ?? readAccount(signer, raw, now) ?? undefined
+      if (verified === undefined) return null
+      Object.freeze(verified.token)
+      this.#remember(raw, Object.freeze(verified))
+    }
+    // The browser's Max-Age is advice; the server enforces the lifetime itself.
+    return now >= verified.token.expiresAt ? null : verified
+  }
+
+  #remember (raw: string, verified: Verified<AccountToken>): void {
+    if (this.#current.size >= this.#size) {
+      this.#previous = this.#current
+      this.#current = new Map()
+    }
+    this.#current.set(raw, verified)
+  }
+}
