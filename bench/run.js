@@ -1,0 +1,579 @@
+'use strict'
+
+// The benchmark: `npm run bench` (full, about 3 minutes on 2 cores) or
+// `npm run bench:smoke` (`--smoke`: 1-second rounds, one round, every
+// server, nothing written: the check CI can run so the harness cannot rot).
+//
+// Each server runs in its own Node process (bench/server.js) on a free
+// loopback port; autocannon runs here, in this process, as a library. The
+// servers take turns round after round (the order reversed every other round)
+// so that drift of the machine hits all of them alike. Every measurement
+// checks that each response had the expected status and body, and a guarded
+// route must refuse a request without the cookie before it is measured.
+//
+// On Linux the CPU time the rest of the machine uses (other processes, other
+// tenants of a VM) is watched too: before each measurement the harness waits
+// for the machine to be quiet, and a measurement disturbed by more than
+// --max-foreign of the machine is redone, both within --patience seconds
+// for the whole run.
+//
+// Options: --smoke, --rounds N, --duration S, --warmup S, --generations N
+// (sets of fresh server processes the rounds are split between), --connections N,
+// --only a,b (scenarios), --no-memory, --memory-requests N, --out FILE|-,
+// --readme (also put the results into README.md, between its bench markers),
+// --max-foreign 0.15, --patience S, --profile SCENARIO (a CPU profile of that server,
+// written to bench/profiles/, and its top functions).
+
+const { fork } = require('node:child_process')
+const fs = require('node:fs')
+const http = require('node:http')
+const os = require('node:os')
+const path = require('node:path')
+const autocannon = require('autocannon')
+
+const SERVER = path.join(__dirname, 'server.js')
+const NAME = 'Ada'
+const REFUSED = 'Please log in to access this page.'
+
+// app: the server kind of bench/server.js. cookie: send the cookie that the
+// app's own POST /login issued. Every scenario gets its own server process.
+const SCENARIOS = [
+  { name: 'bare', app: 'bare', what: 'no auth (the ceiling)' },
+  // A second process of the same server: its ratio to bare, 1.00 in theory,
+  // shows how far this machine lets two identical servers apart.
+  { name: 'bare-twin', app: 'bare', what: 'the same as bare, another process: the noise floor' },
+  { name: 'floor', app: 'floor', what: '@fastify/cookie, one signed cookie unsigned by hand' },
+  { name: 'login-unguarded', app: 'login-unguarded', what: 'fastify-login registered, route without guard' },
+  { name: 'login-guarded', app: 'login', what: 'fastify-login, loginRequired + request.currentUser' },
+  { name: 'login-anonymous', app: 'login', cookie: false, status: 401, body: REFUSED, what: 'fastify-login guard, no cookie (401)' },
+  { name: 'passport', app: 'passport', what: '@fastify/passport + @fastify/secure-session, isAuthenticated()' },
+  { name: 'session', app: 'session', what: '@fastify/session, memory store, user id in the session' },
+  { name: 'login-login', app: 'login', method: 'POST', path: '/login', cookie: false, what: 'fastify-login loginUser, issues its cookies' },
+  { name: 'passport-login', app: 'passport', method: 'POST', path: '/login', cookie: false, what: '@fastify/passport logIn, issues its session' }
+].map((scenario) => ({ method: 'GET', path: '/me', cookie: true, status: 200, body: NAME, ...scenario }))
+
+// The issue's targets, on the ratio of median requests/second.
+const TARGETS = [
+  { name: 'bare-twin', baseline: 'bare', min: null },
+  { name: 'login-unguarded', baseline: 'bare', min: 0.97 },
+  { name: 'login-guarded', baseline: 'floor', min: 1.00 },
+  { name: 'login-guarded', baseline: 'passport', min: 1.5 },
+  { name: 'login-guarded', baseline: 'session', min: 2.5 },
+  { name: 'login-login', baseline: 'passport-login', min: null }
+]
+const MEMORY_GROWTH = 1.10
+
+function parseArgs (argv) {
+  const smoke = argv.includes('--smoke') || process.env.BENCH_SMOKE === '1'
+  const options = {
+    smoke,
+    // Many short turns cancel drift better than a few long ones.
+    rounds: smoke ? 1 : 10,
+    // autocannon stops on whole seconds.
+    duration: 1,
+    warmup: smoke ? 1 : 2,
+    // Sets of fresh server processes the rounds are split between.
+    generations: 2,
+    connections: 50,
+    memory: !argv.includes('--no-memory'),
+    memoryRequests: smoke ? 200 : 10000,
+    only: null,
+    out: smoke ? null : path.join(__dirname, 'RESULTS.md'),
+    profile: null,
+    readme: false,
+    maxForeign: 0.15,
+    // Seconds that waiting for quiet and redoing disturbed measurements may
+    // add to the whole run.
+    patience: smoke ? 0 : 40
+  }
+  for (let i = 0; i < argv.length; i++) {
+    const value = argv[i + 1]
+    switch (argv[i]) {
+      case '--rounds': options.rounds = positive('--rounds', value); i++; break
+      case '--duration': options.duration = positive('--duration', value); i++; break
+      case '--warmup': options.warmup = Number(value); i++; break
+      case '--generations': options.generations = positive('--generations', value); i++; break
+      case '--connections': options.connections = positive('--connections', value); i++; break
+      case '--memory-requests': options.memoryRequests = positive('--memory-requests', value); i++; break
+      case '--max-foreign': options.maxForeign = Number(value); i++; break
+      case '--patience': options.patience = Number(value); i++; break
+      case '--only': options.only = value.split(','); i++; break
+      case '--out': options.out = value === '-' ? null : path.resolve(value); i++; break
+      case '--profile': options.profile = value; i++; break
+      case '--readme': options.readme = true; break
+    }
+  }
+  return options
+}
+
+function positive (flag, value) {
+  const number = Number(value)
+  if (!(number > 0)) throw new Error(`${flag} needs a positive number`)
+  return number
+}
+
+// ---------------------------------------------------------------- servers
+
+// Forks bench/server.js and resolves once it listens. `plugin` loads
+// fastify-login from another checkout (compare a change side by side).
+function startServer (app, { execArgv = [], plugin } = {}) {
+  return new Promise((resolve, reject) => {
+    const args = plugin === undefined ? [app] : [app, plugin]
+    const child = fork(SERVER, args, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+    const pending = new Map()
+    let nextId = 0
+    const onExit = (code) => reject(new Error(`server ${app} exited with code ${code} before listening`))
+    child.once('exit', onExit)
+    child.on('message', (message) => {
+      if (message.type === 'listening') {
+        child.off('exit', onExit)
+        resolve(server(message.port))
+      } else if (pending.has(message.id)) {
+        pending.get(message.id)(message)
+        pending.delete(message.id)
+      }
+    })
+
+    function ask (message) {
+      return new Promise((resolve) => {
+        const id = nextId++
+        pending.set(id, resolve)
+        child.send({ ...message, id })
+      })
+    }
+
+    function server (port) {
+      return {
+        app,
+        port,
+        // CPU time and memory of the server process, after a GC if asked
+        // (and the server runs with --expose-gc).
+        stats: (gc = false) => ask({ type: 'stats', gc }),
+        // Distinct valid login cookies, minted with loginManager.cookiesFor.
+        mint: async (count) => (await ask({ type: 'mint', count })).cookies,
+        close () {
+          return new Promise((resolve) => {
+            if (child.exitCode !== null || child.signalCode !== null) return resolve()
+            child.once('exit', resolve)
+            child.send({ type: 'close' })
+          })
+        }
+      }
+    }
+  })
+}
+
+function request (port, method, urlPath, headers = {}) {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, method, path: urlPath, headers }, (res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (chunk) => { body += chunk })
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body }))
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+// Logs in through the app's own POST /login: each auth layer issues its own cookie.
+async function login (server) {
+  const response = await request(server.port, 'POST', '/login')
+  const setCookie = response.headers['set-cookie'] ?? []
+  if (response.status !== 200 || response.body !== NAME || setCookie.length === 0) {
+    throw new Error(`${server.app}: POST /login answered ${response.status} ${JSON.stringify(response.body)} without a cookie`)
+  }
+  return setCookie.map((line) => line.split(';', 1)[0]).join('; ')
+}
+
+// Before measuring: the scenario answers what it should, and a guarded route
+// refuses a request without the cookie (a guard that let everyone in would be
+// fast and worthless). Returns the request headers to measure with.
+async function prepare (scenario, server) {
+  const cookie = await login(server)
+  const headers = scenario.cookie ? { cookie } : {}
+  const response = await request(server.port, scenario.method, scenario.path, headers)
+  if (response.status !== scenario.status || response.body !== scenario.body) {
+    throw new Error(`${scenario.name}: ${scenario.method} ${scenario.path} answered ${response.status} ${JSON.stringify(response.body)}, ` +
+      `expected ${scenario.status} ${JSON.stringify(scenario.body)}`)
+  }
+  const guarded = scenario.app !== 'bare' && scenario.app !== 'login-unguarded'
+  if (guarded) {
+    const anonymous = await request(server.port, 'GET', '/me')
+    if (anonymous.status !== 401 || anonymous.body !== REFUSED) {
+      throw new Error(`${scenario.name}: GET /me without a cookie answered ${anonymous.status}, expected 401`)
+    }
+  }
+  return headers
+}
+
+// ---------------------------------------------------------------- measuring
+
+// One autocannon run; throws unless every response was the expected one.
+async function load (scenario, server, headers, options) {
+  const cookies = options.cookies
+  const result = await autocannon({
+    url: `http://127.0.0.1:${server.port}${scenario.path}`,
+    method: scenario.method,
+    headers,
+    connections: options.connections,
+    ...(options.amount === undefined ? { duration: options.duration } : { amount: options.amount }),
+    ...(cookies === undefined
+      ? { expectBody: scenario.body }
+      : {
+          // A cookie of its own for each request.
+          verifyBody: (body) => body === scenario.body,
+          requests: [{ setupRequest: (req) => ({ ...req, headers: { ...req.headers, cookie: cookies.list[Math.min(cookies.next++, cookies.end - 1)] } }) }]
+        })
+  })
+  const codes = Object.keys(result.statusCodeStats)
+  if (result.errors > 0 || result.timeouts > 0 || result.mismatches > 0 || codes.length !== 1 || Number(codes[0]) !== scenario.status) {
+    throw new Error(`${scenario.name}: wrong answers under load: ${result.errors} errors, ${result.timeouts} timeouts, ` +
+      `${result.mismatches} unexpected bodies, status codes ${JSON.stringify(result.statusCodeStats)} (expected only ${scenario.status})`)
+  }
+  return result
+}
+
+async function measure (scenario, server, headers, options) {
+  const machineBefore = machineTime()
+  const ownBefore = process.cpuUsage()
+  const before = await server.stats()
+  const started = process.hrtime.bigint()
+  const result = await load(scenario, server, headers, options)
+  const after = await server.stats()
+  const elapsed = Number(process.hrtime.bigint() - started) / 1000
+  const own = process.cpuUsage(ownBefore)
+  const machineAfter = machineTime()
+  const cpu = (after.cpu.user - before.cpu.user) + (after.cpu.system - before.cpu.system)
+  let foreign = null
+  if (machineBefore !== null && machineAfter !== null) {
+    // What the machine spent on anything but this load generator and this
+    // server, as a share of all its cores.
+    const busy = machineAfter.busy - machineBefore.busy - cpu - own.user - own.system
+    foreign = Math.min(1, Math.max(0, busy) / (elapsed * os.availableParallelism()))
+  }
+  return { rps: result.requests.total / result.duration, p99: result.latency.p99, cpuPerRequest: cpu / result.requests.total, foreign }
+}
+
+// Waits, within the run's patience, until the rest of the machine uses no
+// more than --max-foreign of it (probed while the servers are idle).
+async function waitForQuiet (options, patience) {
+  while (patience.left > 0) {
+    const before = machineTime()
+    const started = Date.now()
+    await new Promise((resolve) => setTimeout(resolve, 250))
+    const after = machineTime()
+    if (before === null || after === null) return
+    const elapsed = (Date.now() - started) / 1000
+    if ((after.busy - before.busy) / (elapsed * 1e6 * os.availableParallelism()) <= options.maxForeign) return
+    patience.left -= elapsed
+    patience.waited += elapsed
+  }
+}
+
+// CPU time of the whole machine so far, in µs (Linux; null elsewhere). User,
+// system and steal time; interrupt time, mostly the loopback traffic of the
+// run itself, is left out.
+function machineTime () {
+  let line
+  try {
+    line = fs.readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]
+  } catch {
+    return null
+  }
+  const [user, nice, system, , , , , steal] = line.split(/\s+/).slice(1).map(Number)
+  return { busy: (user + nice + system + steal) * (1e6 / 100) } // USER_HZ is 100 on Linux
+}
+
+// A short run, then a ten times longer one, each followed by a forced GC:
+// the memory of the login-guarded server must not grow with the requests it
+// serves. Each request carries a login cookie of its own, so that anything
+// kept per cookie would show. The cookies are all minted first, so that
+// minting weighs on both samples alike.
+async function memoryCheck (options) {
+  const scenario = SCENARIOS.find((one) => one.name === 'login-guarded')
+  const server = await startServer(scenario.app, { execArgv: ['--expose-gc'] })
+  try {
+    const headers = await prepare(scenario, server)
+    const short = options.memoryRequests
+    const cookies = []
+    while (cookies.length < short * 11) cookies.push(...await server.mint(Math.min(10000, short * 11 - cookies.length)))
+    await load(scenario, server, headers, { ...options, duration: options.warmup })
+    const samples = []
+    let next = 0
+    for (const amount of [short, short * 10]) {
+      const first = next
+      next += amount
+      await load(scenario, server, {}, { ...options, amount, cookies: { list: cookies, next: first, end: next } })
+      const { memory } = await server.stats(true)
+      samples.push({ requests: amount, rss: memory.rss, heapUsed: memory.heapUsed })
+      console.log(`memory: after ${format(amount)} more requests, each with its own cookie: rss ${mb(memory.rss)} MB, heap used ${mb(memory.heapUsed)} MB`)
+    }
+    return samples
+  } finally {
+    await server.close()
+  }
+}
+
+// ---------------------------------------------------------------- profiling
+
+// `--profile login-guarded`: runs that server under --cpu-prof for 10 s of
+// load and prints where its CPU time went.
+async function profile (options) {
+  const scenario = SCENARIOS.find((one) => one.name === options.profile)
+  if (scenario === undefined) throw new Error(`--profile: unknown scenario ${options.profile}`)
+  const dir = path.join(__dirname, 'profiles')
+  fs.mkdirSync(dir, { recursive: true })
+  const before = new Set(fs.readdirSync(dir))
+  const server = await startServer(scenario.app, { execArgv: ['--cpu-prof', '--cpu-prof-dir', dir] })
+  const headers = await prepare(scenario, server)
+  const duration = options.smoke ? 1 : 10
+  console.log(`profiling ${scenario.name} for ${duration} s …`)
+  const result = await load(scenario, server, headers, { ...options, duration })
+  await server.close()
+  const file = fs.readdirSync(dir).find((name) => !before.has(name) && name.endsWith('.cpuprofile'))
+  console.log(`${format(result.requests.average)} req/s under the profiler; profile: ${path.relative(process.cwd(), path.join(dir, file))}\n`)
+  printProfile(JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8')))
+}
+
+function printProfile (profile) {
+  const byId = new Map(profile.nodes.map((node) => [node.id, node]))
+  const parent = new Map()
+  for (const node of profile.nodes) for (const child of node.children ?? []) parent.set(child, node.id)
+  const selfTime = new Map()
+  const totalTime = new Map()
+  let busy = 0
+  let idle = 0
+  for (let i = 0; i < profile.samples.length; i++) {
+    const node = byId.get(profile.samples[i])
+    const delta = profile.timeDeltas[i] ?? 0
+    const key = frameName(node)
+    if (key === '(idle)') {
+      idle += delta
+      continue
+    }
+    busy += delta
+    selfTime.set(key, (selfTime.get(key) ?? 0) + delta)
+    // Total time: once per function on the sample's stack.
+    const seen = new Set()
+    for (let id = node.id; id !== undefined; id = parent.get(id)) {
+      const frame = frameName(byId.get(id))
+      if (seen.has(frame)) continue
+      seen.add(frame)
+      totalTime.set(frame, (totalTime.get(frame) ?? 0) + delta)
+    }
+  }
+  const byArea = new Map()
+  for (const [key, time] of selfTime) {
+    const area = areaOf(key)
+    byArea.set(area, (byArea.get(area) ?? 0) + time)
+  }
+  const percent = (time) => `${(100 * time / busy).toFixed(1).padStart(5)} %`
+  const top = (map, count) => [...map].sort((a, b) => b[1] - a[1]).slice(0, count)
+  console.log(`busy ${(busy / 1e6).toFixed(1)} s, idle ${(idle / 1e6).toFixed(1)} s; percentages of busy time\n`)
+  console.log('self time by area:')
+  for (const [area, time] of top(byArea, 12)) console.log(`  ${percent(time)}  ${area}`)
+  console.log('\ntop functions by self time:')
+  for (const [key, time] of top(selfTime, 25)) console.log(`  ${percent(time)}  ${key}`)
+  console.log('\nfastify-login and @fastify/cookie, total time with callees (a hook that calls done() synchronously also counts the rest of the request):')
+  for (const [key, time] of top(totalTime, Infinity)) {
+    if (/ (dist\/|node_modules\/@fastify\/cookie\/)/.test(key) && time / busy >= 0.002) console.log(`  ${percent(time)}  ${key}`)
+  }
+}
+
+function frameName (node) {
+  const { functionName, url, lineNumber } = node.callFrame
+  if (!url) return functionName || '(anonymous)'
+  const file = url.replace(/^file:\/\//, '').replace(path.dirname(__dirname) + path.sep, '').replace(/^.*node_modules\//, 'node_modules/')
+  return `${functionName || '(anonymous)'} ${file}:${lineNumber + 1}`
+}
+
+function areaOf (key) {
+  if (/ dist\//.test(key)) return 'fastify-login (dist/, from lib/)'
+  if (/ bench\//.test(key)) return 'bench server'
+  const dependency = / node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(key)
+  if (dependency !== null) return dependency[1]
+  if (/ node:/.test(key)) return 'node internals (JS)'
+  if (/^\((garbage collector|program)\)$/.test(key)) return key
+  return 'native (syscalls such as writev, V8 builtins)'
+}
+
+// ---------------------------------------------------------------- reporting
+
+function median (values) {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+}
+
+function format (number) {
+  return Math.round(number).toLocaleString('en-US')
+}
+
+function mb (bytes) {
+  return (bytes / 1024 / 1024).toFixed(1)
+}
+
+function percentage (share) {
+  return `${Math.round(share * 100)} %`
+}
+
+// name / baseline: the ratio of the medians, the per-round ratios, and the
+// ratio of server CPU per request (baseline / name), which moves less when
+// the machine is busy with something else.
+function compare (runs, name, baseline) {
+  const a = runs.get(name)
+  const b = runs.get(baseline)
+  if (a === undefined || b === undefined) return null
+  const perRound = a.map((run, i) => run.rps / b[i].rps)
+  return {
+    ofMedians: median(a.map((run) => run.rps)) / median(b.map((run) => run.rps)),
+    min: Math.min(...perRound),
+    max: Math.max(...perRound),
+    byCpu: median(b.map((run) => run.cpuPerRequest)) / median(a.map((run) => run.cpuPerRequest))
+  }
+}
+
+function report (runs, memory, patience, options, elapsed) {
+  const lines = []
+  const cpus = os.cpus()
+  lines.push(`${new Date().toISOString().slice(0, 10)} · ${cpus[0]?.model ?? 'unknown CPU'}, ${os.availableParallelism()} cores · ` +
+    `Node ${process.version} · ${os.type()} ${os.release()} · ${Math.round(elapsed)} s`, '')
+  lines.push(`Each server in its own process; autocannon in the orchestrator, ${options.connections} connections. ` +
+    `${options.rounds} rounds of ${options.duration} s per server, the servers in turn (the order reversed every other round), ` +
+    `on ${Math.min(options.generations, options.rounds)} set(s) of fresh processes, each warmed up for ${options.warmup} s. ` +
+    'Medians over the rounds; ratios of medians. The load generator and the server share the machine. ' +
+    '"server µs/req" is the server process\'s own CPU time per request.', '')
+  lines.push('| server | what | req/s | p99 ms | server µs/req | × bare |')
+  lines.push('|---|---|--:|--:|--:|--:|')
+  for (const scenario of SCENARIOS) {
+    const measured = runs.get(scenario.name)
+    if (measured === undefined) continue
+    const ratio = compare(runs, scenario.name, 'bare')
+    lines.push(`| ${scenario.name} | ${scenario.what} | ${format(median(measured.map((run) => run.rps)))} | ` +
+      `${median(measured.map((run) => run.p99))} | ${median(measured.map((run) => run.cpuPerRequest)).toFixed(1)} | ` +
+      `${ratio === null ? '' : ratio.ofMedians.toFixed(2)} |`)
+  }
+
+  lines.push('', '| target | req/s ratio | per round | by server CPU | goal | |')
+  lines.push('|---|--:|--:|--:|--:|---|')
+  for (const target of TARGETS) {
+    const ratio = compare(runs, target.name, target.baseline)
+    if (ratio === null) continue
+    const verdict = target.min === null ? '' : ratio.ofMedians >= target.min ? 'met' : '**missed**'
+    lines.push(`| ${target.name} / ${target.baseline} | ${ratio.ofMedians.toFixed(2)} | ${ratio.min.toFixed(2)}–${ratio.max.toFixed(2)} | ` +
+      `${ratio.byCpu.toFixed(2)} | ${target.min === null ? '' : '≥ ' + target.min.toFixed(2)} | ${verdict} |`)
+  }
+  if (memory !== null) {
+    const [short, long] = memory
+    for (const [label, key] of [['rss', 'rss'], ['heap used', 'heapUsed']]) {
+      const growth = long[key] / short[key]
+      lines.push(`| login-guarded memory: ${label} after ${format(long.requests)} / after ${format(short.requests)} requests | ` +
+        `${growth.toFixed(2)} | | | ≤ ${MEMORY_GROWTH.toFixed(2)} | ${growth <= MEMORY_GROWTH ? 'met' : '**missed**'} |`)
+    }
+    lines.push('', 'Memory of the login-guarded server (`--expose-gc`, after a forced GC; each request with a login cookie of its own): ' +
+      `${mb(short.rss)} MB rss, ${mb(short.heapUsed)} MB heap used after ${format(short.requests)} requests; ` +
+      `${mb(long.rss)} MB rss, ${mb(long.heapUsed)} MB heap used after ${format(long.requests)} more.`)
+  }
+
+  const all = [...runs.values()].flat()
+  const foreign = all.map((run) => run.foreign).filter((value) => value !== null)
+  if (foreign.length > 0) {
+    const disturbed = foreign.filter((value) => value > options.maxForeign).length
+    lines.push('', `Other load on the machine during the measurements: median ${percentage(median(foreign))}, ` +
+      `highest ${percentage(Math.max(...foreign))} of its CPU; waited ${Math.round(patience.waited)} s for quiet and ` +
+      `redid ${patience.redone} measurement(s) above ${percentage(options.maxForeign)}` +
+      (disturbed > 0 ? `; **${disturbed} above it in the end**, with no retry left: read those rows with care.` : '.'))
+  }
+  return lines.join('\n') + '\n'
+}
+
+// `--readme`: puts the results between the bench markers of README.md's
+// Performance section, and touches nothing else.
+function updateReadme (markdown) {
+  const file = path.join(__dirname, '..', 'README.md')
+  const readme = fs.readFileSync(file, 'utf8')
+  const start = '<!-- bench:start -->'
+  const end = '<!-- bench:end -->'
+  const from = readme.indexOf(start)
+  const to = readme.indexOf(end)
+  if (from === -1 || to < from) throw new Error(`README.md has no ${start} … ${end} markers`)
+  fs.writeFileSync(file, readme.slice(0, from + start.length) + '\n' + markdown + readme.slice(to))
+  console.log('README.md: Performance results updated')
+}
+
+// ---------------------------------------------------------------- main
+
+async function main () {
+  const options = parseArgs(process.argv.slice(2))
+  if (options.profile !== null) return profile(options)
+  const started = Date.now()
+  const seconds = () => Math.round((Date.now() - started) / 1000)
+  const scenarios = options.only === null ? SCENARIOS : SCENARIOS.filter((one) => options.only.includes(one.name))
+  if (scenarios.length === 0) throw new Error(`--only: no scenario among ${SCENARIOS.map((one) => one.name).join(', ')}`)
+
+  console.log(`${scenarios.length} servers, ${options.rounds} round(s) of ${options.duration} s after a ${options.warmup} s warm-up, ` +
+    `${options.connections} connections${options.smoke ? ' (smoke)' : ''}`)
+  const runs = new Map(scenarios.map((scenario) => [scenario.name, []]))
+  const patience = { left: options.patience, waited: 0, redone: 0 }
+  const generations = Math.min(options.generations, options.rounds)
+  let round = 0
+  for (let generation = 0; generation < generations; generation++) {
+    // Fresh processes for each generation of rounds: a process can be
+    // lastingly faster or slower than its twin (placement, memory layout),
+    // and that must average out like the drift of the machine.
+    const servers = await Promise.all(scenarios.map((scenario) => startServer(scenario.app, { plugin: scenario.plugin })))
+    try {
+      const headers = []
+      for (let i = 0; i < scenarios.length; i++) {
+        headers.push(await prepare(scenarios[i], servers[i]))
+        await waitForQuiet(options, patience)
+        // Warm-up: lets the JIT settle; not recorded.
+        if (options.warmup > 0) await load(scenarios[i], servers[i], headers[i], { ...options, duration: options.warmup })
+      }
+      const end = Math.round(options.rounds * (generation + 1) / generations)
+      for (; round < end; round++) {
+        // Turns, in alternating directions: A B C … C B A …
+        const order = scenarios.map((_, i) => i)
+        if (round % 2 === 1) order.reverse()
+        const redoneBefore = patience.redone
+        for (const i of order) {
+          await waitForQuiet(options, patience)
+          let run = await measure(scenarios[i], servers[i], headers[i], options)
+          // Redo a measurement the rest of the machine disturbed; keep the calmest.
+          for (let attempt = 0; attempt < 2 && run.foreign > options.maxForeign && patience.left > 0; attempt++) {
+            await waitForQuiet(options, patience)
+            const retryStarted = Date.now()
+            const again = await measure(scenarios[i], servers[i], headers[i], options)
+            patience.left -= (Date.now() - retryStarted) / 1000
+            patience.redone++
+            if (again.foreign < run.foreign) run = again
+          }
+          runs.get(scenarios[i].name).push(run)
+        }
+        const roundRedone = patience.redone - redoneBefore
+        const progress = scenarios.map((scenario) => `${scenario.name} ${(runs.get(scenario.name)[round].rps / 1000).toFixed(1)}k`)
+        const foreign = scenarios.map((scenario) => runs.get(scenario.name)[round].foreign ?? 0)
+        console.log(`round ${round + 1}/${options.rounds} (${seconds()} s): ${progress.join(' · ')} req/s; ` +
+          `other load up to ${percentage(Math.max(...foreign))}${roundRedone > 0 ? `, ${roundRedone} redone` : ''}`)
+      }
+    } finally {
+      await Promise.all(servers.map((server) => server.close()))
+    }
+  }
+
+  const memory = options.memory ? await memoryCheck(options) : null
+  const markdown = report(runs, memory, patience, options, (Date.now() - started) / 1000)
+  console.log('\n' + markdown)
+  if (options.out !== null) {
+    fs.writeFileSync(options.out, '# fastify-login benchmark results\n\n' + markdown +
+      '\nReproduce: `npm run bench` (about 3 minutes; writes this file). `npm run bench:smoke` checks the harness in seconds.\n')
+    console.log(`written to ${path.relative(process.cwd(), options.out)}`)
+  }
+  if (options.readme) updateReadme(markdown)
+}
+
+main().catch((error) => {
+  console.error(error)
+  process.exitCode = 1
+})

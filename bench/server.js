@@ -1,0 +1,173 @@
+'use strict'
+
+// One benchmark server: `node bench/server.js <app>`, forked by bench/run.js.
+// It listens on a free loopback port and reports it over IPC; the
+// orchestrator asks it for CPU time and memory over IPC too, so nothing but
+// the measured route is ever hit by HTTP during a measurement.
+//
+// Every app serves the same two routes over the same user store:
+//   GET  /me     the user's name (guarded by the app's auth layer, except bare
+//                and login-unguarded); refused: 401 'Please log in to access this page.'
+//   POST /login  logs user 1 in with the app's auth layer and answers the name
+
+const Fastify = require('fastify')
+
+const SECRET = 'bench-secret-0123456789abcdef-0123456789abcdef'
+const REFUSED = 'Please log in to access this page.'
+
+// The same user store in every server: a Map lookup.
+const users = new Map()
+for (let i = 1; i <= 1000; i++) users.set(String(i), { id: String(i), name: i === 1 ? 'Ada' : `user${i}` })
+const ADA = users.get('1')
+
+const apps = {
+  // The ceiling: no auth at all.
+  bare (app) {
+    app.get('/me', () => users.get('1').name)
+    app.post('/login', (request, reply) => {
+      reply.header('set-cookie', 'uid=1; Path=/; HttpOnly; SameSite=Lax')
+      return ADA.name
+    })
+  },
+
+  // What a user could write by hand: one signed cookie, unsigned in the route.
+  floor (app) {
+    app.register(require('@fastify/cookie'), { secret: SECRET })
+    app.after(() => {
+      app.post('/login', (request, reply) => {
+        reply.setCookie('uid', ADA.id, { signed: true, path: '/', httpOnly: true, sameSite: 'lax' })
+        return ADA.name
+      })
+      app.get('/me', (request, reply) => {
+        const raw = request.cookies.uid
+        const unsigned = raw === undefined ? null : request.unsignCookie(raw)
+        const user = unsigned !== null && unsigned.valid ? users.get(unsigned.value) : undefined
+        if (user === undefined) return reply.code(401).type('text/plain; charset=utf-8').send(REFUSED)
+        return user.name
+      })
+    })
+  },
+
+  // fastify-login, with /me guarded by loginRequired.
+  login (app) {
+    registerLogin(app)
+    app.after(() => {
+      app.get('/me', { onRequest: app.loginManager.loginRequired }, (request) => request.currentUser.name)
+    })
+  },
+
+  // fastify-login registered, /me without a guard: must cost nothing.
+  'login-unguarded' (app) {
+    registerLogin(app)
+    app.after(() => {
+      app.get('/me', () => users.get('1').name)
+    })
+  },
+
+  // @fastify/passport over @fastify/secure-session.
+  passport (app) {
+    const passport = require('@fastify/passport').default
+    app.register(require('@fastify/secure-session'), {
+      key: Buffer.from(SECRET).subarray(0, 32),
+      cookie: { path: '/', httpOnly: true, sameSite: 'lax' }
+    })
+    app.register(passport.initialize())
+    app.register(passport.secureSession())
+    passport.registerUserSerializer(async (user) => user.id)
+    passport.registerUserDeserializer(async (id) => users.get(id) ?? null)
+    app.after(() => {
+      app.post('/login', async (request) => {
+        await request.logIn(ADA)
+        return ADA.name
+      })
+      app.get('/me', (request, reply) => {
+        if (!request.isAuthenticated()) return reply.code(401).type('text/plain; charset=utf-8').send(REFUSED)
+        return request.user.name
+      })
+    })
+  },
+
+  // @fastify/session with its memory store, holding the user id.
+  // Its defaults (rolling, saveUninitialized) except `secure`, which plain
+  // http needs off.
+  session (app) {
+    app.register(require('@fastify/cookie'))
+    app.register(require('@fastify/session'), {
+      secret: SECRET,
+      cookie: { secure: false, path: '/', httpOnly: true, sameSite: 'lax' }
+    })
+    app.after(() => {
+      app.post('/login', (request) => {
+        request.session.set('userId', ADA.id)
+        return ADA.name
+      })
+      app.get('/me', (request, reply) => {
+        const id = request.session.get('userId')
+        const user = id === undefined ? undefined : users.get(id)
+        if (user === undefined) return reply.code(401).type('text/plain; charset=utf-8').send(REFUSED)
+        return user.name
+      })
+    })
+  }
+}
+
+// `node bench/server.js login /other/checkout` loads fastify-login from
+// another build, to compare a change side by side.
+const pluginPath = process.argv[3] === undefined ? '..' : require('node:path').resolve(process.argv[3])
+
+function registerLogin (app) {
+  app.register(require(pluginPath), {
+    secret: SECRET,
+    userLoader: (id) => users.get(id)
+  })
+  app.after(() => {
+    app.post('/login', (request, reply) => {
+      app.loginManager.loginUser(request, reply, ADA, { remember: true })
+      return ADA.name
+    })
+  })
+}
+
+async function mint (app, count) {
+  const cookies = []
+  for (let i = 0; i < count; i++) {
+    const jar = await app.loginManager.cookiesFor(ADA, { fresh: false })
+    cookies.push(Object.entries(jar).map(([name, value]) => `${name}=${encodeURIComponent(value)}`).join('; '))
+  }
+  return cookies
+}
+
+async function main () {
+  const kind = process.argv[2]
+  const build = apps[kind]
+  if (build === undefined) throw new Error(`unknown server kind ${kind}; one of ${Object.keys(apps).join(', ')}`)
+  const app = Fastify({ logger: false })
+  build(app)
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const { port } = app.server.address()
+
+  process.on('message', (message) => {
+    if (message.type === 'stats') {
+      if (message.gc === true && typeof global.gc === 'function') {
+        global.gc()
+        global.gc()
+      }
+      process.send({ type: 'stats', id: message.id, cpu: process.cpuUsage(), memory: process.memoryUsage() })
+    } else if (message.type === 'mint') {
+      // Distinct valid cookies for the memory check, through the public API.
+      mint(app, message.count).then((cookies) => process.send({ type: 'minted', id: message.id, cookies }))
+    } else if (message.type === 'close') {
+      app.close().then(() => process.exit(0))
+    }
+  })
+  // The orchestrator going away takes the server with it.
+  process.on('disconnect', () => process.exit(0))
+
+  if (process.send !== undefined) process.send({ type: 'listening', port })
+  else console.log(`${kind} listening on http://127.0.0.1:${port}`)
+}
+
+main().catch((error) => {
+  console.error(error)
+  process.exit(1)
+})
