@@ -13,7 +13,8 @@ import { isThenable } from './state'
 // clients that prefer JSON get the status with a JSON body instead.
 
 interface Refusal {
-  handler: () => GuardHandler | null
+  // Which of the app's handlers answers it, read when refusing: set late is fine.
+  handler: keyof LoginInternals['handlers']
   route: string | null
   status: number
   message: Message
@@ -45,7 +46,7 @@ export function createGuard (login: LoginInternals, config: LoginConfig, options
   }
 
   const unauthorized = refusal('required', {
-    handler: () => login.handlers.unauthorized,
+    handler: 'unauthorized',
     route: config.loginRequiredRoute,
     status: 401,
     message: config.loginRequiredMessage,
@@ -53,7 +54,7 @@ export function createGuard (login: LoginInternals, config: LoginConfig, options
     event: 'unauthorized'
   })
   const needsRefresh = refusal('fresh', {
-    handler: () => login.handlers.needsRefresh,
+    handler: 'needsRefresh',
     route: config.refreshRoute,
     status: 401,
     message: config.needsRefreshMessage,
@@ -61,7 +62,7 @@ export function createGuard (login: LoginInternals, config: LoginConfig, options
     event: 'needsRefresh'
   })
   const prohibited = refusal('prohibited', {
-    handler: () => login.handlers.authorized,
+    handler: 'authorized',
     route: config.loginProhibitedRoute,
     status: 403,
     message: config.loginProhibitedMessage,
@@ -88,7 +89,7 @@ export function createGuard (login: LoginInternals, config: LoginConfig, options
       return
     }
     if (refused.event !== null) login.emit(request, refused.event, request)
-    refuse(request, reply, refused, done)
+    refuse(request, reply, refused, login.handlers[refused.handler], done)
   }
 
   return function loginGuard (request, reply, done) {
@@ -114,8 +115,7 @@ export function createGuard (login: LoginInternals, config: LoginConfig, options
   }
 }
 
-function refuse (request: FastifyRequest, reply: FastifyReply, refusal: Refusal, done: HookHandlerDoneFunction): void {
-  const handler = refusal.handler()
+function refuse (request: FastifyRequest, reply: FastifyReply, refusal: Refusal, handler: GuardHandler | null, done: HookHandlerDoneFunction): void {
   if (handler === null) {
     answer(request, reply, refusal)
     return

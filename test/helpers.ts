@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance, type FastifyServerOptions, type LightMyRequestResponse } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions, type LightMyRequestResponse } from 'fastify'
 import { Signer } from '@fastify/cookie'
 import fastifyLogin, { UserMixin } from '../lib/index'
 import { clientTag, signingKey } from '../lib/token'
@@ -108,4 +108,12 @@ export function unsignToken (value: string, secret: string = SECRET): { valid: b
 // The session-protection tag a login from this client records.
 export function clientOf (userAgent: string | undefined, ip: string, secret: string = SECRET): string {
   return clientTag(new Signer(signingKey(secret)), userAgent, ip)
+}
+
+// A request loader for `Authorization: Bearer <token>`, tokens mapping to user ids.
+export function bearerLoader (users: Map<string, User>, tokens: Map<string, string>): (request: FastifyRequest) => User | null | undefined {
+  return (request) => {
+    const match = /^Bearer (.+)$/.exec(request.headers.authorization ?? '')
+    return match === null ? null : users.get(tokens.get(match[1]) ?? '')
+  }
 }

@@ -2,7 +2,7 @@ import { test } from 'tap'
 import { Writable } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, LightMyRequestResponse } from 'fastify'
 import type { LoginEvents } from '../types/index'
-import { build, clientOf, cookieJar, loginCookies, OTHER_SECRET, SECRET, setCookieHeaders, signToken, unsignToken, User } from './helpers'
+import { bearerLoader, build, clientOf, cookieJar, loginCookies, OTHER_SECRET, SECRET, setCookieHeaders, signToken, unsignToken, User } from './helpers'
 import { encodeAccount, encodeFresh } from '../lib/token'
 
 // Session protection, sliding expiry, the manager's events and which cookies
@@ -272,12 +272,7 @@ test('session protection', async (t) => {
 
   t.test('confirmLogin re-binds a basic login to the client that confirmed it', async (t) => {
     const tokens = new Map([['token-bob', '2']])
-    const { app, users } = await build({
-      requestLoader: (request) => {
-        const match = /^Bearer (.+)$/.exec(request.headers.authorization ?? '')
-        return match === null ? null : users.get(tokens.get(match[1]) ?? '')
-      }
-    })
+    const { app, users } = await build({ requestLoader: (request) => bearerLoader(users, tokens)(request) })
     app.post('/reauth', (request, reply) => {
       app.loginManager.confirmLogin(request, reply)
       return { id: request.currentUser.getId(), fresh: request.isFresh }
@@ -451,12 +446,7 @@ test('sliding expiry (cookieRefreshEachRequest)', async (t) => {
 test('events', async (t) => {
   t.test('each event fires once per occurrence, with its arguments, and only when it happens', async (t) => {
     const tokens = new Map([['token-bob', '2']])
-    const { app, users } = await build({
-      requestLoader: (request) => {
-        const match = /^Bearer (.+)$/.exec(request.headers.authorization ?? '')
-        return match === null ? null : users.get(tokens.get(match[1]) ?? '')
-      }
-    })
+    const { app, users } = await build({ requestLoader: (request) => bearerLoader(users, tokens)(request) })
     t.ok(typeof app.loginManager.on === 'function' && typeof app.loginManager.emit === 'function', 'an EventEmitter')
     app.get('/settings', { onRequest: app.loginManager.freshLoginRequired }, () => 'settings')
     app.get('/request-id', { onRequest: app.loginManager.loginRequired }, (request) => {
