@@ -1,12 +1,14 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { CookieSerializeOptions } from '@fastify/cookie'
+import fastifyCookie, { type SerializeOptions } from '@fastify/cookie'
 import type { LoginConfig } from '../types/index'
 import { FST_LOGIN_INVALID_USER } from './errors'
+import type { LoginState } from './state'
 import { encodeAccount, encodeFresh, fitsInBrowser, type AccountToken, type Signer } from './token'
 
-// Reads and writes the login cookies. Reading never relies on a global
-// cookie-parsing hook: the header is parsed here, once, only for requests
-// that ask who is logged in.
+// Reads and writes the login cookies with @fastify/cookie's parse and
+// serialize, never through its hooks: those run on every route of an app, and
+// a route that never asks who is logged in must not pay for this plugin. The
+// header is parsed here, once, only for requests that ask.
 
 export type CookieJar = Record<string, string | undefined>
 
@@ -14,10 +16,10 @@ export function parseRequestCookies (request: FastifyRequest): CookieJar {
   // An app that registered @fastify/cookie with its parsing hook already did the work.
   if (request.cookies !== null && request.cookies !== undefined) return request.cookies
   const header = request.headers.cookie
-  return typeof header === 'string' && header.length > 0 ? request.server.parseCookie(header) : {}
+  return typeof header === 'string' && header.length > 0 ? fastifyCookie.parse(header) : {}
 }
 
-function cookieOptions (config: LoginConfig, request: FastifyRequest, maxAge: number | null): CookieSerializeOptions {
+function cookieOptions (config: LoginConfig, request: FastifyRequest, maxAge: number | null): SerializeOptions {
   // Browsers drop SameSite=None cookies that are not Secure.
   const secure = config.cookieSameSite === 'none' || (config.cookieSecure === 'auto' ? request.protocol === 'https' : config.cookieSecure)
   return {
@@ -27,9 +29,6 @@ function cookieOptions (config: LoginConfig, request: FastifyRequest, maxAge: nu
     sameSite: config.cookieSameSite,
     // 'auto' follows the request's protocol, which honours Fastify's trustProxy.
     secure,
-    // Set even when empty: an app's @fastify/cookie parseOptions must not sign
-    // our values twice or turn a browser-session cookie into a lasting one.
-    signed: false,
     maxAge: maxAge ?? undefined,
     expires: maxAge === null ? undefined : new Date(Date.now() + maxAge * 1000)
   }
@@ -37,17 +36,16 @@ function cookieOptions (config: LoginConfig, request: FastifyRequest, maxAge: nu
 
 // Signs the account token and writes it, with a fresh cookie naming the same
 // login when freshIssuedAt is given. Returns the names written.
-export function writeLoginCookies (reply: FastifyReply, config: LoginConfig, signer: Signer, account: AccountToken, freshIssuedAt: number | null): string[] {
+export function writeLoginCookies (reply: FastifyReply, state: LoginState, config: LoginConfig, signer: Signer, account: AccountToken, freshIssuedAt: number | null): void {
   const { cookieName, cookieRememberMe } = config
   const signed = signAccount(signer, cookieName.account, account)
   const lifetime = Math.max(0, account.expiresAt - Math.floor(Date.now() / 1000))
   // Responses that set a login must not be kept by shared caches.
   reply.header('cache-control', 'no-store')
-  reply.setCookie(cookieName.account, signed, cookieOptions(config, reply.request, account.remember ? lifetime : null))
-  if (freshIssuedAt === null) return [cookieName.account]
+  setCookie(reply, state, cookieName.account, signed, cookieOptions(config, reply.request, account.remember ? lifetime : null))
+  if (freshIssuedAt === null) return
   const fresh = signer.sign(encodeFresh({ loginId: account.loginId, issuedAt: freshIssuedAt }))
-  reply.setCookie(cookieName.isFresh, fresh, cookieOptions(config, reply.request, cookieRememberMe.isFresh ? lifetime : null))
-  return [cookieName.account, cookieName.isFresh]
+  setCookie(reply, state, cookieName.isFresh, fresh, cookieOptions(config, reply.request, cookieRememberMe.isFresh ? lifetime : null))
 }
 
 export function signAccount (signer: Signer, name: string, account: AccountToken): string {
@@ -58,7 +56,23 @@ export function signAccount (signer: Signer, name: string, account: AccountToken
   return signed
 }
 
-export function clearLoginCookie (reply: FastifyReply, config: LoginConfig, name: string): void {
+export function clearLoginCookie (reply: FastifyReply, state: LoginState, config: LoginConfig, name: string): void {
   reply.header('cache-control', 'no-store')
-  reply.clearCookie(name, cookieOptions(config, reply.request, null))
+  setCookie(reply, state, name, '', { ...cookieOptions(config, reply.request, 0), expires: new Date(0) })
+}
+
+// One Set-Cookie per login cookie and response: a second write in the same
+// response (a login, then a logout) replaces the first, which the browser
+// would otherwise apply too, in order.
+function setCookie (reply: FastifyReply, state: LoginState, name: string, value: string, options: SerializeOptions): void {
+  const header = fastifyCookie.serialize(name, value, options)
+  const previous = state.written?.get(name)
+  if (previous !== undefined) {
+    const kept = [reply.getHeader('set-cookie')].flat().filter((line) => typeof line === 'string' && line !== previous)
+    reply.removeHeader('set-cookie')
+    if (kept.length > 0) reply.header('set-cookie', kept)
+  }
+  reply.header('set-cookie', header)
+  state.written ??= new Map()
+  state.written.set(name, header)
 }

@@ -137,7 +137,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
 
     const account = this.#newAccount(user, options, this.#clientOf(request.headers['user-agent'], request.ip))
     const state = loginState(request)
-    this.#written(state, writeLoginCookies(reply, this.config, this.#signer, account, fresh ? account.issuedAt : null))
+    writeLoginCookies(reply, state, this.config, this.#signer, account, fresh ? account.issuedAt : null)
     this.#replaceLogin(state, account, fresh)
     this.#settle(request, state, user, null)
     this.#emitSafely(request, 'login', request, user)
@@ -165,7 +165,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     }
     // The user proved who they are from this client: bind the login to it again.
     const confirmed = { ...account, client: this.#clientOf(request.headers['user-agent'], request.ip) }
-    this.#written(state, writeLoginCookies(reply, this.config, this.#signer, confirmed, nowInSeconds()))
+    writeLoginCookies(reply, state, this.config, this.#signer, confirmed, nowInSeconds())
     state.account = confirmed
     state.renewAccount = false
     state.fresh = true
@@ -300,7 +300,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     // its signature is from an old secret.
     const freshIssuedAt = fresh !== null && fresh.renew && fresh.token.loginId === account.loginId ? fresh.token.issuedAt : null
     state.renewAccount = false
-    this.#written(state, writeLoginCookies(reply, this.config, this.#signer, next, freshIssuedAt))
+    writeLoginCookies(reply, state, this.config, this.#signer, next, freshIssuedAt)
   }
 
   #checkFresh (request: FastifyRequest, state: LoginState): boolean {
@@ -412,17 +412,12 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     state.fresh = fresh
   }
 
-  #written (state: LoginState, names: string[]): void {
-    state.written ??= new Set()
-    for (const name of names) state.written.add(name)
-  }
-
   // Expires the login cookies this request sent or this response set, and no
   // others: a logout of a visitor without cookies sends no Set-Cookie.
   #clearCookies (request: FastifyRequest, reply: FastifyReply, state: LoginState): void {
     const cookies = this.#cookies(request, state)
     for (const name of [this.config.cookieName.account, this.config.cookieName.isFresh]) {
-      if (cookies[name] !== undefined || state.written?.has(name) === true) clearLoginCookie(reply, this.config, name)
+      if (cookies[name] !== undefined || state.written?.has(name) === true) clearLoginCookie(reply, state, this.config, name)
     }
   }
 

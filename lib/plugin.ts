@@ -4,12 +4,8 @@ import type { FastifyLoginOptions, Guard } from '../types/index'
 import { FST_LOGIN_NO_SECRET, FST_LOGIN_NO_USER_LOADER, FST_LOGIN_USER_NOT_LOADED } from './errors'
 import { kInternals, LoginManager, type LoginInternals } from './manager'
 import { checkSecret, resolveConfig } from './options'
-import { isThenable, kLoginState } from './state'
+import { isThenable, kLoginState, loginState } from './state'
 import { signingKey, type Signer } from './token'
-
-const kTemplateLocals = Symbol('fastify-login.locals')
-
-type LocalsReply = FastifyReply & { [kTemplateLocals]: Record<string, unknown> | null }
 
 // Options → decorators → hooks. No global hook is added: a route that never
 // asks who is logged in does no work for this plugin.
@@ -60,9 +56,7 @@ export async function plugin (fastify: FastifyInstance, options: FastifyLoginOpt
 }
 
 // Our own secret gets its own signer; without one we borrow the signer of an
-// @fastify/cookie the app registered with a secret. When @fastify/cookie is
-// missing we register it without its parsing hook, so that routes which never
-// read the login do not pay for parsing cookies.
+// @fastify/cookie the app registered with a secret.
 async function cookieSigner (fastify: FastifyInstance, options: FastifyLoginOptions): Promise<Signer> {
   const secrets = checkSecret(options.secret)
   const hasCookiePlugin = fastify.hasPlugin('@fastify/cookie')
@@ -70,7 +64,13 @@ async function cookieSigner (fastify: FastifyInstance, options: FastifyLoginOpti
     throw new FST_LOGIN_NO_SECRET()
   }
   if (!hasCookiePlugin) {
-    await fastify.register(fastifyCookie, { hook: false })
+    // @fastify/cookie loads the `cookie` module behind its parse and serialize
+    // when it is first registered. Registered here, in a scope of its own with
+    // no routes, its onSend hook and decorators stay out of the app: routes
+    // that never read the login pay nothing for it.
+    await fastify.register(async function loadCookieFunctions (scope) {
+      await scope.register(fastifyCookie, { hook: false })
+    })
   }
   if (secrets !== null) return new CookieSigner(secrets.map(signingKey))
   return {
@@ -92,15 +92,17 @@ function exposeToTemplates (fastify: FastifyInstance, login: LoginInternals): vo
     })
     return
   }
-  fastify.decorateReply(kTemplateLocals, null)
+  // The locals live in the request's login state: a reply field of their own
+  // would be set on every reply of the app.
   fastify.decorateReply('locals', {
-    getter (this: LocalsReply) {
-      if (this[kTemplateLocals] === null) this[kTemplateLocals] = defineCurrentUser({}, this.request, login)
-      return this[kTemplateLocals]
+    getter (this: FastifyReply) {
+      const state = loginState(this.request)
+      if (state.locals === null) state.locals = defineCurrentUser({}, this.request, login)
+      return state.locals
     },
-    setter (this: LocalsReply, value: Record<string, unknown>) {
+    setter (this: FastifyReply, value: Record<string, unknown> | null) {
       // Locals an app assigns keep `currentUser` too.
-      this[kTemplateLocals] = value !== null && typeof value === 'object' && !Object.hasOwn(value, 'currentUser')
+      loginState(this.request).locals = value !== null && typeof value === 'object' && !Object.hasOwn(value, 'currentUser')
         ? defineCurrentUser(value, this.request, login)
         : value
     }

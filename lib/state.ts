@@ -16,8 +16,9 @@ export interface LoginState {
   renewAccount: boolean
   // 'strong' session protection refused the account cookie: clear it.
   protectionFailed: boolean
-  // Login cookies this response sets (a logout must then expire them).
-  written: Set<string> | null
+  // The Set-Cookie line of each login cookie this response sets (a logout
+  // must then expire them, and a second write replaces the line).
+  written: Map<string, string> | null
   user: CurrentUser | undefined
   authenticated: boolean
   pending: Promise<CurrentUser> | null
@@ -25,6 +26,8 @@ export interface LoginState {
   // undefined: not read yet; null: no valid fresh cookie.
   freshCookie: Verified<FreshToken> | null | undefined
   fresh: boolean | undefined
+  // reply.locals, for templates (null: not asked for yet, or reset by the app).
+  locals: Record<string, unknown> | null
 }
 
 export type StatefulRequest = FastifyRequest & { [kLoginState]: LoginState | null }
@@ -44,7 +47,8 @@ export function loginState (request: FastifyRequest): LoginState {
       pending: null,
       error: undefined,
       freshCookie: undefined,
-      fresh: undefined
+      fresh: undefined,
+      locals: null
     }
     holder[kLoginState] = state
   }

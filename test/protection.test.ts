@@ -624,6 +624,13 @@ test('logout expires only the login cookies the request had or the response set'
     app.loginManager.logoutUser(request, reply)
     return 'done'
   })
+  app.get('/app-cookies-around', (request, reply) => {
+    reply.header('set-cookie', 'theme=dark')
+    app.loginManager.loginUser(request, reply, users.get('1') as User)
+    reply.header('set-cookie', 'lang=en')
+    app.loginManager.logoutUser(request, reply)
+    return 'done'
+  })
   const cookies = await loginCookies(app)
 
   const anonymous = await app.inject('/logout')
@@ -645,6 +652,8 @@ test('logout expires only the login cookies the request had or the response set'
   t.same((await app.inject({ url: '/who', cookies: cookieJar(both) })).json(), { authenticated: false, id: null, fresh: false })
 
   t.same(cookieSummary(await app.inject('/stale-login-logout')), [['account', '', 0]], 'a login without a fresh cookie, then logout: only the account cookie it set')
+  t.same(setCookieHeaders(await app.inject('/app-cookies-around')).map((line) => line.split(';')[0]), ['theme=dark', 'lang=en', 'account=', 'fresh='],
+    'the app\'s own Set-Cookie lines stay when the login lines are replaced')
 
   for (const [label, userLoader] of [
     ['throws', () => { throw new Error('database down') }],

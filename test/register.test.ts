@@ -168,17 +168,33 @@ test('an app\'s own @fastify/cookie keeps its parsing hook and the plugin reads 
   t.same((await app.inject({ url: '/me', cookies })).json(), { id: '4', parsed: true })
 })
 
-test('registered alone, it adds @fastify/cookie without its parsing hook: unguarded routes do no login work', async (t) => {
+test('registered alone, it keeps @fastify/cookie and its hooks out of the app: unguarded routes do no login work', async (t) => {
   const { app, loaderCalls } = await build()
   app.get('/raw', (request) => ({
-    cookies: request.cookies,
+    cookies: request.cookies ?? 'none',
     state: (request as unknown as Record<symbol, unknown>)[kLoginState]
   }))
   await app.ready()
-  t.ok(app.hasPlugin('@fastify/cookie'))
+  t.notOk(app.hasPlugin('@fastify/cookie'), 'no @fastify/cookie, so no onSend hook on every route')
+  t.notOk(app.hasReplyDecorator('setCookie'))
   const cookies = await loginCookies(app)
   const response = await app.inject({ url: '/raw', cookies })
-  t.same(response.json(), { cookies: null, state: null }, 'no cookie parsed, no login state created')
+  t.same(response.json(), { cookies: 'none', state: null }, 'no cookie parsed, no login state created')
   t.same(loaderCalls, [], 'the loader never ran')
   t.same(setCookieHeaders(response), [])
+})
+
+test('an app may register @fastify/cookie after it: both write their cookies into one response', async (t) => {
+  const app = Fastify()
+  await app.register(fastifyLogin, { secret: SECRET, userLoader: (id) => new User(id, 'x') })
+  await app.register(fastifyCookie)
+  app.get('/login', (request, reply) => {
+    reply.setCookie('theme', 'dark')
+    app.loginManager.loginUser(request, reply, new User(4, 'x'))
+    return 'ok'
+  })
+  app.get('/me', { onRequest: app.loginManager.loginRequired }, (request) => ({ id: request.currentUser.getId(), theme: request.cookies.theme }))
+  const login = await app.inject('/login')
+  t.same(Object.keys(cookieJar(login)).sort(), ['account', 'fresh', 'theme'])
+  t.same((await app.inject({ url: '/me', cookies: cookieJar(login) })).json(), { id: '4', theme: 'dark' })
 })

@@ -1,5 +1,6 @@
 import { test, type Test } from 'tap'
 import fc from 'fast-check'
+import fastifyCookie from '@fastify/cookie'
 import type { FastifyInstance, FastifyRequest, LightMyRequestResponse } from 'fastify'
 import { build, cookieJar, setCookieHeaders } from './helpers'
 
@@ -78,7 +79,7 @@ async function probe (app: FastifyInstance, issued: Issued[], header: string, lo
   if (setCookieHeaders(who).length + setCookieHeaders(me).length + setCookieHeaders(guest).length > 0) throw new Error('a Set-Cookie without a login state change')
 
   // The cookie the server read, with its own parser: the only way in is a cookie it issued, verbatim.
-  const read = header.length === 0 ? {} : app.parseCookie(header)
+  const read = header.length === 0 ? {} : fastifyCookie.parse(header)
   const login = issued.find((one) => one.account === read.account)
   if (login === undefined) {
     if (authenticated !== false || id !== null || fresh !== false) throw new Error(`authenticated as ${JSON.stringify(id)} without an issued cookie`)

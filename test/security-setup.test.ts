@@ -79,9 +79,9 @@ test('CSRF protection on the login and logout forms (@fastify/cookie, then fasti
 })
 
 test('registered without @fastify/cookie first, CSRF protection cannot read its cookie: it fails closed, never logs anyone in', async (t) => {
-  // fastify-login registers @fastify/cookie without its parsing hook, and
-  // @fastify/csrf-protection reads request.cookies: SECURITY.md says to
-  // register @fastify/cookie yourself first. Whatever happens here, no login.
+  // fastify-login does not add @fastify/cookie to the app, and
+  // @fastify/csrf-protection reads request.cookies: the README says to
+  // register @fastify/cookie yourself. Whatever happens here, no login.
   const app = await formApp(false)
   const page = await app.inject('/login')
   const token = page.statusCode === 200 ? page.json().token as string : 'none'
