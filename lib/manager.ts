@@ -33,7 +33,7 @@ import {
   clientTag,
   encodeFresh,
   isSameClient,
-  newLoginId,
+  LoginIds,
   nowInSeconds,
   readFresh,
   VerifiedAccounts,
@@ -75,6 +75,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
   #signer: Signer
   // Verified account cookies: one HMAC per cookie, not one per request.
   #accounts = new VerifiedAccounts(5000)
+  #loginIds = new LoginIds()
   #userLoader: UserLoader | null = null
   #requestLoader: RequestLoader | null = null
 
@@ -435,7 +436,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     const duration = options.duration ?? this.config.cookieDuration
     checkDuration('duration', duration)
     const now = nowInSeconds()
-    return { id, issuedAt: now, expiresAt: now + Math.ceil(duration), loginId: newLoginId(), remember, client }
+    return { id, issuedAt: now, expiresAt: now + Math.ceil(duration), loginId: this.#loginIds.next(), remember, client }
   }
 }
 

@@ -1,6 +1,6 @@
 import { test } from 'tap'
 import { Signer } from '@fastify/cookie'
-import { encodeAccount, VerifiedAccounts, type AccountToken } from '../lib/token'
+import { encodeAccount, LoginIds, VerifiedAccounts, type AccountToken } from '../lib/token'
 
 const signer = new Signer(['a-secret-of-at-least-32-characters!!'])
 const NOW = 1_000_000
@@ -59,4 +59,15 @@ test('the cache is bounded: two generations of `size`, the older dropped whole',
   cache.read(hmac, d, NOW) // a moved up: current c a is full; now current: d, previous: c a
   t.equal(cache.read(hmac, b, NOW)?.token.id, 'b')
   t.equal(hmac.calls, 5, 'b was dropped with its generation and checked again')
+})
+
+test('login ids come from a refilled pool: every one distinct, 96 bits, across refills', async (t) => {
+  const ids = new LoginIds()
+  const seen = new Set<string>()
+  // 256 ids per fill: this crosses three refills.
+  for (let i = 0; i < 1000; i++) seen.add(ids.next())
+  t.equal(seen.size, 1000, 'no id repeats, within or across fills')
+  t.ok([...seen].every((id) => /^[A-Za-z0-9_-]{16}$/.test(id)), '16 base64url characters: 12 random bytes')
+  const other = new LoginIds()
+  t.notOk(seen.has(other.next()), 'another manager\'s pool is its own')
 })
