@@ -32,11 +32,12 @@ import { isThenable, loginState, type LoginState } from './state'
 import {
   clientTag,
   encodeFresh,
-  isSameClient,
+  KnownClients,
   LoginIds,
   nowInSeconds,
   readFresh,
   VerifiedAccounts,
+  VerifiedCookies,
   type AccountToken,
   type Signer
 } from './token'
@@ -73,8 +74,10 @@ export class LoginManager extends EventEmitter<LoginEvents> {
   readonly [kInternals]: LoginInternals
 
   #signer: Signer
-  // Verified account cookies: one HMAC per cookie, not one per request.
+  // Verified cookies and client checks: one HMAC per cookie or client, not one per request.
   #accounts = new VerifiedAccounts(5000)
+  #freshCookies = new VerifiedCookies(5000, readFresh)
+  #clients = new KnownClients()
   #loginIds = new LoginIds()
   #userLoader: UserLoader | null = null
   #requestLoader: RequestLoader | null = null
@@ -265,7 +268,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
 
   #readFresh (request: FastifyRequest, state: LoginState) {
     if (state.freshCookie === undefined) {
-      state.freshCookie = readFresh(this.#signer, this.#cookies(request, state)[this.config.cookieName.isFresh])
+      state.freshCookie = this.#freshCookies.read(this.#signer, this.#cookies(request, state)[this.config.cookieName.isFresh], nowInSeconds())
     }
     return state.freshCookie
   }
@@ -390,7 +393,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
   }
 
   #sameClient (request: FastifyRequest, account: AccountToken): boolean {
-    return isSameClient(this.#signer, account.client, request.headers['user-agent'], request.ip)
+    return this.#clients.isSame(this.#signer, account.client, request.headers['user-agent'], request.ip)
   }
 
   #clientOf (userAgent: string | undefined, ip: string): string {

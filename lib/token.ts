@@ -80,9 +80,22 @@ export function clientTag (signer: Signer, userAgent: string | undefined, ip: st
   return signed.slice(signed.lastIndexOf('.') + 1).replaceAll('+', '-').replaceAll('/', '_')
 }
 
-export function isSameClient (signer: Signer, tag: string, userAgent: string | undefined, ip: string): boolean {
-  if (tag.length === 0) return false
-  return signer.unsign(`${clientMessage(userAgent, ip)}.${tag.replaceAll('-', '+').replaceAll('_', '/')}`).valid
+// Client checks that passed, by tag and client: one HMAC per login and
+// client, not one per request. Only matches are kept, and only for clients
+// of ordinary size, so neither forged tags nor huge user agents fill it.
+export class KnownClients {
+  #passed = new TwoGenerations<true>(5000)
+
+  isSame (signer: Signer, tag: string, userAgent: string | undefined, ip: string): boolean {
+    if (tag.length === 0) return false
+    const message = clientMessage(userAgent, ip)
+    // A tag is base64url: the newline cannot be part of it.
+    const key = `${tag}\n${message}`
+    if (this.#passed.get(key) === true) return true
+    const same = signer.unsign(`${message}.${tag.replaceAll('-', '+').replaceAll('_', '/')}`).valid
+    if (same && message.length <= 512) this.#passed.set(key, true)
+    return same
+  }
 }
 
 function clientMessage (userAgent: string | undefined, ip: string): string {
@@ -161,38 +174,70 @@ function verify (signer: Signer, raw: string | undefined): { value: string, rene
   return { value: result.value, renew: result.renew }
 }
 
-// Verified account cookies, by their exact signed value: a cookie seen again
-// skips the HMAC and the parsing, never the expiry check. Only cookies that
-// verified get in, so forged ones cannot fill it. Two generations of at most
-// `size` entries each (the older is dropped whole when the newer fills up):
-// bounded, O(1), and the cookies in use stay in.
-export class VerifiedAccounts {
+// At most two generations of `size` entries: when the newer fills up, the
+// older is dropped whole and the newer takes its place. Bounded, O(1), and
+// entries in use move up to the newer generation, so they stay.
+export class TwoGenerations<V> {
   #size: number
-  #current = new Map<string, Verified<AccountToken>>()
-  #previous = new Map<string, Verified<AccountToken>>()
+  #current = new Map<string, V>()
+  #previous = new Map<string, V>()
 
   constructor (size: number) {
     this.#size = size
   }
 
-  read (signer: Signer, raw: string | undefined, now: number): Verified<AccountToken> | null {
-    if (typeof raw !== 'string') return null
-    let verified = this.#current.get(raw)
-    if (verified === undefined) {
-      verified = this.#previous.get(raw) ?? readAccount(signer, raw, now) ?? undefined
-      if (verified === undefined) return null
-      Object.freeze(verified.token)
-      this.#remember(raw, Object.freeze(verified))
-    }
-    // The browser's Max-Age is advice; the server enforces the lifetime itself.
-    return now >= verified.token.expiresAt ? null : verified
+  get (key: string): V | undefined {
+    const value = this.#current.get(key)
+    if (value !== undefined) return value
+    const older = this.#previous.get(key)
+    if (older !== undefined) this.set(key, older)
+    return older
   }
 
-  #remember (raw: string, verified: Verified<AccountToken>): void {
+  set (key: string, value: V): void {
     if (this.#current.size >= this.#size) {
       this.#previous = this.#current
       this.#current = new Map()
     }
-    this.#current.set(raw, verified)
+    this.#current.set(key, value)
+  }
+}
+
+// Verified cookies, by their exact signed value: a cookie seen again skips
+// the HMAC and the parsing. Only cookies that verified get in, so forged ones
+// cannot fill it. What is kept is frozen, since requests share it.
+export class VerifiedCookies<T extends object> {
+  #cache: TwoGenerations<Verified<T>>
+  #verify: (signer: Signer, raw: string, now: number) => Verified<T> | null
+
+  constructor (size: number, verify: (signer: Signer, raw: string, now: number) => Verified<T> | null) {
+    this.#cache = new TwoGenerations(size)
+    this.#verify = verify
+  }
+
+  read (signer: Signer, raw: string | undefined, now: number): Verified<T> | null {
+    if (typeof raw !== 'string') return null
+    let verified = this.#cache.get(raw)
+    if (verified === undefined) {
+      const read = this.#verify(signer, raw, now)
+      if (read === null) return null
+      Object.freeze(read.token)
+      verified = Object.freeze(read)
+      this.#cache.set(raw, verified)
+    }
+    return verified
+  }
+}
+
+// Account cookies also expire: the expiry is checked on every read, cached or not.
+export class VerifiedAccounts extends VerifiedCookies<AccountToken> {
+  constructor (size: number) {
+    super(size, readAccount)
+  }
+
+  override read (signer: Signer, raw: string | undefined, now: number): Verified<AccountToken> | null {
+    const verified = super.read(signer, raw, now)
+    // The browser's Max-Age is advice; the server enforces the lifetime itself.
+    return verified === null || now >= verified.token.expiresAt ? null : verified
   }
 }

@@ -1,6 +1,6 @@
 import { test } from 'tap'
 import { Signer } from '@fastify/cookie'
-import { encodeAccount, LoginIds, VerifiedAccounts, type AccountToken } from '../lib/token'
+import { clientTag, encodeAccount, encodeFresh, KnownClients, LoginIds, readFresh, VerifiedAccounts, VerifiedCookies, type AccountToken } from '../lib/token'
 
 const signer = new Signer(['a-secret-of-at-least-32-characters!!'])
 const NOW = 1_000_000
@@ -70,4 +70,38 @@ test('login ids come from a refilled pool: every one distinct, 96 bits, across r
   t.ok([...seen].every((id) => /^[A-Za-z0-9_-]{16}$/.test(id)), '16 base64url characters: 12 random bytes')
   const other = new LoginIds()
   t.notOk(seen.has(other.next()), 'another manager\'s pool is its own')
+})
+
+test('fresh cookies are verified once too; tampered ones never kept', async (t) => {
+  const cache = new VerifiedCookies(10, readFresh)
+  const hmac = counting()
+  const raw = signer.sign(encodeFresh({ loginId: 'B'.repeat(16), issuedAt: NOW }))
+  t.equal(cache.read(hmac, raw, NOW)?.token.loginId, 'B'.repeat(16))
+  t.equal(cache.read(hmac, raw, NOW)?.token.issuedAt, NOW)
+  t.equal(hmac.calls, 1, 'the second read is a hit')
+  const tampered = raw.replace('f1.B', 'f1.C')
+  t.equal(cache.read(hmac, tampered, NOW), null)
+  t.equal(cache.read(hmac, tampered, NOW), null)
+  t.equal(hmac.calls, 3, 'a tampered cookie is checked every time')
+})
+
+test('client checks: a match is remembered for that tag and client only', async (t) => {
+  const clients = new KnownClients()
+  const hmac = counting()
+  const tag = clientTag(signer, 'Firefox', '192.0.2.1')
+  t.ok(clients.isSame(hmac, tag, 'Firefox', '192.0.2.1'))
+  t.ok(clients.isSame(hmac, tag, 'Firefox', '192.0.2.1'))
+  t.equal(hmac.calls, 1, 'the second check is a hit')
+  t.notOk(clients.isSame(hmac, tag, 'Chrome', '192.0.2.1'), 'another user agent does not match, after a hit')
+  t.notOk(clients.isSame(hmac, tag, 'Firefox', '192.0.2.2'), 'nor another address')
+  t.notOk(clients.isSame(hmac, tag, 'Chrome', '192.0.2.1'))
+  t.equal(hmac.calls, 4, 'misses are checked every time')
+  t.notOk(clients.isSame(hmac, '', 'Firefox', '192.0.2.1'), 'a login without a tag matches no client')
+  t.equal(hmac.calls, 4, 'without an HMAC')
+
+  const huge = 'x'.repeat(600)
+  const hugeTag = clientTag(signer, huge, '192.0.2.1')
+  t.ok(clients.isSame(hmac, hugeTag, huge, '192.0.2.1'))
+  t.ok(clients.isSame(hmac, hugeTag, huge, '192.0.2.1'))
+  t.equal(hmac.calls, 6, 'a huge user agent is checked each time, never kept')
 })
