@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import fastifyCookie, { type SerializeOptions } from '@fastify/cookie'
+import type { SerializeOptions } from '@fastify/cookie'
 import type { LoginConfig } from '../types/index'
 import { FST_LOGIN_INVALID_USER } from './errors'
 import type { LoginState } from './state'
@@ -12,11 +12,20 @@ import { encodeAccount, encodeFresh, fitsInBrowser, type AccountToken, type Sign
 
 export type CookieJar = Record<string, string | undefined>
 
-export function parseRequestCookies (request: FastifyRequest): CookieJar {
+// @fastify/cookie's parse and serialize, as decorators of an instance that
+// registered it. Its module-level exports would not do: each copy of the
+// package loads them on its own first registration, and the app's copy may
+// not be ours.
+export interface CookieCodec {
+  parse (header: string): CookieJar
+  serialize (name: string, value: string, options: SerializeOptions): string
+}
+
+export function parseRequestCookies (request: FastifyRequest, codec: CookieCodec): CookieJar {
   // An app that registered @fastify/cookie with its parsing hook already did the work.
   if (request.cookies !== null && request.cookies !== undefined) return request.cookies
   const header = request.headers.cookie
-  return typeof header === 'string' && header.length > 0 ? fastifyCookie.parse(header) : {}
+  return typeof header === 'string' && header.length > 0 ? codec.parse(header) : {}
 }
 
 function cookieOptions (config: LoginConfig, request: FastifyRequest, maxAge: number | null): SerializeOptions {
@@ -35,17 +44,17 @@ function cookieOptions (config: LoginConfig, request: FastifyRequest, maxAge: nu
 }
 
 // Signs the account token and writes it, with a fresh cookie naming the same
-// login when freshIssuedAt is given. Returns the names written.
-export function writeLoginCookies (reply: FastifyReply, state: LoginState, config: LoginConfig, signer: Signer, account: AccountToken, freshIssuedAt: number | null): void {
+// login when freshIssuedAt is given.
+export function writeLoginCookies (reply: FastifyReply, state: LoginState, codec: CookieCodec, config: LoginConfig, signer: Signer, account: AccountToken, freshIssuedAt: number | null): void {
   const { cookieName, cookieRememberMe } = config
   const signed = signAccount(signer, cookieName.account, account)
   const lifetime = Math.max(0, account.expiresAt - Math.floor(Date.now() / 1000))
   // Responses that set a login must not be kept by shared caches.
   reply.header('cache-control', 'no-store')
-  setCookie(reply, state, cookieName.account, signed, cookieOptions(config, reply.request, account.remember ? lifetime : null))
+  setCookie(reply, state, codec, cookieName.account, signed, cookieOptions(config, reply.request, account.remember ? lifetime : null))
   if (freshIssuedAt === null) return
   const fresh = signer.sign(encodeFresh({ loginId: account.loginId, issuedAt: freshIssuedAt }))
-  setCookie(reply, state, cookieName.isFresh, fresh, cookieOptions(config, reply.request, cookieRememberMe.isFresh ? lifetime : null))
+  setCookie(reply, state, codec, cookieName.isFresh, fresh, cookieOptions(config, reply.request, cookieRememberMe.isFresh ? lifetime : null))
 }
 
 export function signAccount (signer: Signer, name: string, account: AccountToken): string {
@@ -56,16 +65,16 @@ export function signAccount (signer: Signer, name: string, account: AccountToken
   return signed
 }
 
-export function clearLoginCookie (reply: FastifyReply, state: LoginState, config: LoginConfig, name: string): void {
+export function clearLoginCookie (reply: FastifyReply, state: LoginState, codec: CookieCodec, config: LoginConfig, name: string): void {
   reply.header('cache-control', 'no-store')
-  setCookie(reply, state, name, '', { ...cookieOptions(config, reply.request, 0), expires: new Date(0) })
+  setCookie(reply, state, codec, name, '', { ...cookieOptions(config, reply.request, 0), expires: new Date(0) })
 }
 
 // One Set-Cookie per login cookie and response: a second write in the same
 // response (a login, then a logout) replaces the first, which the browser
 // would otherwise apply too, in order.
-function setCookie (reply: FastifyReply, state: LoginState, name: string, value: string, options: SerializeOptions): void {
-  const header = fastifyCookie.serialize(name, value, options)
+function setCookie (reply: FastifyReply, state: LoginState, codec: CookieCodec, name: string, value: string, options: SerializeOptions): void {
+  const header = codec.serialize(name, value, options)
   const previous = state.written?.get(name)
   if (previous !== undefined) {
     const kept = [reply.getHeader('set-cookie')].flat().filter((line) => typeof line === 'string' && line !== previous)

@@ -15,7 +15,7 @@ import type {
   User,
   UserLoader
 } from '../types/index'
-import { clearLoginCookie, parseRequestCookies, signAccount, writeLoginCookies } from './cookies'
+import { clearLoginCookie, parseRequestCookies, signAccount, writeLoginCookies, type CookieCodec } from './cookies'
 import {
   FST_LOGIN_INVALID_OPTION,
   FST_LOGIN_INVALID_USER,
@@ -74,7 +74,9 @@ export class LoginManager extends EventEmitter<LoginEvents> {
   readonly [kInternals]: LoginInternals
 
   #signer: Signer
-  // Verified cookies and client checks: one HMAC per cookie or client, not one per request.
+  #codec: CookieCodec
+  // Verified cookies and client checks: one HMAC per cookie or client, not one
+  // per request. They hold what this manager's one signer verified: never share them.
   #accounts = new VerifiedAccounts(5000)
   #freshCookies = new VerifiedCookies(5000, readFresh)
   #clients = new KnownClients()
@@ -82,10 +84,11 @@ export class LoginManager extends EventEmitter<LoginEvents> {
   #userLoader: UserLoader | null = null
   #requestLoader: RequestLoader | null = null
 
-  constructor (config: LoginConfig, signer: Signer, userLoader?: UserLoader, requestLoader?: RequestLoader) {
+  constructor (config: LoginConfig, signer: Signer, codec: CookieCodec, userLoader?: UserLoader, requestLoader?: RequestLoader) {
     super()
     this.config = config
     this.#signer = signer
+    this.#codec = codec
     if (userLoader !== undefined) this.userLoader(userLoader)
     if (requestLoader !== undefined) this.requestLoader(requestLoader)
     this[kInternals] = {
@@ -141,7 +144,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
 
     const account = this.#newAccount(user, options, this.#clientOf(request.headers['user-agent'], request.ip))
     const state = loginState(request)
-    writeLoginCookies(reply, state, this.config, this.#signer, account, fresh ? account.issuedAt : null)
+    writeLoginCookies(reply, state, this.#codec, this.config, this.#signer, account, fresh ? account.issuedAt : null)
     this.#replaceLogin(state, account, fresh)
     this.#settle(request, state, user, null)
     this.#emitSafely(request, 'login', request, user)
@@ -169,7 +172,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     }
     // The user proved who they are from this client: bind the login to it again.
     const confirmed = { ...account, client: this.#clientOf(request.headers['user-agent'], request.ip) }
-    writeLoginCookies(reply, state, this.config, this.#signer, confirmed, nowInSeconds())
+    writeLoginCookies(reply, state, this.#codec, this.config, this.#signer, confirmed, nowInSeconds())
     state.account = confirmed
     state.renewAccount = false
     state.fresh = true
@@ -304,7 +307,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     // its signature is from an old secret.
     const freshIssuedAt = fresh !== null && fresh.renew && fresh.token.loginId === account.loginId ? fresh.token.issuedAt : null
     state.renewAccount = false
-    writeLoginCookies(reply, state, this.config, this.#signer, next, freshIssuedAt)
+    writeLoginCookies(reply, state, this.#codec, this.config, this.#signer, next, freshIssuedAt)
   }
 
   #checkFresh (request: FastifyRequest, state: LoginState): boolean {
@@ -401,7 +404,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
   }
 
   #cookies (request: FastifyRequest, state: LoginState) {
-    if (state.cookies === null) state.cookies = parseRequestCookies(request)
+    if (state.cookies === null) state.cookies = parseRequestCookies(request, this.#codec)
     return state.cookies
   }
 
@@ -421,7 +424,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
   #clearCookies (request: FastifyRequest, reply: FastifyReply, state: LoginState): void {
     const cookies = this.#cookies(request, state)
     for (const name of [this.config.cookieName.account, this.config.cookieName.isFresh]) {
-      if (cookies[name] !== undefined || state.written?.has(name) === true) clearLoginCookie(reply, state, this.config, name)
+      if (cookies[name] !== undefined || state.written?.has(name) === true) clearLoginCookie(reply, state, this.#codec, this.config, name)
     }
   }
 

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fastifyCookie, { Signer as CookieSigner } from '@fastify/cookie'
 import type { FastifyLoginOptions, Guard } from '../types/index'
+import type { CookieCodec } from './cookies'
 import { FST_LOGIN_NO_SECRET, FST_LOGIN_NO_USER_LOADER, FST_LOGIN_USER_NOT_LOADED } from './errors'
 import { kInternals, LoginManager, type LoginInternals } from './manager'
 import { checkSecret, resolveConfig } from './options'
@@ -11,8 +12,8 @@ import { signingKey, type Signer } from './token'
 // asks who is logged in does no work for this plugin.
 export async function plugin (fastify: FastifyInstance, options: FastifyLoginOptions): Promise<void> {
   const config = resolveConfig(options)
-  const signer = await cookieSigner(fastify, options)
-  const manager = new LoginManager(config, signer, options.userLoader, options.requestLoader)
+  const { signer, codec } = await cookieSupport(fastify, options)
+  const manager = new LoginManager(config, signer, codec, options.userLoader, options.requestLoader)
   const login = manager[kInternals]
 
   fastify.decorate('loginManager', manager)
@@ -57,25 +58,39 @@ export async function plugin (fastify: FastifyInstance, options: FastifyLoginOpt
 
 // Our own secret gets its own signer; without one we borrow the signer of an
 // @fastify/cookie the app registered with a secret.
-async function cookieSigner (fastify: FastifyInstance, options: FastifyLoginOptions): Promise<Signer> {
+async function cookieSupport (fastify: FastifyInstance, options: FastifyLoginOptions): Promise<{ signer: Signer, codec: CookieCodec }> {
   const secrets = checkSecret(options.secret)
   const hasCookiePlugin = fastify.hasPlugin('@fastify/cookie')
   if (secrets === null && !(hasCookiePlugin && fastify.hasDecorator('unsignCookie'))) {
     throw new FST_LOGIN_NO_SECRET()
   }
-  if (!hasCookiePlugin) {
-    // @fastify/cookie loads the `cookie` module behind its parse and serialize
-    // when it is first registered. Registered here, in a scope of its own with
-    // no routes, its onSend hook and decorators stay out of the app: routes
-    // that never read the login pay nothing for it.
-    await fastify.register(async function loadCookieFunctions (scope) {
-      await scope.register(fastifyCookie, { hook: false })
-    })
-  }
-  if (secrets !== null) return new CookieSigner(secrets.map(signingKey))
+  const codec = hasCookiePlugin ? codecOf(fastify) : await ownCodec(fastify)
+  if (secrets !== null) return { signer: new CookieSigner(secrets.map(signingKey)), codec }
   return {
-    sign: (value) => fastify.signCookie(value),
-    unsign: (value) => fastify.unsignCookie(value)
+    signer: {
+      sign: (value) => fastify.signCookie(value),
+      unsign: (value) => fastify.unsignCookie(value)
+    },
+    codec
+  }
+}
+
+// Without the app's @fastify/cookie, ours is registered in a scope of its own
+// with no routes: its onSend hook and decorators stay out of the app, so
+// routes that never read the login pay nothing for it.
+async function ownCodec (fastify: FastifyInstance): Promise<CookieCodec> {
+  let codec: CookieCodec | undefined
+  await fastify.register(async function cookieFunctions (scope) {
+    await scope.register(fastifyCookie, { hook: false })
+    codec = codecOf(scope)
+  })
+  return codec as CookieCodec
+}
+
+function codecOf (instance: FastifyInstance): CookieCodec {
+  return {
+    parse: (header) => instance.parseCookie(header),
+    serialize: (name, value, options) => instance.serializeCookie(name, value, options)
   }
 }
 
