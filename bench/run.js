@@ -22,7 +22,9 @@
 // --only a,b (scenarios), --no-memory, --memory-requests N, --out FILE|-,
 // --readme (also put the results into README.md, between its bench markers),
 // --max-foreign 0.15, --patience S, --profile SCENARIO (a CPU profile of that server,
-// written to bench/profiles/, and its top functions).
+// written to bench/profiles/, and its top functions), --compare PATH (every
+// fastify-login server also runs from another build's dist/index.js, as
+// `name@before`: how a change is measured side by side).
 
 const { fork } = require('node:child_process')
 const fs = require('node:fs')
@@ -45,6 +47,12 @@ const SCENARIOS = [
   { name: 'floor', app: 'floor', what: '@fastify/cookie, one signed cookie unsigned by hand' },
   { name: 'login-unguarded', app: 'login-unguarded', what: 'fastify-login registered, route without guard' },
   { name: 'login-guarded', app: 'login', what: 'fastify-login, loginRequired + request.currentUser' },
+  // Real traffic brings cookies the cache of verified cookies has not seen
+  // (first requests, more logins than it holds, a restarted process): here
+  // every request does, so every request pays the HMAC.
+  { name: 'login-guarded-cold', app: 'login', cold: true, what: 'login-guarded, each request with a login cookie not seen before (no cache hit)' },
+  // Not in the default run (--only login-fresh-strong): a route that also checks freshness and the client.
+  { name: 'login-fresh-strong', app: 'login-fresh-strong', extra: true, what: "fastify-login, freshLoginRequired, sessionProtection 'strong'" },
   { name: 'login-anonymous', app: 'login', cookie: false, status: 401, body: REFUSED, what: 'fastify-login guard, no cookie (401)' },
   { name: 'passport', app: 'passport', what: '@fastify/passport + @fastify/secure-session, isAuthenticated()' },
   { name: 'session', app: 'session', what: '@fastify/session, memory store, user id in the session' },
@@ -59,8 +67,13 @@ const TARGETS = [
   { name: 'login-guarded', baseline: 'floor', min: 1.00 },
   { name: 'login-guarded', baseline: 'passport', min: 1.5 },
   { name: 'login-guarded', baseline: 'session', min: 2.5 },
+  { name: 'login-guarded-cold', baseline: 'floor', min: null },
   { name: 'login-login', baseline: 'passport-login', min: null }
 ]
+// Distinct login cookies a cold scenario goes through, in order:
+// each comes back only after all the others, long after the cache of
+// verified cookies (2 × 5,000) let it go.
+const COLD_COOKIES = 20000
 const MEMORY_GROWTH = 1.10
 
 function parseArgs (argv) {
@@ -78,6 +91,7 @@ function parseArgs (argv) {
     memory: !argv.includes('--no-memory'),
     memoryRequests: smoke ? 200 : 10000,
     only: null,
+    compare: null,
     out: smoke ? null : path.join(__dirname, 'RESULTS.md'),
     profile: null,
     readme: false,
@@ -98,6 +112,7 @@ function parseArgs (argv) {
       case '--max-foreign': options.maxForeign = Number(value); i++; break
       case '--patience': options.patience = Number(value); i++; break
       case '--only': options.only = value.split(','); i++; break
+      case '--compare': options.compare = path.resolve(value); i++; break
       case '--out': options.out = value === '-' ? null : path.resolve(value); i++; break
       case '--profile': options.profile = value; i++; break
       case '--readme': options.readme = true; break
@@ -199,8 +214,9 @@ function sameSizeCookie (cookie) {
 }
 
 // Before measuring: the scenario answers what it should, and a guarded route
-// refuses a request without the cookie (a guard that let everyone in would be
-// fast and worthless). Returns the request headers to measure with.
+// refuses a request without the cookie or with a forged one (a guard that let
+// everyone in would be fast and worthless). Returns what to measure with: the
+// request headers, and for a cold scenario the cookies to cycle through.
 async function prepare (scenario, server) {
   const cookie = await login(server)
   const headers = { cookie: sameSizeCookie(scenario.cookie ? cookie : '') }
@@ -211,19 +227,31 @@ async function prepare (scenario, server) {
   }
   const guarded = scenario.app !== 'bare' && scenario.app !== 'login-unguarded'
   if (guarded) {
-    const anonymous = await request(server.port, 'GET', '/me')
-    if (anonymous.status !== 401 || anonymous.body !== REFUSED) {
-      throw new Error(`${scenario.name}: GET /me without a cookie answered ${anonymous.status}, expected 401`)
+    for (const [label, refused] of [['without a cookie', ''], ['with a forged cookie', forge(cookie)]]) {
+      const answer = await request(server.port, 'GET', '/me', { cookie: sameSizeCookie(refused) })
+      if (answer.status !== 401 || answer.body !== REFUSED) {
+        throw new Error(`${scenario.name}: GET /me ${label} answered ${answer.status}, expected 401`)
+      }
     }
   }
-  return headers
+  if (!scenario.cold) return { headers }
+  const list = []
+  while (list.length < COLD_COOKIES) list.push(...await server.mint(Math.min(10000, COLD_COOKIES - list.length)))
+  return { headers: {}, cookies: { list: list.map(sameSizeCookie), next: 0 } }
+}
+
+// One character in the middle of the first cookie's value, changed.
+function forge (cookie) {
+  const start = cookie.indexOf('=') + 1
+  const end = cookie.includes(';') ? cookie.indexOf(';') : cookie.length
+  const at = start + Math.floor((end - start) / 2)
+  return cookie.slice(0, at) + (cookie[at] === 'A' ? 'B' : 'A') + cookie.slice(at + 1)
 }
 
 // ---------------------------------------------------------------- measuring
 
 // One autocannon run; throws unless every response was the expected one.
-async function load (scenario, server, headers, options) {
-  const cookies = options.cookies
+async function load (scenario, server, { headers, cookies }, options) {
   const result = await autocannon({
     url: `http://127.0.0.1:${server.port}${scenario.path}`,
     method: scenario.method,
@@ -235,7 +263,7 @@ async function load (scenario, server, headers, options) {
       : {
           // A cookie of its own for each request.
           verifyBody: (body) => body === scenario.body,
-          requests: [{ setupRequest: (req) => ({ ...req, headers: { ...req.headers, cookie: cookies.list[Math.min(cookies.next++, cookies.end - 1)] } }) }]
+          requests: [{ setupRequest: (req) => ({ ...req, headers: { ...req.headers, cookie: nextCookie(cookies) } }) }]
         })
   })
   const codes = Object.keys(result.statusCodeStats)
@@ -246,12 +274,19 @@ async function load (scenario, server, headers, options) {
   return result
 }
 
-async function measure (scenario, server, headers, options) {
+// The memory check takes its cookies once each, up to `end`; a cold scenario cycles.
+function nextCookie (cookies) {
+  return cookies.end === undefined
+    ? cookies.list[cookies.next++ % cookies.list.length]
+    : cookies.list[Math.min(cookies.next++, cookies.end - 1)]
+}
+
+async function measure (scenario, server, feed, options) {
   const machineBefore = machineTime()
   const ownBefore = process.cpuUsage()
   const before = await server.stats()
   const started = process.hrtime.bigint()
-  const result = await load(scenario, server, headers, options)
+  const result = await load(scenario, server, feed, options)
   const after = await server.stats()
   const elapsed = Number(process.hrtime.bigint() - started) / 1000
   const own = process.cpuUsage(ownBefore)
@@ -306,17 +341,17 @@ async function memoryCheck (options) {
   const scenario = SCENARIOS.find((one) => one.name === 'login-guarded')
   const server = await startServer(scenario.app, { execArgv: ['--expose-gc'] })
   try {
-    const headers = await prepare(scenario, server)
+    const feed = await prepare(scenario, server)
     const short = options.memoryRequests
     const cookies = []
     while (cookies.length < short * 11) cookies.push(...await server.mint(Math.min(10000, short * 11 - cookies.length)))
-    await load(scenario, server, headers, { ...options, duration: options.warmup })
+    await load(scenario, server, feed, { ...options, duration: options.warmup })
     const samples = []
     let next = 0
     for (const amount of [short, short * 10]) {
       const first = next
       next += amount
-      await load(scenario, server, {}, { ...options, amount, cookies: { list: cookies, next: first, end: next } })
+      await load(scenario, server, { headers: {}, cookies: { list: cookies, next: first, end: next } }, { ...options, amount })
       const { memory } = await server.stats(true)
       samples.push({ requests: amount, rss: memory.rss, heapUsed: memory.heapUsed })
       console.log(`memory: after ${format(amount)} more requests, each with its own cookie: rss ${mb(memory.rss)} MB, heap used ${mb(memory.heapUsed)} MB`)
@@ -338,10 +373,10 @@ async function profile (options) {
   fs.mkdirSync(dir, { recursive: true })
   const before = new Set(fs.readdirSync(dir))
   const server = await startServer(scenario.app, { execArgv: ['--cpu-prof', '--cpu-prof-dir', dir] })
-  const headers = await prepare(scenario, server)
+  const feed = await prepare(scenario, server)
   const duration = options.smoke ? 1 : 10
   console.log(`profiling ${scenario.name} for ${duration} s …`)
-  const result = await load(scenario, server, headers, { ...options, duration })
+  const result = await load(scenario, server, feed, { ...options, duration })
   await server.close()
   const file = fs.readdirSync(dir).find((name) => !before.has(name) && name.endsWith('.cpuprofile'))
   console.log(`${format(result.requests.average)} req/s under the profiler; profile: ${path.relative(process.cwd(), path.join(dir, file))}\n`)
@@ -449,7 +484,7 @@ function compare (runs, name, baseline) {
   }
 }
 
-function report (runs, memory, patience, options, elapsed) {
+function report (scenarios, runs, memory, patience, options, elapsed) {
   const lines = []
   const cpus = os.cpus()
   lines.push(`${new Date().toISOString().slice(0, 10)} · ${cpus[0]?.model ?? 'unknown CPU'}, ${os.availableParallelism()} cores · ` +
@@ -461,7 +496,7 @@ function report (runs, memory, patience, options, elapsed) {
     '"server µs/req" is the server process\'s own CPU time per request.', '')
   lines.push('| server | what | req/s | p99 ms | server µs/req | × bare |')
   lines.push('|---|---|--:|--:|--:|--:|')
-  for (const scenario of SCENARIOS) {
+  for (const scenario of scenarios) {
     const measured = runs.get(scenario.name)
     if (measured === undefined) continue
     const ratio = compare(runs, scenario.name, 'bare')
@@ -524,7 +559,12 @@ async function main () {
   if (options.profile !== null) return profile(options)
   const started = Date.now()
   const seconds = () => Math.round((Date.now() - started) / 1000)
-  const scenarios = options.only === null ? SCENARIOS : SCENARIOS.filter((one) => options.only.includes(one.name))
+  const selected = options.only === null ? SCENARIOS.filter((one) => !one.extra) : SCENARIOS.filter((one) => options.only.includes(one.name))
+  // --compare PATH: each fastify-login server also runs from another build
+  // (a checkout's dist/index.js), side by side, as `name@before`.
+  const scenarios = options.compare === null
+    ? selected
+    : selected.flatMap((one) => one.app.startsWith('login') ? [one, { ...one, name: `${one.name}@before`, plugin: options.compare, what: `${one.what}, from ${options.compare}` }] : [one])
   if (scenarios.length === 0) throw new Error(`--only: no scenario among ${SCENARIOS.map((one) => one.name).join(', ')}`)
 
   console.log(`${scenarios.length} servers, ${options.rounds} round(s) of ${options.duration} s after a ${options.warmup} s warm-up, ` +
@@ -539,12 +579,12 @@ async function main () {
     // and that must average out like the drift of the machine.
     const servers = await Promise.all(scenarios.map((scenario) => startServer(scenario.app, { plugin: scenario.plugin })))
     try {
-      const headers = []
+      const feeds = []
       for (let i = 0; i < scenarios.length; i++) {
-        headers.push(await prepare(scenarios[i], servers[i]))
+        feeds.push(await prepare(scenarios[i], servers[i]))
         await waitForQuiet(options, patience)
         // Warm-up: lets the JIT settle; not recorded.
-        if (options.warmup > 0) await load(scenarios[i], servers[i], headers[i], { ...options, duration: options.warmup })
+        if (options.warmup > 0) await load(scenarios[i], servers[i], feeds[i], { ...options, duration: options.warmup })
       }
       const end = Math.round(options.rounds * (generation + 1) / generations)
       for (; round < end; round++) {
@@ -554,12 +594,12 @@ async function main () {
         const redoneBefore = patience.redone
         for (const i of order) {
           await waitForQuiet(options, patience)
-          let run = await measure(scenarios[i], servers[i], headers[i], options)
+          let run = await measure(scenarios[i], servers[i], feeds[i], options)
           // Redo a measurement the rest of the machine disturbed; keep the calmest.
           for (let attempt = 0; attempt < 2 && run.foreign > options.maxForeign && patience.left > 0; attempt++) {
             await waitForQuiet(options, patience)
             const retryStarted = Date.now()
-            const again = await measure(scenarios[i], servers[i], headers[i], options)
+            const again = await measure(scenarios[i], servers[i], feeds[i], options)
             patience.left -= (Date.now() - retryStarted) / 1000
             patience.redone++
             if (again.foreign < run.foreign) run = again
@@ -578,7 +618,7 @@ async function main () {
   }
 
   const memory = options.memory ? await memoryCheck(options) : null
-  const markdown = report(runs, memory, patience, options, (Date.now() - started) / 1000)
+  const markdown = report(scenarios, runs, memory, patience, options, (Date.now() - started) / 1000)
   console.log('\n' + markdown)
   if (options.out !== null) {
     fs.writeFileSync(options.out, '# fastify-login benchmark results\n\n' + markdown +

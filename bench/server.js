@@ -56,6 +56,15 @@ const apps = {
     })
   },
 
+  // fastify-login with 'strong' session protection, /me guarded by
+  // freshLoginRequired: the client tag and the fresh cookie are checked too.
+  'login-fresh-strong' (app) {
+    registerLogin(app, { sessionProtection: 'strong' })
+    app.after(() => {
+      app.get('/me', { onRequest: app.loginManager.freshLoginRequired }, (request) => request.currentUser.name)
+    })
+  },
+
   // fastify-login registered, /me without a guard: must cost nothing.
   'login-unguarded' (app) {
     registerLogin(app)
@@ -94,6 +103,9 @@ const apps = {
     app.register(require('@fastify/cookie'))
     app.register(require('@fastify/session'), {
       secret: SECRET,
+      // Not its default (rolling: true), which re-sends the cookie on every
+      // response; none of the other servers does that work.
+      rolling: false,
       cookie: { secure: false, path: '/', httpOnly: true, sameSite: 'lax' }
     })
     app.after(() => {
@@ -115,10 +127,11 @@ const apps = {
 // another build, to compare a change side by side.
 const pluginPath = process.argv[3] === undefined ? '..' : require('node:path').resolve(process.argv[3])
 
-function registerLogin (app) {
+function registerLogin (app, options = {}) {
   app.register(require(pluginPath), {
     secret: SECRET,
-    userLoader: (id) => users.get(id)
+    userLoader: (id) => users.get(id),
+    ...options
   })
   app.after(() => {
     app.post('/login', (request, reply) => {
