@@ -167,7 +167,7 @@ async function main () {
       }
       process.send({ type: 'stats', id: message.id, cpu: process.cpuUsage(), memory: process.memoryUsage() })
     } else if (message.type === 'mint') {
-      // Distinct valid cookies for the memory check, through the public API.
+      // Distinct valid cookies for the memory check and the cold scenario, through the public API.
       mint(app, message.count).then((cookies) => process.send({ type: 'minted', id: message.id, cookies }))
     } else if (message.type === 'close') {
       app.close().then(() => process.exit(0))
