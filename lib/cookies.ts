@@ -53,8 +53,7 @@ export function writeLoginCookies (reply: FastifyReply, state: LoginState, codec
   reply.header('cache-control', 'no-store')
   setCookie(reply, state, codec, cookieName.account, signed, cookieOptions(config, reply.request, account.remember ? lifetime : null))
   if (freshIssuedAt === null) return
-  const fresh = signer.sign(encodeFresh({ loginId: account.loginId, issuedAt: freshIssuedAt }))
-  setCookie(reply, state, codec, cookieName.isFresh, fresh, cookieOptions(config, reply.request, cookieRememberMe.isFresh ? lifetime : null))
+  setCookie(reply, state, codec, cookieName.isFresh, signFresh(signer, account, freshIssuedAt), cookieOptions(config, reply.request, cookieRememberMe.isFresh ? lifetime : null))
 }
 
 export function signAccount (signer: Signer, name: string, account: AccountToken): string {
@@ -63,6 +62,11 @@ export function signAccount (signer: Signer, name: string, account: AccountToken
     throw new FST_LOGIN_INVALID_USER('the user id is too long: the account cookie would exceed the 4096 bytes browsers keep')
   }
   return signed
+}
+
+// The fresh cookie names the account cookie's login.
+export function signFresh (signer: Signer, account: AccountToken, issuedAt: number): string {
+  return signer.sign(encodeFresh({ loginId: account.loginId, issuedAt }))
 }
 
 export function clearLoginCookie (reply: FastifyReply, state: LoginState, codec: CookieCodec, config: LoginConfig, name: string): void {

@@ -15,7 +15,7 @@ import type {
   User,
   UserLoader
 } from '../types/index'
-import { clearLoginCookie, parseRequestCookies, signAccount, writeLoginCookies, type CookieCodec } from './cookies'
+import { clearLoginCookie, parseRequestCookies, signAccount, signFresh, writeLoginCookies, type CookieCodec } from './cookies'
 import {
   FST_LOGIN_INVALID_OPTION,
   FST_LOGIN_INVALID_USER,
@@ -31,7 +31,6 @@ import { checkDuration } from './options'
 import { isThenable, loginState, type LoginState } from './state'
 import {
   clientTag,
-  encodeFresh,
   KnownClients,
   LoginIds,
   nowInSeconds,
@@ -209,7 +208,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     const { cookieName } = this.config
     const account = this.#newAccount(user, options, this.#clientOf(userAgent, ip))
     const cookies: Record<string, string> = { [cookieName.account]: signAccount(this.#signer, cookieName.account, account) }
-    if (fresh) cookies[cookieName.isFresh] = this.#signer.sign(encodeFresh({ loginId: account.loginId, issuedAt: account.issuedAt }))
+    if (fresh) cookies[cookieName.isFresh] = signFresh(this.#signer, account, account.issuedAt)
     return cookies
   }
 
