@@ -175,8 +175,13 @@ function startServer (app, { execArgv = [], plugin } = {}) {
         // CPU time and memory of the server process, after a GC if asked
         // (and the server runs with --expose-gc).
         stats: (gc = false) => ask({ type: 'stats', gc }),
-        // Distinct valid login cookies, minted with loginManager.cookiesFor.
-        mint: async (count) => (await ask({ type: 'mint', count })).cookies,
+        // Distinct valid login cookies, minted with loginManager.cookiesFor,
+        // asked for 10,000 at a time to keep each IPC message small.
+        async mint (count) {
+          const cookies = []
+          while (cookies.length < count) cookies.push(...(await ask({ type: 'mint', count: Math.min(10000, count - cookies.length) })).cookies)
+          return cookies
+        },
         close () {
           return new Promise((resolve) => {
             if (child.exitCode !== null || child.signalCode !== null) return resolve()
@@ -246,9 +251,7 @@ async function prepare (scenario, server) {
     }
   }
   if (!scenario.cold) return { headers }
-  const list = []
-  while (list.length < COLD_COOKIES) list.push(...await server.mint(Math.min(10000, COLD_COOKIES - list.length)))
-  return { headers: {}, cookies: { list: list.map(sameSizeCookie), next: 0 } }
+  return { headers: {}, cookies: { list: (await server.mint(COLD_COOKIES)).map(sameSizeCookie), next: 0 } }
 }
 
 // One character in the middle of the first cookie's value, changed.
@@ -355,10 +358,10 @@ function machineTime () {
 async function memoryCheck (options) {
   const scenario = SCENARIOS.find((one) => one.name === 'login-guarded')
   const short = options.memoryRequests
-  const cookies = []
+  let cookies
   const minter = await startServer(scenario.app)
   try {
-    while (cookies.length < short * 21) cookies.push(...await minter.mint(Math.min(10000, short * 21 - cookies.length)))
+    cookies = await minter.mint(short * 21)
   } finally {
     await minter.close()
   }
