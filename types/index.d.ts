@@ -186,6 +186,68 @@ declare namespace fastifyLogin {
     ip?: string
   }
 
+  /**
+   * One login, as a store keeps it. Times are seconds since the epoch;
+   * `userId` is the user's `getId()`; `userAgent` is cut to 512 characters.
+   */
+  export interface LoginRecord {
+    loginId: string
+    userId: string
+    createdAt: number
+    lastSeenAt: number
+    expiresAt: number
+    remembered: boolean
+    userAgent: string
+    ip: string
+  }
+
+  /** What a store tells the plugin about revocations made anywhere. */
+  export interface LoginStoreListener {
+    /** These logins were deleted (on any instance): forget any cached copy. */
+    revoked (loginIds: readonly string[]): void
+    /**
+     * `false`: revocations may be missed from now on (the connection that hears
+     * them dropped), so cached logins must not be trusted. `true`: heard again;
+     * anything cached before must be dropped.
+     */
+    listening (listening: boolean): void
+  }
+
+  /**
+   * Where logins are kept when the server must be able to end them. Every
+   * method may answer with a value or a promise; a store that answers
+   * synchronously keeps `request.currentUser` synchronous. The plugin passes
+   * the user id along with the login id so stores can keep a user's logins
+   * together (a Redis Cluster hash slot, a table partition).
+   */
+  export interface LoginStore {
+    create (record: LoginRecord): MaybePromise<void>
+    /** The record, or null when there is none (gone or expired). */
+    get (loginId: string, userId: string): MaybePromise<LoginRecord | null | undefined>
+    touch (loginId: string, lastSeenAt: number, userId: string): MaybePromise<void>
+    /** `true` if the login existed. */
+    delete (loginId: string, userId: string): MaybePromise<boolean>
+    /** The user's live logins, newest first. */
+    list (userId: string): MaybePromise<LoginRecord[]>
+    /** Deletes every login of the user but `exceptLoginId`; returns how many. */
+    deleteAll (userId: string, exceptLoginId?: string): MaybePromise<number>
+    /**
+     * Optional: report revocations made by other instances. Called once, at
+     * `ready`. Without it, a cached login is trusted for `storeCacheWindow`
+     * seconds at most (0 by default: a store read per request).
+     */
+    subscribe? (listener: LoginStoreListener): MaybePromise<void>
+    /** Optional: called when the app closes (stop listening; never closes a client it was given). */
+    close? (): MaybePromise<void>
+  }
+
+  export interface RedisStoreOptions {
+    /** An ioredis `Redis` or `Cluster` client (what `@fastify/redis` decorates as `app.redis`). */
+    client: unknown
+    /** Prefix of every key and of the revocation channel. Default `'fastify-login:'`. */
+    prefix?: string
+  }
+
   /** The events of `app.loginManager` and their arguments. */
   export interface LoginEvents {
     login: [request: FastifyRequest, user: User]
