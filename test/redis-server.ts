@@ -17,6 +17,10 @@ export interface RedisServer {
   stop (): Promise<void>
   /** Starts it again on the same port and directory. */
   start (): Promise<void>
+  /** Freezes it (SIGSTOP): connections stay open, nothing answers. */
+  pause (): void
+  /** Lets a frozen server go on (SIGCONT). */
+  resume (): void
 }
 
 export interface RedisServerOptions {
@@ -123,7 +127,14 @@ export async function startRedis (t: Test, options: RedisServerOptions = {}, por
     await new Promise((resolve) => {
       running.once('exit', resolve)
       running.kill('SIGTERM')
+      // A frozen server would never act on the SIGTERM.
+      running.kill('SIGCONT')
     })
+  }
+
+  function signal (name: NodeJS.Signals): void {
+    if (child === null) throw new Error(`redis-server on port ${serverPort} is not running`)
+    child.kill(name)
   }
 
   t.teardown(async () => {
@@ -131,7 +142,7 @@ export async function startRedis (t: Test, options: RedisServerOptions = {}, por
     await rm(dir, { recursive: true, force: true })
   })
   await start()
-  return { port: serverPort, dir, start, stop }
+  return { port: serverPort, dir, start, stop, pause: () => signal('SIGSTOP'), resume: () => signal('SIGCONT') }
 }
 
 // A Cluster's bus listens on port + 10000, which must be a port too.

@@ -1,3 +1,4 @@
+import { once } from 'node:events'
 import { test } from 'tap'
 import type { Test } from 'tap'
 import { Redis, Cluster, type RedisOptions } from 'ioredis'
@@ -86,7 +87,7 @@ test('options are checked when the store is made', async (t) => {
   const server = await startRedis(t)
   const client = redisClient(t, server.port)
   const message = /^fastify-login: option `client` must be an ioredis client/
-  for (const bad of [undefined, null, {}, { multi () {}, eval () {} }, 'redis://localhost']) {
+  for (const bad of [undefined, null, {}, { eval () {}, hgetall () {} }, 'redis://localhost']) {
     t.throws(() => redisStore({ client: bad }), { code: 'FST_LOGIN_INVALID_OPTION', message }, String(bad))
   }
   t.throws(() => redisStore(undefined as never), { code: 'FST_LOGIN_INVALID_OPTION', message })
@@ -309,6 +310,28 @@ test('the listener hears when the subscriber connection drops and when it hears 
   t.same(listener.events.map(([, value]) => value), [true, false, true, false, true, [record.loginId]])
 })
 
+test('a subscriber connection that goes silent without closing is noticed by its heartbeat', async (t) => {
+  const server = await startRedis(t)
+  const store = redisStore({ client: redisClient(t, server.port) })
+  const listener = heard()
+  await closeWith(t, store)
+  await store.subscribe?.(listener)
+  // Beats answered while Redis is there do nothing.
+  await new Promise((resolve) => setTimeout(resolve, 2500))
+  t.same(listener.events, [['listening', true]])
+
+  const dropped = listener.next('listening')
+  const start = performance.now()
+  server.pause()
+  t.equal((await dropped).value, false)
+  const deafAfter = performance.now() - start
+  t.comment(`a frozen Redis is noticed after ${deafAfter.toFixed(0)} ms`)
+  t.ok(deafAfter < 2500, 'within two heartbeats and a bit')
+  const back = listener.next('listening')
+  server.resume()
+  t.equal((await back).value, true, 'and listening again once Redis answers')
+})
+
 test('subscribe fails clearly when it cannot subscribe', async (t) => {
   const port = await freePort()
   const nowhere = redisStore({ client: redisClient(t, port, { lazyConnect: true, retryStrategy: () => null }) })
@@ -336,6 +359,8 @@ test('Redis stopped mid-run: commands fail, the process goes on; restarted: noth
   const server = await startRedis(t, { appendonly: true })
   // Fails fast while Redis is down instead of queueing until it is back.
   const client = redisClient(t, server.port, { enableOfflineQueue: false, retryStrategy: () => 50 })
+  // Without an offline queue nothing may be sent before the client is connected.
+  await once(client, 'ready')
   const store = redisStore({ client })
   const listener = heard()
   await closeWith(t, store)
@@ -357,7 +382,7 @@ test('Redis stopped mid-run: commands fail, the process goes on; restarted: noth
   const back = listener.next('listening', 10_000)
   await server.start()
   t.equal((await back).value, true, 'listening again once Redis is back')
-  if (client.status !== 'ready') await new Promise((resolve) => client.once('ready', resolve))
+  if (client.status !== 'ready') await once(client, 'ready')
   t.same(await store.get(record.loginId, 'ann'), record, 'the login made before the restart is still there (appendonly)')
   t.same(await store.list('ann'), [record])
 })

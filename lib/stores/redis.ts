@@ -12,8 +12,8 @@ import { FST_LOGIN_INVALID_OPTION } from '../errors'
 //   P{u:T}:logins            a sorted set: the user's login ids scored by
 //                            expiresAt; expires with the last of them
 //   Prevoked                 the channel every deletion is published on
-// The `{...}` hash tag puts a user's keys on one Cluster slot, so a script or
-// MULTI over them works there; base64url keeps braces in an id from breaking
+// The `{...}` hash tag puts a user's keys on one Cluster slot, so a script
+// over them works there; base64url keeps braces in an id from breaking
 // the tag, and the `u:` keeps an empty id from making an empty tag (which
 // Redis would ignore, hashing the whole key).
 
@@ -29,6 +29,9 @@ const SECONDS = /^\d{1,15}$/
 // How long to wait before the subscriber reconnects: doubling, at most 2 s.
 const FIRST_RETRY_MS = 50
 const LAST_RETRY_MS = 2000
+// How often the subscriber PINGs: one unanswered beat later it is taken for
+// dead, so a silent connection is noticed within two beats, not minutes.
+const HEARTBEAT_MS = 1000
 
 // KEYS: record, index. ARGV: expiresAt, login id, then the record's fields
 // and values. Record and index entry in one step: a record missing from the
@@ -137,7 +140,7 @@ export function redisStore (options: RedisStoreOptions): LoginStore {
 function validate (options: RedisStoreOptions): { client: Client, prefix: string } {
   const { client, prefix = DEFAULT_PREFIX } = options ?? {}
   const candidate = client as Partial<Client> | null | undefined
-  if (typeof candidate?.duplicate !== 'function' || typeof candidate.multi !== 'function' || typeof candidate.eval !== 'function') {
+  if (typeof candidate?.duplicate !== 'function' || typeof candidate.eval !== 'function' || typeof candidate.hgetall !== 'function') {
     throw new FST_LOGIN_INVALID_OPTION('client', 'must be an ioredis client (`new Redis()` or `new Redis.Cluster()`, or `app.redis` from @fastify/redis)')
   }
   if (typeof prefix !== 'string' || /[{}]/.test(prefix)) {
@@ -198,6 +201,7 @@ class Subscriber {
   #listening = false
   #attempts = 0
   #retry: NodeJS.Timeout | undefined
+  #heartbeat: NodeJS.Timeout | undefined
   #stopped = false
   // Why the last connection failed, for the error of a subscribe that could not.
   #lastError = new Error('the connection closed')
@@ -222,6 +226,7 @@ class Subscriber {
   async stop (): Promise<void> {
     this.#stopped = true
     clearTimeout(this.#retry)
+    clearInterval(this.#heartbeat)
     // An app closed while still starting: its `ready` must not wait forever.
     this.#started?.reject(new Error(`fastify-login: redisStore was closed before it could subscribe to \`${this.#channel}\``))
     this.#started = null
@@ -240,6 +245,7 @@ class Subscriber {
     connection.on('ready', () => {
       connection.subscribe(this.#channel).then(() => {
         this.#attempts = 0
+        this.#beat(connection)
         this.#setListening(true)
       }, (error: Error) => {
         // Refused (an ACL, say): drop the connection and try again.
@@ -247,7 +253,10 @@ class Subscriber {
         connection.disconnect()
       })
     })
-    connection.on('close', () => this.#setListening(false))
+    connection.on('close', () => {
+      clearInterval(this.#heartbeat)
+      this.#setListening(false)
+    })
     connection.once('end', () => this.#ended())
     connection.connect().catch(() => { /* 'end' follows, and handles it */ })
   }
@@ -260,6 +269,22 @@ class Subscriber {
     // None while the Cluster has lost every node: try again later.
     const masters = (this.#client as Cluster).nodes('master')
     return masters.length === 0 ? null : masters[this.#attempts % masters.length].duplicate(overrides)
+  }
+
+  // A peer that is gone without closing the connection (a partition, a
+  // frozen server) would otherwise look like one that has nothing to say.
+  #beat (connection: Redis): void {
+    let answered = true
+    this.#heartbeat = setInterval(() => {
+      if (!answered) {
+        // Deaf now, not when ioredis gives up closing the socket politely.
+        clearInterval(this.#heartbeat)
+        this.#setListening(false)
+        return connection.disconnect()
+      }
+      answered = false
+      connection.ping().then(() => { answered = true }, () => { /* 'close' follows */ })
+    }, HEARTBEAT_MS).unref()
   }
 
   #ended (): void {
