@@ -230,10 +230,10 @@ class Subscriber {
     // An app closed while still starting: its `ready` must not wait forever.
     this.#started?.reject(new Error(`fastify-login: redisStore was closed before it could subscribe to \`${this.#channel}\``))
     this.#started = null
-    const connection = this.#connection
+    // Not QUIT: a frozen Redis would never answer it, and the app's close
+    // would wait forever. Closing our end is all a subscriber needs.
+    this.#connection?.disconnect()
     this.#connection = null
-    if (connection?.status === 'ready') await connection.quit()
-    else connection?.disconnect()
   }
 
   #connect (): void {
