@@ -15,6 +15,8 @@ export interface RedisServer {
   readonly dir: string
   /** Stops the server (SIGTERM: it saves its append-only file first). */
   stop (): Promise<void>
+  /** Kills it (SIGKILL): a crash, nothing saved on the way out. */
+  kill (): Promise<void>
   /** Starts it again on the same port and directory. */
   start (): Promise<void>
   /** Freezes it (SIGSTOP): connections stay open, nothing answers. */
@@ -120,13 +122,13 @@ export async function startRedis (t: Test, options: RedisServerOptions = {}, por
     }
   }
 
-  async function stop (): Promise<void> {
+  async function stop (how: NodeJS.Signals = 'SIGTERM'): Promise<void> {
     const running = child
     child = null
     if (running === null || running.exitCode !== null) return
     await new Promise((resolve) => {
       running.once('exit', resolve)
-      running.kill('SIGTERM')
+      running.kill(how)
       // A frozen server would never act on the SIGTERM.
       running.kill('SIGCONT')
     })
@@ -142,7 +144,7 @@ export async function startRedis (t: Test, options: RedisServerOptions = {}, por
     await rm(dir, { recursive: true, force: true })
   })
   await start()
-  return { port: serverPort, dir, start, stop, pause: () => signal('SIGSTOP'), resume: () => signal('SIGCONT') }
+  return { port: serverPort, dir, start, stop: async () => await stop(), kill: async () => await stop('SIGKILL'), pause: () => signal('SIGSTOP'), resume: () => signal('SIGCONT') }
 }
 
 // A Cluster's bus listens on port + 10000, which must be a port too.

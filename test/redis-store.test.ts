@@ -358,7 +358,7 @@ test('subscribe fails clearly when it cannot subscribe', async (t) => {
   await t.rejects(async () => await subscribing, /^fastify-login: redisStore was closed before it could subscribe to `fastify-login:revoked`$/)
 })
 
-test('Redis stopped mid-run: commands fail, the process goes on; restarted: nothing lost', async (t) => {
+test('Redis stopped mid-run: commands fail, the process goes on; restarted or crashed: nothing lost', async (t) => {
   const server = await startRedis(t, { appendonly: true })
   // Fails fast while Redis is down instead of queueing until it is back.
   const client = redisClient(t, server.port, { enableOfflineQueue: false, retryStrategy: () => 50 })
@@ -388,6 +388,16 @@ test('Redis stopped mid-run: commands fail, the process goes on; restarted: noth
   if (client.status !== 'ready') await once(client, 'ready')
   t.same(await store.get(record.loginId, 'ann'), record, 'the login made before the restart is still there (appendonly)')
   t.same(await store.list('ann'), [record])
+
+  // A crash of the Redis process: what it acknowledged was written to the
+  // append-only file before it answered (only an OS crash could lose it).
+  const crashed = loginRecord({ createdAt: record.createdAt + 1 })
+  await store.create(crashed)
+  await server.kill()
+  if (client.status === 'ready') await once(client, 'close')
+  await server.start()
+  if (client.status !== 'ready') await once(client, 'ready')
+  t.same(await store.list('ann'), [crashed, record], 'both logins survive a SIGKILL of redis-server')
 })
 
 test('Redis Cluster: a user\'s keys share a slot; login, list, revoke and broadcast work', async (t) => {
