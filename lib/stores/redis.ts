@@ -298,7 +298,8 @@ class Subscriber {
     }
     const delay = Math.min(FIRST_RETRY_MS * 2 ** this.#attempts, LAST_RETRY_MS)
     this.#attempts++
-    this.#retry = setTimeout(() => this.#connect(), delay)
+    // Unref'd, like the heartbeat: waiting for Redis alone keeps no process alive.
+    this.#retry = setTimeout(() => this.#connect(), delay).unref()
   }
 
   #heard (message: string): void {
