@@ -89,7 +89,10 @@ export function redisStore (options: RedisStoreOptions): LoginStore {
     return { index: `${tag}logins`, recordPrefix: `${tag}login:` }
   }
 
-  let subscriber: Subscriber | null = null
+  // One per subscribe(): a store object shared by two registrations of the
+  // plugin gives each its own, and close() stops them all (each listener
+  // then hears `listening(false)` and stops trusting its cache).
+  const subscribers = new Set<Subscriber>()
 
   return {
     async create (record) {
@@ -120,12 +123,13 @@ export function redisStore (options: RedisStoreOptions): LoginStore {
       return await client.eval(DELETE_ALL, 2, index, recordPrefix, exceptLoginId ?? '', channel) as number
     },
     async subscribe (listener) {
-      subscriber = new Subscriber(client, channel, listener)
+      const subscriber = new Subscriber(client, channel, listener)
+      subscribers.add(subscriber)
       await subscriber.start()
     },
     async close () {
-      await subscriber?.stop()
-      subscriber = null
+      await Promise.all([...subscribers].map(async (subscriber) => await subscriber.stop()))
+      subscribers.clear()
     }
   }
 }
@@ -217,6 +221,8 @@ class Subscriber {
   }
 
   async stop (): Promise<void> {
+    // Whoever still listens must stop trusting what it cached.
+    this.#setListening(false)
     this.#stopped = true
     clearTimeout(this.#retry)
     clearInterval(this.#heartbeat)
