@@ -6,6 +6,10 @@
 //   LOGIN_SECRET  signs the cookies, 32+ characters (default: a random secret
 //                 kept next to the database, so logins survive restarts)
 //   PORT          default 3000; the server listens on 127.0.0.1 only
+//   PUBLIC_URL    where students reach the portal, when that is not this plain
+//                 http address: `https://…` behind a TLS proxy on this machine.
+//                 The portal then trusts the proxy's X-Forwarded-* headers and
+//                 sends Secure cookies named `__Host-…`.
 const { randomBytes } = require('node:crypto')
 const { existsSync, mkdirSync, readFileSync, writeFileSync } = require('node:fs')
 const { dirname, join, resolve } = require('node:path')
@@ -19,7 +23,8 @@ function settings (env) {
     databasePath: resolve(env.EXAMPLE_DB ?? join(__dirname, 'data', 'portal.sqlite')),
     secret: env.LOGIN_SECRET,
     host: '127.0.0.1',
-    port: Number(env.PORT ?? 3000)
+    port: Number(env.PORT ?? 3000),
+    publicUrl: env.PUBLIC_URL ?? null
   }
 }
 
@@ -32,12 +37,16 @@ function secretIn (folder) {
 }
 
 async function main () {
-  const { databasePath, secret, host, port } = settings(process.env)
+  const { databasePath, secret, host, port, publicUrl } = settings(process.env)
+  const https = publicUrl?.startsWith('https://') ?? false
   mkdirSync(dirname(databasePath), { recursive: true })
   const app = await buildApp({
     databasePath,
     secret: secret ?? secretIn(dirname(databasePath)),
-    logger: true
+    logger: true,
+    https,
+    // Only a proxy on this machine may say what the client's address and protocol were.
+    trustProxy: publicUrl === null ? false : '127.0.0.1'
   })
 
   // The demo student is created once; it is left alone after that.
@@ -48,9 +57,9 @@ async function main () {
   }
   await app.listen({ host, port })
 
-  const url = `http://${host}:${app.server.address().port}`
+  const local = `http://${host}:${app.server.address().port}`
   console.log(`
-  Student portal: ${url}
+  Student portal: ${publicUrl ?? local}${publicUrl === null ? '' : `\n  Listening on:   ${local} (for the proxy)`}
   Demo student:   name "${DEMO_STUDENT.name}", password "${DEMO_STUDENT.password}"${seeded === null ? ' (unless you changed it)' : ''}
   Database:       ${databasePath}
 `)

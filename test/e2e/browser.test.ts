@@ -24,6 +24,9 @@ const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 const PASSWORD = 'correct horse battery'
 const NEW_PASSWORD = 'staple tiger paperclip'
 
+// A real browser is slow to start and to drive: more than tap's 30 s default.
+t.setTimeout(240000)
+
 let browser: Browser
 let app: FastifyInstance
 let origin: string
@@ -104,8 +107,10 @@ t.test('sign up, log out, log in with "remember me", restart, re-authenticate, c
   await page.waitForURL('/')
   t.equal(await navigation(page), 'Log in · Sign up', 'logged out')
 
+  t.equal(await page.getByRole('status').innerText(), 'You have been logged out.')
   await page.goto('/profile')
   await page.waitForURL('/login?next=%2Fprofile')
+  t.equal(await page.getByRole('status').innerText(), 'Please log in to see this page.', 'the log-in page says why')
   t.equal(await page.locator('input[name="next"]').inputValue(), '/profile', 'the login form keeps where to go back')
   await logIn(page, 'Grace Hopper', 'not my password', { remember: true })
   t.equal(await page.getByRole('alert').innerText(), 'Wrong name or password.')
@@ -127,6 +132,9 @@ t.test('sign up, log out, log in with "remember me", restart, re-authenticate, c
   // Changing the password asks for the password again, then goes on.
   await page.getByRole('link', { name: 'Change your password' }).click()
   await page.waitForURL('/reauthenticate?next=%2Fpassword')
+  t.match(await page.locator('main').innerText(), /You were remembered from an earlier visit/)
+  t.equal(await page.locator('input[autocomplete="username"]').isVisible(), false, 'the name for password managers is not shown')
+  t.equal(await page.locator('input[autocomplete="username"]').inputValue(), 'Grace Hopper')
   await screenshot(page, 'reauthenticate', { docs: true })
   await page.getByLabel('Password').fill('a wrong guess')
   await page.getByRole('button', { name: 'Continue' }).click()
@@ -135,11 +143,12 @@ t.test('sign up, log out, log in with "remember me", restart, re-authenticate, c
   await page.getByRole('button', { name: 'Continue' }).click()
   await page.waitForURL('/password')
   await screenshot(page, 'password')
+  await page.getByLabel('Current password').fill(PASSWORD)
   await page.getByLabel('New password', { exact: false }).first().fill(NEW_PASSWORD)
   await page.getByLabel('New password again').fill(NEW_PASSWORD)
   await page.getByRole('button', { name: 'Change password' }).click()
-  await page.waitForURL('/profile?notice=password')
-  t.equal(await page.getByRole('status').innerText(), 'Your password was changed. Every other device was logged out.')
+  await page.waitForURL('/profile')
+  t.equal(await page.getByRole('status').innerText(), 'Your password was changed. Every other device was logged out, and your API token was revoked.')
   await screenshot(page, 'password-changed')
 
   // The new password works, the old one does not.
@@ -189,7 +198,7 @@ t.test('a tampered login cookie is logged out', async (t) => {
   await context.close()
 })
 
-t.test('log out everywhere: the other browser is logged out; an API token is shown once', async (t) => {
+t.test('log out everywhere: the other browser is logged out and told why; an API token is shown once', async (t) => {
   const laptop = await newContext()
   const phone = await newContext()
   const laptopPage = await laptop.newPage()
@@ -200,22 +209,94 @@ t.test('log out everywhere: the other browser is logged out; an API token is sho
     await page.waitForURL('/profile')
   }
 
+  await laptopPage.getByRole('link', { name: 'Your API token' }).click()
   await laptopPage.getByRole('button', { name: 'Create an API token' }).click()
+  await laptopPage.waitForURL('/api-token')
   const token = await laptopPage.locator('pre.token').innerText()
   t.match(token, /^portal_[A-Za-z0-9_-]{43}$/)
+  t.match(await laptopPage.locator('.expiry').innerText(), /^Your API token works until \d{4}-\d\d-\d\d \d\d:\d\d UTC\.$/)
   await screenshot(laptopPage, 'api-token')
+  await laptopPage.reload()
+  t.equal(await laptopPage.locator('pre.token').count(), 0, 'a reload shows the token no more')
   const api = await fetch(`${origin}/api/me`, { headers: { authorization: `Bearer ${token}` } })
   t.same(await api.json(), { name: 'Alan', grade: 10 })
 
   await laptopPage.goto('/profile')
+  await laptopPage.getByRole('link', { name: 'Log out everywhere else' }).click()
   await laptopPage.getByRole('button', { name: 'Log out everywhere else' }).click()
-  await laptopPage.waitForURL('/profile?notice=everywhere')
+  await laptopPage.waitForURL('/profile')
+  t.equal(await laptopPage.getByRole('status').innerText(), 'Every other device was logged out, and your API token was revoked.')
   t.equal(await navigation(laptopPage), 'Logged in as Alan · Log out', 'this browser stays logged in')
 
   await phonePage.reload()
   await phonePage.waitForURL('/login?next=%2Fprofile')
   t.equal(await navigation(phonePage), 'Log in · Sign up', 'the other browser is logged out')
+  t.equal(await phonePage.getByRole('status').innerText(), 'You were logged out: someone chose “Log out everywhere else” on another device. Log in again.')
+  await screenshot(phonePage, 'logged-out-elsewhere')
   t.equal((await fetch(`${origin}/api/me`, { headers: { authorization: `Bearer ${token}` } })).status, 401, 'the API token is revoked')
   await laptop.close()
   await phone.close()
+})
+
+t.test('"Create an API token" from a remembered login: re-authenticate, then the token page', async (t) => {
+  let context = await newContext()
+  let page = await context.newPage()
+  await page.goto('/login')
+  await logIn(page, 'Alan', PASSWORD, { remember: true })
+  await page.waitForURL('/profile')
+  context = await restart(context)
+  page = await context.newPage()
+  // The token page of a browser restored with its tabs: its button posts a stale form.
+  await page.goto('/profile')
+  await page.getByRole('link', { name: 'Your API token' }).click()
+  await page.waitForURL('/reauthenticate?next=%2Fapi-token')
+  await page.getByLabel('Password').fill(PASSWORD)
+  await page.getByRole('button', { name: 'Continue' }).click()
+  await page.waitForURL('/api-token')
+  t.equal(await page.locator('h1').innerText(), 'Your API token', 'the journey ends on the token page, not a 404')
+  await page.getByRole('button', { name: /Create a/ }).click()
+  await page.waitForURL('/api-token')
+  t.match(await page.locator('pre.token').innerText(), /^portal_/)
+
+  // A form left open while the login went stale: its POST is refused, and still ends here.
+  const stale = await restart(context)
+  const stalePage = await stale.newPage()
+  await stalePage.goto('/profile')
+  // (a string: the tests are compiled without the DOM's types)
+  await stalePage.evaluate(`(() => {
+    const form = document.createElement('form')
+    form.method = 'post'
+    form.action = '/api-token'
+    form.append(document.querySelector('input[name="_csrf"]').cloneNode())
+    document.body.append(form)
+    form.submit()
+  })()`)
+  await stalePage.waitForURL('/reauthenticate?next=%2Fapi-token')
+  await stalePage.getByLabel('Password').fill(PASSWORD)
+  await stalePage.getByRole('button', { name: 'Continue' }).click()
+  await stalePage.waitForURL('/api-token')
+  t.equal(await stalePage.locator('h1').innerText(), 'Your API token')
+  await stale.close()
+})
+
+t.test('a narrow phone screen: long names wrap, nothing scrolls sideways', async (t) => {
+  const context = await browser.newContext({ baseURL: origin, viewport: { width: 375, height: 740 }, isMobile: true, hasTouch: true })
+  context.setDefaultTimeout(10000)
+  const page = await context.newPage()
+  const longName = 'Maximiliana Wilhelmina Theodora von Hohenzollern-Sigmaringen'
+  await signUp(page, longName, '8')
+  await page.getByRole('button', { name: 'Sign up' }).click()
+  await page.waitForURL('/profile')
+  for (const url of ['/profile', '/password', '/api-token', '/']) {
+    await page.goto(url)
+    const widths = await page.evaluate('({ page: document.documentElement.scrollWidth, viewport: window.innerWidth })') as { page: number, viewport: number }
+    t.ok(widths.page <= widths.viewport, `${url}: the page is ${widths.page}px wide in a ${widths.viewport}px screen`)
+  }
+  await page.goto('/profile')
+  const header = await page.locator('header').boundingBox()
+  const brand = await page.locator('header .brand').boundingBox()
+  t.ok(header!.height < 160, 'the header stays compact')
+  t.ok(brand!.x >= 0 && brand!.x + brand!.width <= 375, 'the brand fits')
+  await screenshot(page, 'profile-narrow', { docs: true })
+  await context.close()
 })
