@@ -5,6 +5,7 @@
 // every template can read `currentUser` without awaiting anything.
 const { createHash, randomBytes } = require('node:crypto')
 const Database = require('better-sqlite3')
+const { sqliteLoginStore } = require('./login-store')
 
 // `session_version` is the alternative id: it is part of every login cookie,
 // and bumping it logs out every cookie issued before (see app.js).
@@ -104,6 +105,9 @@ function openDatabase (filename) {
       statements.setApiToken.run(hashApiToken(token), expiresAt, id)
       return { token, expiresAt }
     },
+
+    // The logins, for fastify-login's `store` option (login-store.js).
+    logins: sqliteLoginStore(db),
 
     close: () => db.close()
   }

@@ -1219,3 +1219,58 @@ test('server.js behind an https proxy: PUBLIC_URL', { timeout: 60000 }, async (t
   })
   t.equal(code, 0)
 })
+
+interface LoginRecord { loginId: string, userId: string, createdAt: number, lastSeenAt: number, expiresAt: number, remembered: boolean, userAgent: string, ip: string }
+interface LoginStore {
+  create (record: LoginRecord): void
+  get (loginId: string, userId: string): LoginRecord | null
+  touch (loginId: string, lastSeenAt: number, userId: string): void
+  delete (loginId: string, userId: string): boolean
+  list (userId: string): LoginRecord[]
+  deleteAll (userId: string, exceptLoginId?: string): number
+}
+
+test('login-store.js: the LoginStore interface over SQLite', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'portal-store-'))
+  const file = join(dir, 'portal.sqlite')
+  const db = openDatabase(file) as ExampleDb & { logins: LoginStore }
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const store = db.logins
+  const now = Math.floor(Date.now() / 1000)
+  const login = (loginId: string, userId: string, createdAt: number, expiresAt = now + 3600): LoginRecord =>
+    ({ loginId, userId, createdAt, lastSeenAt: createdAt, expiresAt, remembered: loginId.endsWith('r'), userAgent: `browser of ${loginId}`, ip: '127.0.0.1' })
+
+  t.equal(store.get('none', '1:1'), null, 'nothing yet')
+  t.same(store.list('1:1'), [])
+  store.create(login('a', '1:1', now - 30))
+  store.create(login('br', '1:1', now - 20))
+  store.create(login('c', '1:1', now - 10))
+  store.create(login('d', '2:1', now - 5))
+  t.same(store.get('br', '1:1'), login('br', '1:1', now - 20), 'a record comes back as it went in, booleans included')
+  t.equal(store.get('br', '2:1'), null, 'only under its own user')
+  t.same(store.list('1:1').map((record) => record.loginId), ['c', 'br', 'a'], 'newest first')
+
+  store.touch('a', now, '1:1')
+  t.equal(store.get('a', '1:1')?.lastSeenAt, now)
+  store.touch('a', now + 5, '2:1')
+  t.equal(store.get('a', '1:1')?.lastSeenAt, now, 'touch under another user does nothing')
+
+  t.equal(store.delete('a', '1:1'), true)
+  t.equal(store.delete('a', '1:1'), false, 'gone')
+  t.equal(store.get('a', '1:1'), null)
+  t.equal(store.deleteAll('1:1', 'c'), 1, 'all but this device')
+  t.same(store.list('1:1').map((record) => record.loginId), ['c'])
+  t.equal(store.deleteAll('1:1'), 1, 'all')
+  t.same(store.list('1:1'), [])
+  t.same(store.list('2:1').map((record) => record.loginId), ['d'], 'other users keep theirs')
+
+  // Expired: invisible at once, and deleted as new logins come.
+  store.create(login('old', '3:1', now - 100, now - 1))
+  t.equal(store.get('old', '3:1'), null, 'an expired login is no login')
+  t.same(store.list('3:1'), [])
+  store.create(login('new', '3:1', now))
+  db.close()
+  const raw = new Database(file, { readonly: true })
+  t.same(raw.prepare('SELECT login_id FROM logins ORDER BY login_id').all(), [{ login_id: 'd' }, { login_id: 'new' }], 'the expired row is gone from the file')
+  raw.close()
+})
