@@ -2,6 +2,7 @@ import fp from 'fastify-plugin'
 import type * as PublicTypes from '../types/index'
 import * as mixins from './mixins'
 import { plugin } from './plugin'
+import { memoryStore as inMemory } from './stores/memory'
 
 // Plain `exports.X =` assignments (no re-export getters): Node's ESM loader
 // reads the named exports of this CommonJS module from them.
@@ -11,14 +12,16 @@ export const fastifyLogin = fp(plugin, {
 })
 export const UserMixin = mixins.UserMixin
 export const AnonymousUserMixin = mixins.AnonymousUserMixin
+export const memoryStore = inMemory
 export default fastifyLogin
 
 // Typed against the published declarations (types/index.d.ts): the two cannot drift apart.
-const publicApi: Pick<typeof PublicTypes, 'default' | 'fastifyLogin' | 'UserMixin' | 'AnonymousUserMixin'> = {
+const publicApi: Pick<typeof PublicTypes, 'default' | 'fastifyLogin' | 'UserMixin' | 'AnonymousUserMixin' | 'memoryStore'> = {
   default: fastifyLogin,
   fastifyLogin,
   UserMixin,
-  AnonymousUserMixin
+  AnonymousUserMixin,
+  memoryStore
 }
 
 // The export shape of the official plugins: `require('fastify-login')` is the
