@@ -195,6 +195,14 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
     }, 429)
   }
 
+  // Every form post, log-in and log-out included, must come from the
+  // portal's own pages: a browser says where a request comes from
+  // (Sec-Fetch-Site, else Origin), and an unsafe request from anywhere else
+  // is refused with a 403. CSRF tokens alone fall to cookie tossing: another
+  // port of 127.0.0.1, or a sibling subdomain, can plant its own CSRF secret.
+  // Safe methods (GET, HEAD) and clients that send neither header pass.
+  app.addHook('onRequest', app.loginManager.crossOriginProtection)
+
   // Bearer tokens belong to the API: anywhere else they are a mistake to
   // report, never a login of the pages (a stolen token must not log out
   // everywhere, confirm a login or get a cookie).

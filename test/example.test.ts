@@ -97,13 +97,13 @@ class Browser {
   }
 
   // Posts a form, with the CSRF token of the last page unless told otherwise.
-  async post (url: string, fields: Record<string, string | string[]> = {}, { csrf = true } = {}): Promise<LightMyRequestResponse> {
+  async post (url: string, fields: Record<string, string | string[]> = {}, { csrf = true, headers = {} }: { csrf?: boolean, headers?: Record<string, string> } = {}): Promise<LightMyRequestResponse> {
     const form = new URLSearchParams()
     if (csrf) form.append('_csrf', this.csrf)
     for (const [name, value] of Object.entries(fields)) {
       for (const one of Array.isArray(value) ? value : [value]) form.append(name, one)
     }
-    return this.send('POST', url, form.toString(), { 'content-type': 'application/x-www-form-urlencoded' })
+    return this.send('POST', url, form.toString(), { 'content-type': 'application/x-www-form-urlencoded', ...headers })
   }
 
   async send (method: 'GET' | 'POST', url: string, payload: string | undefined, headers: Record<string, string>): Promise<LightMyRequestResponse> {
@@ -639,14 +639,16 @@ test('the re-authentication page says why it asks', async (t) => {
   moved.jar = new Map(browser.jar)
   t.equal(await reason(moved), 'Your browser or network changed since you logged in. To continue, type your password again.')
 
-  // A fresh cookie that does not count any more (here: of an earlier login).
-  const earlier = new Browser(app, 'laptop browser')
-  earlier.jar = new Map(browser.jar)
-  await browser.get('/profile')
-  await browser.post('/logout')
-  await browser.logIn('Ada', PASSWORD, { remember: true })
-  earlier.jar.set('account', browser.jar.get('account') as StoredCookie)
-  t.equal(await reason(earlier), 'It has been a while since you typed your password. To continue, type it again.')
+  // Freshness lasts an hour (the plugin's freshDuration).
+  const later = new Browser(app, 'laptop browser')
+  later.jar = new Map(browser.jar)
+  const realNow = Date.now
+  Date.now = () => realNow() + 3601 * 1000
+  try {
+    t.equal(await reason(later), 'It has been a while since you typed your password. To continue, type it again.')
+  } finally {
+    Date.now = realNow
+  }
 
   // The browser was closed and opened again.
   browser.restart()
@@ -1273,4 +1275,57 @@ test('login-store.js: the LoginStore interface over SQLite', async (t) => {
   const raw = new Database(file, { readonly: true })
   t.same(raw.prepare('SELECT login_id FROM logins ORDER BY login_id').all(), [{ login_id: 'd' }, { login_id: 'new' }], 'the expired row is gone from the file')
   raw.close()
+})
+
+test('cross-origin form posts are refused on every state-changing route, CSRF token or not', async (t) => {
+  const { app, rows } = await portal(t)
+  const browser = new Browser(app)
+  await browser.signUp('Ada')
+  const before = rows()
+  // What a browser sends for a form posted from another port of 127.0.0.1
+  // (same site, other origin), from another site, and from an old browser
+  // that sends only Origin.
+  const foreign: Array<Record<string, string>> = [
+    { 'sec-fetch-site': 'same-site', origin: 'http://127.0.0.1:8081' },
+    { 'sec-fetch-site': 'cross-site', origin: 'https://evil.example' },
+    { origin: 'http://127.0.0.1:8081' },
+    { origin: 'null' }
+  ]
+  const forms: Array<[string, Record<string, string>]> = [
+    ['/password', { current: PASSWORD, password: 'owned by mallory', confirm: 'owned by mallory' }],
+    ['/logout-everywhere', {}],
+    ['/api-token', {}],
+    ['/reauthenticate', { password: PASSWORD }],
+    ['/logout', {}]
+  ]
+  await browser.get('/profile')
+  for (const [url, fields] of forms) {
+    for (const headers of foreign) {
+      const response = await browser.post(url, fields, { headers })
+      t.equal(response.statusCode, 403, `${url} ${JSON.stringify(headers)}`)
+      t.equal(response.body, 'Cross-origin request refused.')
+      t.equal(response.headers['x-frame-options'], 'DENY', 'with the security headers')
+    }
+  }
+  t.same(rows(), before, 'nothing changed')
+  t.equal(await browser.navigation(), 'Logged in as Ada · Log out', 'still logged in')
+
+  const visitor = new Browser(app, 'visitor')
+  await visitor.get('/login')
+  for (const headers of foreign) {
+    t.equal((await visitor.post('/login', { name: 'Ada', password: PASSWORD }, { headers })).statusCode, 403, `login CSRF ${JSON.stringify(headers)}`)
+    t.equal((await visitor.post('/signup', { name: 'Eve', grade: '3', password: PASSWORD }, { headers })).statusCode, 403, `sign-up ${JSON.stringify(headers)}`)
+  }
+  t.equal(await visitor.navigation(), 'Log in · Sign up')
+  t.equal(rows().length, 1)
+
+  // The portal's own pages, a typed address, and clients without either header pass.
+  const own: Array<Record<string, string>> = [{ 'sec-fetch-site': 'same-origin', origin: 'http://localhost:80' }, { 'sec-fetch-site': 'none' }, { host: '127.0.0.1:3000', origin: 'http://127.0.0.1:3000' }, {}]
+  for (const headers of own) {
+    const page = new Browser(app, JSON.stringify(headers))
+    await page.get('/login')
+    t.equal((await page.post('/login', { name: 'Ada', password: PASSWORD }, { headers })).statusCode, 303, JSON.stringify(headers))
+  }
+  // Page loads are never refused, wherever the link was.
+  t.equal((await browser.get('/profile', { 'sec-fetch-site': 'cross-site' })).statusCode, 200)
 })

@@ -1,5 +1,7 @@
 import t from 'tap'
+import type { Test } from 'tap'
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { createServer, type Server } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { FastifyInstance } from 'fastify'
@@ -301,4 +303,92 @@ t.test('a narrow phone screen: long names wrap, nothing scrolls sideways', async
   t.ok(brand!.x >= 0 && brand!.x + brand!.width <= 375, 'the brand fits')
   await screenshot(page, 'profile-narrow', { docs: true })
   await context.close()
+})
+
+// An attacker's page on another port of 127.0.0.1: the same *site* as the
+// portal, so its cookies reach the portal and SameSite does not stop its
+// forms. It plants a CSRF secret of its own (one the portal signed for the
+// attacker's own visit) with a longer Path, which the browser sends first,
+// then posts a form with the token that goes with it.
+interface Attack { path: string, fields: Record<string, string> }
+
+async function attackerSite (t: Test): Promise<{ url: string, arm (attack: Attack): Promise<void> }> {
+  let page = ''
+  let cookie = ''
+  const server: Server = createServer((_request, response) => {
+    response.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'set-cookie': cookie })
+    response.end(page)
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())))
+  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/`
+  return {
+    url,
+    // The attacker's own visit to the portal gives a signed secret and its token.
+    async arm ({ path, fields }) {
+      const visit = await fetch(`${origin}/login`)
+      const secret = visit.headers.getSetCookie().map((line) => line.split(';')[0]).find((pair) => pair.startsWith('_csrf=')) as string
+      const token = /name="_csrf" value="([^"]+)"/.exec(await visit.text())?.[1] as string
+      cookie = `${secret}; Path=${path}`
+      const inputs = Object.entries({ _csrf: token, ...fields })
+        .map(([name, value]) => `<input type="hidden" name="${name}" value="${value}">`).join('')
+      page = `<!doctype html><form method="post" action="${origin}${path}">${inputs}</form><script>document.forms[0].submit()</script>`
+    }
+  }
+}
+
+t.test('cookie tossing from another port of 127.0.0.1: each attack fails', async (t) => {
+  const evil = await attackerSite(t)
+  const victim = await newContext()
+  const page = await victim.newPage()
+  await signUp(page, 'Victoria', '9')
+  await page.getByRole('button', { name: 'Sign up' }).click()
+  await page.waitForURL('/profile')
+  const phone = await newContext()
+  const phonePage = await phone.newPage()
+  await phonePage.goto('/login')
+  await logIn(phonePage, 'Victoria', PASSWORD, { remember: true })
+  await phonePage.waitForURL('/profile')
+  // The attacker's own account, for the login CSRF.
+  const mallory = await newContext()
+  const malloryPage = await mallory.newPage()
+  await signUp(malloryPage, 'Mallory', '9')
+  await malloryPage.getByRole('button', { name: 'Sign up' }).click()
+  await malloryPage.waitForURL('/profile')
+  await mallory.close()
+
+  // 1. Change the victim's password (her login is fresh: she just signed up).
+  await evil.arm({ path: '/password', fields: { password: 'owned by mallory', confirm: 'owned by mallory', current: '' } })
+  await page.goto(evil.url)
+  await page.waitForURL(`${origin}/password`)
+  t.equal(await page.locator('body').innerText(), 'Cross-origin request refused.', 'password change refused')
+  await screenshot(page, 'attack-refused')
+
+  // 2. Log out every other device of the victim.
+  await evil.arm({ path: '/logout-everywhere', fields: {} })
+  await page.goto(evil.url)
+  await page.waitForURL(`${origin}/logout-everywhere`)
+  t.equal(await page.locator('body').innerText(), 'Cross-origin request refused.', 'log out everywhere refused')
+
+  // 3. Login CSRF: log the victim's browser in as the attacker, to read
+  // what she then types into "her" account.
+  await page.goto('/profile')
+  await page.getByRole('button', { name: 'Log out', exact: true }).click()
+  await page.waitForURL('/')
+  await evil.arm({ path: '/login', fields: { name: 'Mallory', password: PASSWORD } })
+  await page.goto(evil.url)
+  await page.waitForURL(`${origin}/login`)
+  t.equal(await page.locator('body').innerText(), 'Cross-origin request refused.', 'login CSRF refused')
+  await page.goto('/')
+  t.equal(await navigation(page), 'Log in · Sign up', 'not logged in as the attacker')
+
+  // Nothing happened: the phone is still logged in, the password still works.
+  await phonePage.reload()
+  t.equal(await navigation(phonePage), 'Logged in as Victoria · Log out', 'the other device is still logged in')
+  await page.goto('/login')
+  await logIn(page, 'Victoria', PASSWORD, { remember: false })
+  await page.waitForURL('/profile')
+  t.equal(await navigation(page), 'Logged in as Victoria · Log out', 'the password is unchanged')
+  await victim.close()
+  await phone.close()
 })
