@@ -66,7 +66,9 @@ const STYLE = readFileSync(join(__dirname, 'public', 'style.css'))
 // `https`: the portal is served over https (behind a TLS proxy, with
 // `trustProxy`). Its cookies are then Secure and named `__Host-…`: a
 // neighbouring subdomain cannot plant or override them (cookie tossing).
-async function buildApp ({ databasePath, secret, logger = false, https = false, trustProxy = false }) {
+// `store`: where logins are recorded, so that each can be listed and ended
+// ("Your devices"); by default a table of the portal's database (login-store.js).
+async function buildApp ({ databasePath, secret, logger = false, https = false, trustProxy = false, store = null }) {
   const db = openDatabase(databasePath)
   const app = Fastify({
     logger,
@@ -90,6 +92,7 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
   await prepareDummyHash()
 
   const cookiePrefix = https ? '__Host-' : ''
+  const accountCookie = `${cookiePrefix}account`
   const csrfCookie = https ? '__Host-csrf' : '_csrf'
 
   // @fastify/csrf-protection keeps its secret in a cookie, so @fastify/cookie
@@ -104,8 +107,9 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
   // without any per-request hook.
   await app.register(fastifyLogin, {
     secret,
-    cookieName: { account: `${cookiePrefix}account`, isFresh: `${cookiePrefix}fresh` },
+    cookieName: { account: accountCookie, isFresh: `${cookiePrefix}fresh` },
     cookieSecure: https ? true : 'auto', // 'auto': Secure on https; plain http works on 127.0.0.1
+    store: store ?? db.logins,
     loginRequiredRoute: '/login',
     loginRequiredMessage: LOGIN_REQUIRED_MESSAGE,
     loginProhibitedRoute: '/profile',
@@ -143,12 +147,13 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
 
   const flash = createFlash({ cookieName: `${cookiePrefix}flash`, secure: https, messages: { 'login-required': LOGIN_REQUIRED_MESSAGE } })
 
-  // A guard sends a visitor to log in: the log-in page says why. A cookie that
-  // no longer works (another device logged it out) is cleared on the way.
+  // A guard sends a visitor to log in: the log-in page says why. A login
+  // cookie that no longer works (another device ended that login, or it
+  // expired) is cleared on the way.
   app.loginManager.unauthorizedHandler((request, reply) => {
-    const reason = request.logoutReason
-    if (reason !== null) app.loginManager.logoutUser(request, reply)
-    flash.set(reply, reason ?? 'login-required')
+    const ended = request.logoutReason ?? (request.cookies[accountCookie] === undefined ? null : 'login-ended')
+    flash.set(reply, ended ?? 'login-required')
+    if (ended !== null) return app.loginManager.logoutUser(request, reply) // a promise with an asynchronous store
   })
 
   await app.register(fastifyView, {
@@ -238,7 +243,7 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
     const row = db.createStudent({ name, grade: Number(grade), passwordHash: await hashPassword(password) })
     if (row === null) return refuse(409, [`The name “${name}” is taken. Choose another one.`])
 
-    app.loginManager.loginUser(request, reply, new Student(row), { remember: values.remember })
+    await app.loginManager.loginUser(request, reply, new Student(row), { remember: values.remember })
     renewCsrfSecret(request, reply)
     return reply.redirect('/profile', 303)
   })
@@ -268,16 +273,17 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
       return refuse(401, ['Wrong name or password.'])
     }
 
-    app.loginManager.loginUser(request, reply, new Student(row), { remember: values.remember })
+    await app.loginManager.loginUser(request, reply, new Student(row), { remember: values.remember })
     renewCsrfSecret(request, reply)
     return reply.redirect(app.loginManager.nextUrl(request, '/profile'), 303)
   })
 
   // A POST, with a CSRF token: another site cannot log you out. No guard:
-  // logging out an anonymous visitor does nothing.
-  app.post('/logout', { preHandler: csrf }, (request, reply) => {
+  // logging out an anonymous visitor does nothing. With a store, the login
+  // ends on the server too: a copy of the cookie is worth nothing after.
+  app.post('/logout', { preHandler: csrf }, async (request, reply) => {
     if (request.currentUser.isAuthenticated) flash.set(reply, 'logged-out')
-    app.loginManager.logoutUser(request, reply)
+    await app.loginManager.logoutUser(request, reply)
     renewCsrfSecret(request, reply)
     return reply.redirect('/', 303)
   })
@@ -309,7 +315,7 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
     }
     // A new password logs out every other device: new session version.
     const row = db.changePassword(student.id, await hashPassword(password))
-    logInAgain(request, reply, row)
+    await logInAgain(request, reply, row)
     flash.set(reply, 'password-changed')
     return reply.redirect('/profile', 303)
   })
@@ -355,19 +361,41 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
   app.get('/logout-everywhere', { onRequest: freshLoginRequired }, (request, reply) =>
     render(reply, 'logout-everywhere', { title: 'Log out everywhere else' }))
 
-  app.post('/logout-everywhere', { onRequest: freshLoginRequired, preHandler: csrf }, (request, reply) => {
+  app.post('/logout-everywhere', { onRequest: freshLoginRequired, preHandler: csrf }, async (request, reply) => {
     const row = db.revokeSessions(request.currentUser.id)
-    logInAgain(request, reply, row)
+    await logInAgain(request, reply, row)
     flash.set(reply, 'logged-out-others')
     return reply.redirect('/profile', 303)
   })
 
-  // After a revocation: this device stays logged in under the new session
-  // version, as remembered and as fresh as it was.
-  function logInAgain (request, reply, row) {
+  // After a revocation: this device logs in again under the new session
+  // version, as remembered and as fresh as it was. The records of the old
+  // version's logins are left to expire: their cookies already load nobody,
+  // and the loader can then tell those devices why (userLoader above).
+  async function logInAgain (request, reply, row) {
     const { remembered } = app.loginManager.loginInfo(request)
-    app.loginManager.loginUser(request, reply, new Student(row), { remember: remembered, fresh: request.isFresh })
+    await app.loginManager.loginUser(request, reply, new Student(row), { remember: remembered, fresh: request.isFresh })
   }
+
+  // "Your devices": every live login of the student, as the store has it.
+  app.get('/devices', { onRequest: loginRequired }, async (request, reply) => {
+    const thisLogin = app.loginManager.loginInfo(request).loginId
+    const logins = (await app.loginManager.listLogins(request.currentUser)).map((login) => ({
+      ...login,
+      thisDevice: login.loginId === thisLogin,
+      createdAt: utc(login.createdAt),
+      lastSeenAt: utc(login.lastSeenAt)
+    }))
+    return render(reply, 'devices', { title: 'Your devices', logins })
+  })
+
+  // Ends one other login. It needs a fresh login, as "log out everywhere"
+  // does; a refusal comes back to GET /devices after re-authenticating.
+  app.post('/devices', { onRequest: freshLoginRequired, preHandler: csrf }, async (request, reply) => {
+    const ended = await app.loginManager.revokeLogin(request.currentUser, field(request.body, 'login'))
+    flash.set(reply, ended ? 'device-logged-out' : 'device-already-gone')
+    return reply.redirect('/devices', 303)
+  })
 
   // API tokens: a credential that outlives cookies, so the page needs a fresh
   // login. A new token is made by a POST and shown by the GET it redirects to,
@@ -428,6 +456,11 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
   })
 
   return app
+}
+
+// Seconds since the epoch, as the pages show times.
+function utc (seconds) {
+  return `${new Date(seconds * 1000).toISOString().slice(0, 16).replace('T', ' ')} UTC`
 }
 
 // `Authorization: Bearer portal_…`. Anything else is no token.

@@ -11,9 +11,13 @@ const NOTICES = {
   'logged-out': 'You have been logged out.',
   'logged-out-everywhere': 'You were logged out: someone chose “Log out everywhere else” on another device. Log in again.',
   'password-changed-elsewhere': 'You were logged out: your password was changed on another device. Log in with the new password.',
+  'login-ended': 'Your login on this device has ended: it was logged out from another device, or it expired. Log in again.',
   // On the profile.
   'password-changed': 'Your password was changed. Every other device was logged out, and your API token was revoked.',
   'logged-out-others': 'Every other device was logged out, and your API token was revoked.',
+  // On "Your devices".
+  'device-logged-out': 'That device was logged out.',
+  'device-already-gone': 'That device was already logged out.',
   // On the re-authentication page: why the login is not fresh.
   'stale-remembered': 'You were remembered from an earlier visit. To continue, type your password again.',
   'stale-timeout': 'It has been a while since you typed your password. To continue, type it again.',

@@ -6,6 +6,8 @@
 //   LOGIN_SECRET  signs the cookies, 32+ characters (default: a random secret
 //                 kept next to the database, so logins survive restarts)
 //   PORT          default 3000; the server listens on 127.0.0.1 only
+//   REDIS_URL     keep the logins in Redis (redis://host:port), so that several
+//                 portals can share them; default: a table of the database
 //   PUBLIC_URL    where students reach the portal, when that is not this plain
 //                 http address: `https://…` behind a TLS proxy on this machine.
 //                 The portal then trusts the proxy's X-Forwarded-* headers and
@@ -13,6 +15,7 @@
 const { randomBytes } = require('node:crypto')
 const { existsSync, mkdirSync, readFileSync, writeFileSync } = require('node:fs')
 const { dirname, join, resolve } = require('node:path')
+const { redisStore } = require('..') // `require('fastify-login')` in your app
 const { buildApp } = require('./app')
 const { hashPassword } = require('./passwords')
 
@@ -24,7 +27,8 @@ function settings (env) {
     secret: env.LOGIN_SECRET,
     host: '127.0.0.1',
     port: Number(env.PORT ?? 3000),
-    publicUrl: env.PUBLIC_URL ?? null
+    publicUrl: env.PUBLIC_URL ?? null,
+    redisUrl: env.REDIS_URL ?? null
   }
 }
 
@@ -37,17 +41,22 @@ function secretIn (folder) {
 }
 
 async function main () {
-  const { databasePath, secret, host, port, publicUrl } = settings(process.env)
+  const { databasePath, secret, host, port, publicUrl, redisUrl } = settings(process.env)
   const https = publicUrl?.startsWith('https://') ?? false
   mkdirSync(dirname(databasePath), { recursive: true })
+  // ioredis only when asked for: it is an optional peer of fastify-login.
+  const redis = redisUrl === null ? null : new (require('ioredis'))(redisUrl)
   const app = await buildApp({
     databasePath,
     secret: secret ?? secretIn(dirname(databasePath)),
     logger: true,
     https,
     // Only a proxy on this machine may say what the client's address and protocol were.
-    trustProxy: publicUrl === null ? false : '127.0.0.1'
+    trustProxy: publicUrl === null ? false : '127.0.0.1',
+    store: redis === null ? null : redisStore({ client: redis })
   })
+  // The store never closes a client it was given: the app does, last.
+  if (redis !== null) app.addHook('onClose', async () => { await redis.quit() })
 
   // The demo student is created once; it is left alone after that.
   const seeded = app.db.createStudent({ ...DEMO_STUDENT, passwordHash: await hashPassword(DEMO_STUDENT.password) })
@@ -62,6 +71,7 @@ async function main () {
   Student portal: ${publicUrl ?? local}${publicUrl === null ? '' : `\n  Listening on:   ${local} (for the proxy)`}
   Demo student:   name "${DEMO_STUDENT.name}", password "${DEMO_STUDENT.password}"${seeded === null ? ' (unless you changed it)' : ''}
   Database:       ${databasePath}
+  Logins kept in: ${redis === null ? 'the database' : redisUrl}
 `)
 }
 

@@ -7,6 +7,7 @@ import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
+import { rawCommand, startRedis } from './redis-server'
 
 // The example app (example/), through inject, against a temporary SQLite file.
 // It is plain CommonJS JavaScript that loads the built package (dist/), as
@@ -32,7 +33,7 @@ const { hashPassword, verifyPassword } = require('../example/passwords.js') as {
 }
 const { openDatabase } = require('../example/db.js') as { openDatabase (file: string): ExampleDb }
 const { settings, DEMO_STUDENT } = require('../example/server.js') as {
-  settings (env: Record<string, string | undefined>): { databasePath: string, secret?: string, host: string, port: number }
+  settings (env: Record<string, string | undefined>): { databasePath: string, secret?: string, host: string, port: number, publicUrl: string | null, redisUrl: string | null }
   DEMO_STUDENT: { name: string, grade: number, password: string }
 }
 
@@ -827,8 +828,9 @@ test('errors: other 4xx show their message; a server error shows no details', as
 })
 
 test('server.js: settings from the environment', async (t) => {
-  t.same(settings({}), { databasePath: join(exampleDir, 'data', 'portal.sqlite'), secret: undefined, host: '127.0.0.1', port: 3000, publicUrl: null })
-  t.same(settings({ EXAMPLE_DB: 'x.sqlite', LOGIN_SECRET: SECRET, PORT: '8080', PUBLIC_URL: 'https://portal.example' }), {
+  t.same(settings({}), { databasePath: join(exampleDir, 'data', 'portal.sqlite'), secret: undefined, host: '127.0.0.1', port: 3000, publicUrl: null, redisUrl: null })
+  t.same(settings({ EXAMPLE_DB: 'x.sqlite', LOGIN_SECRET: SECRET, PORT: '8080', PUBLIC_URL: 'https://portal.example', REDIS_URL: 'redis://127.0.0.1:6379' }), {
+    redisUrl: 'redis://127.0.0.1:6379',
     databasePath: resolve('x.sqlite'),
     secret: SECRET,
     host: '127.0.0.1',
@@ -1328,4 +1330,128 @@ test('cross-origin form posts are refused on every state-changing route, CSRF to
   }
   // Page loads are never refused, wherever the link was.
   t.equal((await browser.get('/profile', { 'sec-fetch-site': 'cross-site' })).statusCode, 200)
+})
+
+function loginIdsOn (page: LightMyRequestResponse): string[] {
+  return [...page.body.matchAll(/name="login" value="([^"]+)"/g)].map((match) => match[1])
+}
+
+test('your devices: every live login, this one marked; log out another; log-out ends the login on the server', async (t) => {
+  const { app, file } = await portal(t)
+  const laptop = new Browser(app, 'Laptop <b>Firefox</b>', '10.0.0.1')
+  await laptop.signUp('Ada', PASSWORD, { remember: true })
+  const phone = new Browser(app, 'Phone Safari', '10.0.0.2')
+  await phone.logIn('Ada')
+  const stolen = new Map(phone.jar)
+  await new Browser(app, 'Bob browser', '10.0.0.3').signUp('Bob')
+
+  const page = await laptop.get('/devices')
+  t.equal(page.statusCode, 200)
+  const shown = text(page.body)
+  t.match(shown, 'Phone Safari Address 10.0.0.2 Logged in')
+  t.match(shown, 'Laptop &lt;b&gt;Firefox&lt;/b&gt; (this device) Address 10.0.0.1')
+  t.match(page.body, 'Laptop &lt;b&gt;Firefox&lt;/b&gt;', 'a user agent is text, never markup')
+  t.match(shown, /Last used \d{4}-\d\d-\d\d \d\d:\d\d UTC/)
+  t.match(shown, 'Remembered yes')
+  t.match(shown, 'Remembered no, until the browser closes')
+  t.notMatch(shown, 'Bob browser', "only the student's own logins")
+  const [phoneLogin] = loginIdsOn(page)
+  t.equal(loginIdsOn(page).length, 1, 'a button for the other device, none for this one')
+
+  const revoked = await laptop.post('/devices', { login: phoneLogin })
+  t.equal(revoked.statusCode, 303)
+  t.equal(revoked.headers.location, '/devices')
+  const after = await laptop.get('/devices')
+  t.equal(noticeOf(after), 'That device was logged out.')
+  t.equal(loginIdsOn(after).length, 0)
+  t.equal((await laptop.post('/devices', { login: phoneLogin })).statusCode, 303)
+  t.equal(noticeOf(await laptop.get('/devices')), 'That device was already logged out.')
+
+  // The phone, on its next page load, is logged out and told why.
+  const refused = await phone.get('/profile')
+  t.equal(refused.statusCode, 307)
+  t.notOk(phone.jar.has('account'), 'its dead cookie is cleared')
+  t.equal(noticeOf(await phone.get(refused.headers.location as string)),
+    'Your login on this device has ended: it was logged out from another device, or it expired. Log in again.')
+  phone.jar = stolen
+  t.equal(await phone.navigation(), 'Log in · Sign up', 'so is any copy of its cookies')
+
+  // Log-out ends the login on the server: a copy taken before is worth nothing.
+  const tablet = new Browser(app, 'Tablet', '10.0.0.4')
+  await tablet.logIn('Ada')
+  const copy = new Map(tablet.jar)
+  await tablet.post('/logout')
+  const thief = new Browser(app, 'Tablet', '10.0.0.4')
+  thief.jar = copy
+  t.equal(await thief.navigation(), 'Log in · Sign up', 'the copy of a logged-out cookie is anonymous')
+  t.equal(loginIdsOn(await laptop.get('/devices')).length, 0, 'and the tablet is gone from the list')
+
+  // The logins are rows of the portal's database.
+  const raw = new Database(file, { readonly: true })
+  t.teardown(() => raw.close())
+  t.equal((raw.prepare("SELECT count(*) AS n FROM logins WHERE user_id = '1:1'").get() as { n: number }).n, 1, 'the laptop only')
+})
+
+test('your devices: ending another login needs a fresh login, and only ends your own', async (t) => {
+  const { app } = await portal(t)
+  const laptop = new Browser(app, 'laptop')
+  await laptop.signUp('Ada', PASSWORD, { remember: true })
+  const phone = new Browser(app, 'phone')
+  await phone.logIn('Ada')
+  const bob = new Browser(app, 'bob')
+  await bob.signUp('Bob')
+  const bobLogin = loginIdsOn(await new Browser(app, 'bob 2').logIn('Bob').then(async () => bob.get('/devices')))[0]
+  t.ok(bobLogin)
+
+  laptop.restart()
+  const page = await laptop.get('/devices')
+  t.equal(page.statusCode, 200, 'a remembered login may look')
+  const stale = await laptop.post('/devices', { login: loginIdsOn(page)[0] })
+  t.equal(stale.headers.location, '/reauthenticate?next=%2Fdevices', 'but not end another')
+  await laptop.get(stale.headers.location as string)
+  const confirmed = await laptop.post('/reauthenticate', { password: PASSWORD, next: '/devices' })
+  t.equal((await laptop.visit(confirmed.headers.location as string)).statusCode, 200, 'and comes back to the list')
+  t.equal(await phone.navigation(), 'Logged in as Ada · Log out', 'the phone is still logged in')
+
+  t.equal((await laptop.post('/devices', { login: bobLogin })).statusCode, 303)
+  t.equal(noticeOf(await laptop.get('/devices')), 'That device was already logged out.', "another student's login is not found")
+  t.equal(await bob.navigation(), 'Logged in as Bob · Log out')
+})
+
+test('server.js with REDIS_URL: the logins live in Redis, and log-out ends them there', { timeout: 60000 }, async (t) => {
+  const redis = await startRedis(t)
+  const dir = mkdtempSync(join(tmpdir(), 'portal-server-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const running = await startServer(t, { EXAMPLE_DB: join(dir, 'portal.sqlite'), PORT: '0', LOGIN_SECRET: SECRET, REDIS_URL: `redis://127.0.0.1:${redis.port}` })
+  t.match(running.output(), `Logins kept in: redis://127.0.0.1:${redis.port}`)
+  const keys = async (): Promise<string> => rawCommand(redis.port, 'KEYS fastify-login:*')
+  t.notMatch(await keys(), 'fastify-login:', 'no login yet')
+
+  const loginPage = await fetch(`${running.url}/login`)
+  let cookies = cookieHeader(loginPage)
+  const csrf = /name="_csrf" value="([^"]+)"/.exec(await loginPage.text())?.[1] as string
+  const login = await fetch(`${running.url}/login`, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { cookie: cookies, 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ _csrf: csrf, name: DEMO_STUDENT.name, password: DEMO_STUDENT.password })
+  })
+  t.equal(login.status, 303)
+  cookies = cookieHeader(login, cookies)
+  t.match(await keys(), 'fastify-login:', 'the login is a record in Redis')
+  const devices = await fetch(`${running.url}/devices`, { headers: { cookie: cookies }, redirect: 'manual' })
+  t.equal(devices.status, 200)
+  const page = await devices.text()
+  t.match(page, '(this device)')
+  const token = /name="_csrf" value="([^"]+)"/.exec(page)?.[1] as string
+  const logout = await fetch(`${running.url}/logout`, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { cookie: cookieHeader(devices, cookies), 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ _csrf: token })
+  })
+  t.equal(logout.status, 303)
+  const copy = await fetch(`${running.url}/profile`, { headers: { cookie: cookies }, redirect: 'manual' })
+  t.equal(copy.status, 307, 'a copy of the logged-out cookie is anonymous')
+  t.equal(await stopServer(running), 0, 'SIGTERM closes the app and its Redis client')
 })

@@ -392,3 +392,37 @@ t.test('cookie tossing from another port of 127.0.0.1: each attack fails', async
   await victim.close()
   await phone.close()
 })
+
+t.test('your devices: log out the other browser from this one; it is logged out on its next page', async (t) => {
+  const laptop = await newContext()
+  const phone = await newContext()
+  const laptopPage = await laptop.newPage()
+  const phonePage = await phone.newPage()
+  for (const page of [laptopPage, phonePage]) {
+    await page.goto('/login')
+    await logIn(page, 'Alan', PASSWORD, { remember: false })
+    await page.waitForURL('/profile')
+  }
+  await laptopPage.getByRole('link', { name: 'Your devices' }).click()
+  await laptopPage.waitForURL('/devices')
+  const cards = laptopPage.locator('ul.devices > li')
+  t.ok(await cards.count() >= 2, 'both browsers are listed')
+  t.equal(await laptopPage.locator('.this-device').count(), 1, 'this one marked')
+  t.match(await laptopPage.locator('.this-device').innerText(), /\(this device\)[\s\S]*Address\s+127\.0\.0\.1/)
+  await screenshot(laptopPage, 'devices', { docs: true })
+  const before = await laptopPage.getByRole('button', { name: 'Log out this device' }).count()
+
+  await laptopPage.getByRole('button', { name: 'Log out this device' }).first().click()
+  await laptopPage.waitForURL('/devices')
+  t.equal(await laptopPage.getByRole('status').innerText(), 'That device was logged out.')
+  t.equal(await laptopPage.getByRole('button', { name: 'Log out this device' }).count(), before - 1)
+
+  await phonePage.reload()
+  await phonePage.waitForURL('/login?next=%2Fprofile')
+  t.equal(await navigation(phonePage), 'Log in · Sign up', 'the other browser is logged out')
+  t.equal(await phonePage.getByRole('status').innerText(),
+    'Your login on this device has ended: it was logged out from another device, or it expired. Log in again.')
+  t.equal(await navigation(laptopPage), 'Logged in as Alan · Log out', 'this one is not')
+  await laptop.close()
+  await phone.close()
+})
