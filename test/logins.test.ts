@@ -13,10 +13,12 @@ import { cookieJar, SECRET, setCookieHeaders, User, userStore } from './helpers'
 const DAY = 24 * 60 * 60
 
 // Moves the plugin's clock (it reads Date.now) by `seconds` from now on.
+// Frozen between advances, so a slow machine cannot move it by itself.
 function clock (t: Test): { advance: (seconds: number) => void } {
   const realNow = Date.now
+  const start = realNow()
   let offset = 0
-  Date.now = () => realNow() + offset
+  Date.now = () => start + offset
   t.teardown(() => { Date.now = realNow })
   return { advance: (seconds) => { offset += seconds * 1000 } }
 }
