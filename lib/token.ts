@@ -168,15 +168,28 @@ export function readFresh (signer: Signer, raw: string | undefined, now: number)
 }
 
 // Only the one canonical spelling of an id is accepted, and only UTF-8.
+// Canonical is checked on the characters (no length that cannot come out of
+// an encoder, no bits set past the last byte) rather than by encoding the
+// bytes again; an ASCII id needs no UTF-8 decoder.
 function decodeId (id64: string): string | null {
-  if (id64.length === 0 || !isBase64url(id64, 0, id64.length)) return null
+  const rest = id64.length % 4
+  if (id64.length === 0 || rest === 1 || !isBase64url(id64, 0, id64.length)) return null
+  const last = BASE64URL_ALPHABET.indexOf(id64[id64.length - 1])
+  if ((rest === 2 && (last & 0b1111) !== 0) || (rest === 3 && (last & 0b11) !== 0)) return null
   const bytes = Buffer.from(id64, 'base64url')
-  if (bytes.toString('base64url') !== id64) return null
+  if (isAscii(bytes)) return bytes.toString('latin1')
   try {
     return UTF8.decode(bytes)
   } catch {
     return null
   }
+}
+
+const BASE64URL_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+
+function isAscii (bytes: Buffer): boolean {
+  for (let i = 0; i < bytes.length; i++) if (bytes[i] > 0x7f) return false
+  return true
 }
 
 function verify (signer: Signer, raw: string | undefined): { value: string, renew: boolean } | null {

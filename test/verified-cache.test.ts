@@ -3,7 +3,7 @@ import { Signer } from '@fastify/cookie'
 import { ClientCheck } from '../lib/client-check'
 import { LoginIds } from '../lib/login-ids'
 import { HmacSigner, hmacTag } from '../lib/signing'
-import { encodeAccount, encodeFresh, readFresh, type AccountToken } from '../lib/token'
+import { encodeAccount, encodeFresh, readAccount, readFresh, type AccountToken } from '../lib/token'
 import { VerifiedAccounts, VerifiedCookies } from '../lib/verified-cookies'
 
 const signer = new Signer(['a-secret-of-at-least-32-characters!!'])
@@ -147,4 +147,22 @@ test('HmacSigner: the signatures of @fastify/cookie, both ways, and nothing else
   const lookalike = String.fromCharCode(last.charCodeAt(0) + 0x100)
   t.same(ours.unsign(signed.slice(0, -1) + lookalike), invalid, 'a character outside ASCII is no byte of the signature')
   t.same(new HmacSigner([Buffer.alloc(32, 3)]).unsign(signed), invalid, 'another key')
+})
+
+test('account tokens: an id comes back only from its one canonical spelling, and only as UTF-8', async (t) => {
+  const withId64 = (id64: string): string => {
+    const payload = encodeAccount({ id: '1', issuedAt: NOW, expiresAt: NOW + 60, lastSeenAt: NOW, loginId: 'A'.repeat(16), remember: true, client: '' })
+    return signer.sign(payload.replace('a2.MQ.', `a2.${id64}.`))
+  }
+  const idOf = (id64: string): string | null => readAccount(signer, withId64(id64), NOW)?.token.id ?? null
+  t.equal(idOf('MQ'), '1')
+  t.equal(idOf('MTI'), '12')
+  t.equal(idOf('MTIz'), '123')
+  t.equal(idOf(Buffer.from('é🎉').toString('base64url')), 'é🎉', 'UTF-8 beyond ASCII')
+  t.equal(idOf('MR'), null, 'bits set past the last byte (1 byte)')
+  t.equal(idOf('MTJ'), null, 'bits set past the last byte (2 bytes)')
+  t.equal(idOf('MTIzN'), null, 'a length no encoder makes')
+  t.equal(idOf('_w'), null, 'bytes that are not UTF-8')
+  t.equal(idOf('M+Q'), null, 'not base64url')
+  t.equal(idOf(''), null, 'empty')
 })
