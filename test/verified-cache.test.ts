@@ -166,3 +166,30 @@ test('account tokens: an id comes back only from its one canonical spelling, and
   t.equal(idOf('M+Q'), null, 'not base64url')
   t.equal(idOf(''), null, 'empty')
 })
+
+test('account tokens: each field of the one-pass parser refuses what the format does not allow', async (t) => {
+  const issued = NOW.toString(36)
+  const expires = (NOW + 60).toString(36)
+  const login = 'A'.repeat(16)
+  const read = (payload: string): boolean => readAccount(signer, signer.sign(payload), NOW) !== null
+  t.ok(read(`a2.MQ.${issued}.${expires}.${issued}.${login}.r.`), 'a2 as written')
+  t.ok(read(`a1.MQ.${issued}.${expires}.${login}.s.`), 'a1, the first format')
+  const refused: Record<string, string> = {
+    'another tag': `a3.MQ.${issued}.${expires}.${issued}.${login}.r.`,
+    'nothing after the id': 'a2.MQ',
+    'no issue time': `a2.MQ..${expires}.${issued}.${login}.r.`,
+    'an issue time of 11 digits': `a2.MQ.${'1'.repeat(11)}.${expires}.${issued}.${login}.r.`,
+    'an upper-case time': `a2.MQ.${issued}.${expires.toUpperCase()}Z.${issued}.${login}.r.`,
+    'a bad expiry': `a2.MQ.${issued}.-1.${issued}.${login}.r.`,
+    'a bad last use': `a2.MQ.${issued}.${expires}.x_y.${login}.r.`,
+    'a2 without its last use': `a2.MQ.${issued}.${expires}.${login}.r.`,
+    'a short login id': `a2.MQ.${issued}.${expires}.${issued}.${'A'.repeat(15)}.r.`,
+    'a login id outside base64url': `a2.MQ.${issued}.${expires}.${issued}.${'A'.repeat(15)}+.r.`,
+    'another flag': `a2.MQ.${issued}.${expires}.${issued}.${login}.x.`,
+    'a flag of two letters': `a2.MQ.${issued}.${expires}.${issued}.${login}.rr.`,
+    'a field too many': `a2.MQ.${issued}.${expires}.${issued}.${login}.r..`,
+    'a client of 129 characters': `a2.MQ.${issued}.${expires}.${issued}.${login}.r.${'A'.repeat(129)}`
+  }
+  for (const [label, payload] of Object.entries(refused)) t.notOk(read(payload), label)
+  t.ok(read(`a2.MQ.${issued}.${expires}.${issued}.${login}.r.${'A'.repeat(128)}`), 'a client of 128 characters')
+})
