@@ -26,9 +26,10 @@
 // fastify-login server also runs from another build's dist/index.js, as
 // `name@before`: how a change is measured side by side).
 
-const { fork } = require('node:child_process')
+const { fork, spawn } = require('node:child_process')
 const fs = require('node:fs')
 const http = require('node:http')
+const net = require('node:net')
 const os = require('node:os')
 const path = require('node:path')
 const autocannon = require('autocannon')
@@ -36,6 +37,8 @@ const autocannon = require('autocannon')
 const SERVER = path.join(__dirname, 'server.js')
 const NAME = 'Ada'
 const REFUSED = 'Please log in to access this page.'
+// floor-cold cycles through the cookies of the 1,000 users of bench/server.js.
+const ANY_USER = /^(Ada|user[0-9]{1,4})$/
 
 // app: the server kind of bench/server.js. cookie: send the cookie that the
 // app's own POST /login issued. Every scenario gets its own server process.
@@ -45,17 +48,29 @@ const SCENARIOS = [
   // shows how far this machine lets two identical servers apart.
   { name: 'bare-twin', app: 'bare', what: 'the same as bare, another process: the noise floor' },
   { name: 'floor', app: 'floor', what: '@fastify/cookie, one signed cookie unsigned by hand' },
+  // floor with a Cookie header that changes on every request, as login-cold's
+  // does: the harness then does the same work for both (floor keeps nothing
+  // per cookie, so it is as fast either way).
+  { name: 'floor-cold', app: 'floor', cold: true, anyUser: true, what: 'floor, each request with another signed cookie' },
   { name: 'login-unguarded', app: 'login-unguarded', what: 'fastify-login registered, route without guard' },
   { name: 'login-guarded', app: 'login', what: 'fastify-login, loginRequired + request.currentUser' },
   // Real traffic brings cookies the cache of verified cookies has not seen
   // (first requests, more logins than it holds, a restarted process): here
   // every request does, so every request pays the HMAC.
-  { name: 'login-guarded-cold', app: 'login', cold: true, what: 'login-guarded, each request with a login cookie not seen before (no cache hit)' },
+  { name: 'login-cold', app: 'login', cold: true, what: 'login-guarded, each request with a login cookie not seen before (no cache hit)' },
+  // Server-side login records (issue 10): in the process, and in Redis (a
+  // redis-server the harness starts). Warm: the process has seen the login
+  // and heard no revocation, so no store round trip; cold: every request a
+  // login it has not seen, so one Redis read each.
+  { name: 'login-store-memory', app: 'login-store-memory', what: 'login-guarded with memoryStore()' },
+  { name: 'login-store-redis', app: 'login-store-redis', what: 'login-guarded with redisStore(), a login the process knows' },
+  { name: 'login-store-redis-cold', app: 'login-store-redis', cold: true, what: 'login-store-redis, each request with a login not seen before (a Redis read each)' },
   // Not in the default run (--only login-fresh-strong): a route that also checks freshness and the client.
   { name: 'login-fresh-strong', app: 'login-fresh-strong', extra: true, what: "fastify-login, freshLoginRequired, sessionProtection 'strong'" },
   { name: 'login-anonymous', app: 'login', cookie: false, status: 401, body: REFUSED, what: 'fastify-login guard, no cookie (401)' },
   { name: 'passport', app: 'passport', what: '@fastify/passport + @fastify/secure-session, isAuthenticated()' },
   { name: 'session', app: 'session', what: '@fastify/session, memory store, user id in the session' },
+  { name: 'session-redis', app: 'session-redis', what: '@fastify/session over connect-redis (node-redis), user id in the session' },
   { name: 'login-login', app: 'login', method: 'POST', path: '/login', cookie: false, what: 'fastify-login loginUser, issues its cookies' },
   { name: 'passport-login', app: 'passport', method: 'POST', path: '/login', cookie: false, what: '@fastify/passport logIn, issues its session' }
 ].map((scenario) => ({ method: 'GET', path: '/me', cookie: true, status: 200, body: NAME, ...scenario }))
@@ -63,18 +78,32 @@ const SCENARIOS = [
 // The issue's targets, on the ratio of requests/second to the baseline's in the same round.
 const TARGETS = [
   { name: 'bare-twin', baseline: 'bare', min: null },
-  { name: 'login-unguarded', baseline: 'bare', min: 0.97 },
-  { name: 'login-guarded', baseline: 'floor', min: 1.00 },
+  { name: 'login-unguarded', baseline: 'bare', min: 0.98 },
+  { name: 'login-guarded', baseline: 'floor', min: 1.30 },
   { name: 'login-guarded', baseline: 'passport', min: 1.5 },
   { name: 'login-guarded', baseline: 'session', min: 2.5 },
-  { name: 'login-guarded-cold', baseline: 'floor', min: null },
-  { name: 'login-login', baseline: 'passport-login', min: null }
+  // Issue 14: the first request of a login, and the login itself.
+  { name: 'floor-cold', baseline: 'floor', min: null },
+  { name: 'login-cold', baseline: 'floor-cold', min: 1.10 },
+  { name: 'login-cold', baseline: 'passport', min: 1.30 },
+  { name: 'login-login', baseline: 'passport-login', min: 1.20 },
+  // Issue 10: logins you can end.
+  { name: 'login-store-memory', baseline: 'login-guarded', min: null },
+  { name: 'login-store-redis', baseline: 'login-guarded', min: 0.95 },
+  { name: 'login-store-redis', baseline: 'session-redis', min: 3 },
+  { name: 'login-store-redis-cold', baseline: 'session-redis', min: null }
 ]
+// Revocation across instances (issue 10): the slowest of the other instances
+// to refuse a revoked login, ms after the revoke was sent.
+const REVOKE_P99_MS = 100
+const REVOKE_TIMEOUT_MS = 2000
 // Distinct login cookies a cold scenario goes through, in order:
 // each comes back only after all the others, long after the cache of
 // verified cookies (2 × 5,000) let it go.
 const COLD_COOKIES = 20000
 const MEMORY_GROWTH = 1.10
+// The capacity of the cache of verified account cookies (two generations of 5,000).
+const CACHED_LOGINS = 10000
 
 function parseArgs (argv) {
   const smoke = argv.includes('--smoke') || process.env.BENCH_SMOKE === '1'
@@ -133,12 +162,72 @@ function positive (flag, value) {
 // rather than hang on their open IPC channels.
 const children = new Set()
 
+// The redis-server of the run, for the servers that keep logins or sessions
+// in Redis: Debian's, on a free loopback port, in a directory of its own,
+// nothing saved to disk. Like `children`, it belongs to the run and is
+// stopped however the run ends.
+const redis = { port: null, child: null, dir: null }
+
+function needsRedis (app) {
+  return app.endsWith('-redis')
+}
+
+async function startRedis () {
+  const port = await freePort()
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fastify-login-bench-redis-'))
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'],
+    { stdio: ['ignore', 'ignore', 'inherit'] })
+  child.once('error', (error) => console.error(`redis-server could not start (${error.message}): install it with \`apt-get install redis-server\``))
+  Object.assign(redis, { port, child, dir })
+  const deadline = Date.now() + 10000
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) throw new Error('redis-server exited before it answered')
+    try {
+      if ((await ping(port)).startsWith('+PONG')) return
+    } catch {}
+    if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not answer PING within 10 s`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
+function stopRedis () {
+  if (redis.child !== null && redis.child.exitCode === null) redis.child.kill()
+  if (redis.dir !== null) fs.rmSync(redis.dir, { recursive: true, force: true })
+  Object.assign(redis, { port: null, child: null, dir: null })
+}
+
+// PING in Redis' inline form: enough to wait for the server without a client.
+function ping (port) {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1')
+    socket.setTimeout(1000, () => socket.destroy(new Error('timed out')))
+    socket.once('error', reject)
+    socket.once('connect', () => socket.write('PING\r\n'))
+    socket.once('data', (chunk) => {
+      socket.end()
+      resolve(chunk.toString())
+    })
+  })
+}
+
+function freePort () {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address()
+      server.close(() => resolve(port))
+    })
+  })
+}
+
 // Forks bench/server.js and resolves once it listens. `plugin` loads
 // fastify-login from another checkout (compare a change side by side).
 function startServer (app, { execArgv = [], plugin } = {}) {
   return new Promise((resolve, reject) => {
     const args = plugin === undefined ? [app] : [app, plugin]
-    const child = fork(SERVER, args, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+    const env = redis.port === null ? process.env : { ...process.env, BENCH_REDIS_PORT: String(redis.port) }
+    const child = fork(SERVER, args, { execArgv, env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
     children.add(child)
     const pending = new Map()
     let nextId = 0
@@ -250,8 +339,24 @@ async function prepare (scenario, server) {
       }
     }
   }
+  // A login the server can end: once revoked, its cookie is refused.
+  if (scenario.app.startsWith('login-store')) await checkRevoked(scenario.name, server, server)
   if (!scenario.cold) return { headers }
   return { headers: {}, cookies: { list: (await server.mint(COLD_COOKIES)).map(sameSizeCookie), next: 0 } }
+}
+
+// Logs in on `at`, revokes the login there (POST /logout with its cookie),
+// and checks that `on` refuses that cookie afterwards.
+async function checkRevoked (name, at, on) {
+  const cookie = await login(at)
+  const headers = { cookie: sameSizeCookie(cookie) }
+  const before = await request(on.port, 'GET', '/me', headers)
+  if (before.status !== 200 || before.body !== NAME) throw new Error(`${name}: a new login answered ${before.status} before its revocation`)
+  const logout = await request(at.port, 'POST', '/logout', headers)
+  if (logout.status !== 200) throw new Error(`${name}: POST /logout answered ${logout.status}`)
+  const after = await request(on.port, 'GET', '/me', headers)
+  if (at === on && (after.status !== 401 || after.body !== REFUSED)) throw new Error(`${name}: a revoked login answered ${after.status}, expected 401`)
+  return after
 }
 
 // One character in the middle of the first cookie's value, changed.
@@ -276,7 +381,7 @@ async function load (scenario, server, { headers, cookies }, options) {
       ? { expectBody: scenario.body }
       : {
           // A cookie of its own for each request.
-          verifyBody: (body) => body === scenario.body,
+          verifyBody: scenario.anyUser === true ? (body) => ANY_USER.test(body) : (body) => body === scenario.body,
           requests: [{ setupRequest: (req) => ({ ...req, headers: { ...req.headers, cookie: nextCookie(cookies) } }) }]
         })
   })
@@ -367,8 +472,17 @@ async function memoryCheck (options) {
   }
   const server = await startServer(scenario.app, { execArgv: ['--expose-gc'] })
   try {
-    await prepare(scenario, server)
-    await load(scenario, server, { headers: {}, cookies: { list: cookies, next: 0, end: short * 10 } }, { ...options, amount: short * 10 })
+    const { headers } = await prepare(scenario, server)
+    // Memory per cached login: the heap with one login cookie seen (and the
+    // code warm), then with the cache of verified cookies full (2 × 5,000).
+    const cached = Math.min(CACHED_LOGINS, short * 10)
+    await load(scenario, server, { headers }, { ...options, amount: cached })
+    const empty = (await server.stats(true)).memory.heapUsed
+    await load(scenario, server, { headers: {}, cookies: { list: cookies, next: 0, end: cached } }, { ...options, amount: cached })
+    const full = (await server.stats(true)).memory.heapUsed
+    const perLogin = (full - empty) / cached
+    console.log(`memory: ${format(perLogin)} bytes of heap per cached login (${format(cached)} cached)`)
+    if (short * 10 > cached) await load(scenario, server, { headers: {}, cookies: { list: cookies, next: cached, end: short * 10 } }, { ...options, amount: short * 10 - cached })
     const samples = []
     let next = short * 10
     for (const amount of [short, short * 10]) {
@@ -379,9 +493,60 @@ async function memoryCheck (options) {
       samples.push({ requests: amount, rss: memory.rss, heapUsed: memory.heapUsed })
       console.log(`memory: after ${format(amount)} more requests, each with its own cookie: rss ${mb(memory.rss)} MB, heap used ${mb(memory.heapUsed)} MB`)
     }
-    return samples
+    return { samples, perLogin, cached }
   } finally {
     await server.close()
+  }
+}
+
+// ---------------------------------------------------------------- revocation
+
+// Three instances of login-store-redis sharing one Redis, as a deployment
+// would: a login all three have served is revoked on one, and the two others
+// are asked about it in a loop until they refuse it. Each sample is the time
+// from sending the revoke to the refusal by one of the others.
+async function revocationCheck (options) {
+  const servers = await Promise.all([0, 1, 2].map(() => startServer('login-store-redis')))
+  try {
+    const samples = []
+    const times = options.smoke ? 3 : 50
+    for (let i = 0; i < times; i++) {
+      const at = servers[i % 3]
+      const others = servers.filter((one) => one !== at)
+      const cookie = await login(at)
+      const headers = { cookie: sameSizeCookie(cookie) }
+      // Each instance knows the login (its cache is warm: no store read).
+      for (const one of servers) {
+        for (let twice = 0; twice < 2; twice++) {
+          const answer = await request(one.port, 'GET', '/me', headers)
+          if (answer.status !== 200 || answer.body !== NAME) throw new Error(`revocation: a new login answered ${answer.status} on another instance`)
+        }
+      }
+      const started = process.hrtime.bigint()
+      const revoke = request(at.port, 'POST', '/logout', headers)
+      await Promise.all(others.map(async (one) => {
+        for (;;) {
+          const answer = await request(one.port, 'GET', '/me', headers)
+          const ms = Number(process.hrtime.bigint() - started) / 1e6
+          if (answer.status === 401 && answer.body === REFUSED) return samples.push(ms)
+          if (answer.status !== 200) throw new Error(`revocation: another instance answered ${answer.status} while the login was revoked`)
+          if (ms > REVOKE_TIMEOUT_MS) throw new Error(`revocation: another instance still accepted a revoked login after ${REVOKE_TIMEOUT_MS} ms`)
+        }
+      }))
+      const revoked = await revoke
+      if (revoked.status !== 200) throw new Error(`revocation: POST /logout answered ${revoked.status}`)
+      // And it stays refused on every instance, the one that revoked it too.
+      for (const one of servers) {
+        const answer = await request(one.port, 'GET', '/me', headers)
+        if (answer.status !== 401) throw new Error(`revocation: a revoked login answered ${answer.status} afterwards`)
+      }
+    }
+    const sorted = [...samples].sort((a, b) => a - b)
+    const result = { count: samples.length, median: median(samples), p99: sorted[Math.ceil(sorted.length * 0.99) - 1], max: sorted[sorted.length - 1] }
+    console.log(`revocation across 3 instances: ${result.count} refusals, median ${result.median.toFixed(1)} ms, p99 ${result.p99.toFixed(1)} ms, max ${result.max.toFixed(1)} ms`)
+    return result
+  } finally {
+    await Promise.all(servers.map((server) => server.close()))
   }
 }
 
@@ -395,6 +560,7 @@ async function profile (options) {
   const dir = path.join(__dirname, 'profiles')
   fs.mkdirSync(dir, { recursive: true })
   const before = new Set(fs.readdirSync(dir))
+  if (needsRedis(scenario.app)) await startRedis()
   const server = await startServer(scenario.app, { execArgv: ['--cpu-prof', '--cpu-prof-dir', dir] })
   const feed = await prepare(scenario, server)
   const duration = options.smoke ? 1 : 10
@@ -507,7 +673,7 @@ function compare (runs, name, baseline) {
   }
 }
 
-function report (scenarios, runs, memory, patience, options, elapsed) {
+function report (scenarios, runs, memory, revocation, patience, options, elapsed) {
   const lines = []
   const cpus = os.cpus()
   lines.push(`${new Date().toISOString().slice(0, 10)} · ${cpus[0]?.model ?? 'unknown CPU'}, ${os.availableParallelism()} cores · ` +
@@ -537,8 +703,12 @@ function report (scenarios, runs, memory, patience, options, elapsed) {
     lines.push(`| ${target.name} / ${target.baseline} | ${ratio.sameRound.toFixed(2)} | ${ratio.min.toFixed(2)}–${ratio.max.toFixed(2)} | ` +
       `${ratio.ofMedians.toFixed(2)} | ${ratio.byCpu.toFixed(2)} | ${target.min === null ? '' : '≥ ' + target.min.toFixed(2)} | ${verdict} |`)
   }
+  if (revocation !== null) {
+    lines.push(`| revoke to refusal, 3 instances over Redis: p99 ms (median ${revocation.median.toFixed(1)}, max ${revocation.max.toFixed(1)}, ${revocation.count} refusals) | ` +
+      `${revocation.p99.toFixed(1)} | | | | ≤ ${REVOKE_P99_MS} | ${revocation.p99 <= REVOKE_P99_MS ? 'met' : '**missed**'} |`)
+  }
   if (memory !== null) {
-    const [short, long] = memory
+    const [short, long] = memory.samples
     for (const [label, key] of [['rss', 'rss'], ['heap used', 'heapUsed']]) {
       const growth = long[key] / short[key]
       lines.push(`| login-guarded memory: ${label} after ${format(long.requests)} more requests / after ${format(short.requests)} | ` +
@@ -546,7 +716,9 @@ function report (scenarios, runs, memory, patience, options, elapsed) {
     }
     lines.push('', 'Memory of the login-guarded server (`--expose-gc`, after a forced GC; each request with a login cookie of its own; ' +
       `after a warm-up of ${format(long.requests)} such requests): ${mb(short.rss)} MB rss, ${mb(short.heapUsed)} MB heap used after ${format(short.requests)} requests; ` +
-      `${mb(long.rss)} MB rss, ${mb(long.heapUsed)} MB heap used after ${format(long.requests)} more.`)
+      `${mb(long.rss)} MB rss, ${mb(long.heapUsed)} MB heap used after ${format(long.requests)} more. ` +
+      `Per cached login: ${format(memory.perLogin)} bytes of heap (the heap with the cache of verified cookies full, ${format(memory.cached)} entries, ` +
+      'less the heap with one login seen, over that count).')
   }
 
   const all = [...runs.values()].flat()
@@ -579,7 +751,13 @@ function updateReadme (markdown) {
 
 async function main () {
   const options = parseArgs(process.argv.slice(2))
-  if (options.profile !== null) return profile(options)
+  if (options.profile !== null) {
+    try {
+      return await profile(options)
+    } finally {
+      stopRedis()
+    }
+  }
   const started = Date.now()
   const seconds = () => Math.round((Date.now() - started) / 1000)
   const selected = options.only === null ? SCENARIOS.filter((one) => !one.extra) : SCENARIOS.filter((one) => options.only.includes(one.name))
@@ -590,6 +768,7 @@ async function main () {
     : selected.flatMap((one) => one.app.startsWith('login') ? [one, { ...one, name: `${one.name}@before`, plugin: options.compare, what: `${one.what}, from ${options.compare}` }] : [one])
   if (scenarios.length === 0) throw new Error(`--only: no scenario among ${SCENARIOS.map((one) => one.name).join(', ')}`)
 
+  if (scenarios.some((one) => needsRedis(one.app))) await startRedis()
   console.log(`${scenarios.length} servers, ${options.rounds} round(s) of ${options.duration} s after a ${options.warmup} s warm-up, ` +
     `${options.connections} connections${options.smoke ? ' (smoke)' : ''}`)
   const runs = new Map(scenarios.map((scenario) => [scenario.name, []]))
@@ -640,8 +819,10 @@ async function main () {
     }
   }
 
+  const revocation = scenarios.some((one) => one.name === 'login-store-redis') ? await revocationCheck(options) : null
+  stopRedis()
   const memory = options.memory ? await memoryCheck(options) : null
-  const markdown = report(scenarios, runs, memory, patience, options, (Date.now() - started) / 1000)
+  const markdown = report(scenarios, runs, memory, revocation, patience, options, (Date.now() - started) / 1000)
   console.log('\n' + markdown)
   if (options.out !== null) {
     fs.writeFileSync(options.out, '# fastify-login benchmark results\n\n' + markdown +
@@ -654,5 +835,6 @@ async function main () {
 main().catch((error) => {
   console.error(error)
   for (const child of children) child.kill()
+  stopRedis()
   process.exit(1)
 })

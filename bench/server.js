@@ -65,6 +65,22 @@ const apps = {
     })
   },
 
+  // fastify-login with server-side login records: in this process, and in
+  // the Redis the orchestrator started (BENCH_REDIS_PORT), which every
+  // instance shares. POST /logout ends the login everywhere.
+  'login-store-memory' (app) {
+    registerLogin(app, { store: require(pluginPath).memoryStore() })
+    storeRoutes(app)
+  },
+
+  'login-store-redis' (app) {
+    const Redis = require('ioredis')
+    const client = new Redis({ host: '127.0.0.1', port: redisPort(), lazyConnect: false })
+    app.addHook('onClose', async () => { await client.quit() })
+    registerLogin(app, { store: redisStore()({ client }) })
+    storeRoutes(app)
+  },
+
   // fastify-login registered, /me without a guard: must cost nothing.
   'login-unguarded' (app) {
     registerLogin(app)
@@ -96,31 +112,71 @@ const apps = {
     })
   },
 
+  // What a user would pick for server-side sessions in Redis:
+  // @fastify/session over connect-redis (node-redis client), otherwise as
+  // the session server below.
+  'session-redis' (app) {
+    const { createClient } = require('redis')
+    const { RedisStore } = require('connect-redis')
+    const client = createClient({ url: `redis://127.0.0.1:${redisPort()}` })
+    app.addHook('onReady', async () => { await client.connect() })
+    app.addHook('onClose', async () => { await client.quit() })
+    sessionApp(app, new RedisStore({ client, prefix: 'bench-session:' }))
+  },
+
   // @fastify/session with its memory store, holding the user id.
   // Its defaults (rolling, saveUninitialized) except `secure`, which plain
   // http needs off.
   session (app) {
-    app.register(require('@fastify/cookie'))
-    app.register(require('@fastify/session'), {
-      secret: SECRET,
-      // Not its default (rolling: true), which re-sends the cookie on every
-      // response; none of the other servers does that work.
-      rolling: false,
-      cookie: { secure: false, path: '/', httpOnly: true, sameSite: 'lax' }
-    })
-    app.after(() => {
-      app.post('/login', (request) => {
-        request.session.set('userId', ADA.id)
-        return ADA.name
-      })
-      app.get('/me', (request, reply) => {
-        const id = request.session.get('userId')
-        const user = id === undefined ? undefined : users.get(id)
-        if (user === undefined) return reply.code(401).type('text/plain; charset=utf-8').send(REFUSED)
-        return user.name
-      })
-    })
+    sessionApp(app, undefined)
   }
+}
+
+function sessionApp (app, store) {
+  app.register(require('@fastify/cookie'))
+  app.register(require('@fastify/session'), {
+    secret: SECRET,
+    store,
+    // Not its default (rolling: true), which re-sends the cookie on every
+    // response; none of the other servers does that work.
+    rolling: false,
+    cookie: { secure: false, path: '/', httpOnly: true, sameSite: 'lax' }
+  })
+  app.after(() => {
+    app.post('/login', (request) => {
+      request.session.set('userId', ADA.id)
+      return ADA.name
+    })
+    app.get('/me', (request, reply) => {
+      const id = request.session.get('userId')
+      const user = id === undefined ? undefined : users.get(id)
+      if (user === undefined) return reply.code(401).type('text/plain; charset=utf-8').send(REFUSED)
+      return user.name
+    })
+  })
+}
+
+// redisStore, from the package or (a build that does not export it yet) its own file.
+function redisStore () {
+  return require(pluginPath).redisStore ??
+    require(require('node:path').join(require('node:path').dirname(require.resolve(pluginPath)), 'stores', 'redis')).redisStore
+}
+
+function redisPort () {
+  const port = Number(process.env.BENCH_REDIS_PORT)
+  if (!(port > 0)) throw new Error('BENCH_REDIS_PORT is not set: bench/run.js starts a redis-server for the store servers')
+  return port
+}
+
+// The /me of the login server, and POST /logout, which revokes the login.
+function storeRoutes (app) {
+  app.after(() => {
+    app.get('/me', { onRequest: app.loginManager.loginRequired }, (request) => request.currentUser.name)
+    app.post('/logout', async (request, reply) => {
+      await app.loginManager.logoutUser(request, reply)
+      return 'bye'
+    })
+  })
 }
 
 // `node bench/server.js login /other/checkout` loads fastify-login from
@@ -134,8 +190,9 @@ function registerLogin (app, options = {}) {
     ...options
   })
   app.after(() => {
-    app.post('/login', (request, reply) => {
-      app.loginManager.loginUser(request, reply, ADA, { remember: true })
+    // A store may make loginUser asynchronous.
+    app.post('/login', async (request, reply) => {
+      await app.loginManager.loginUser(request, reply, ADA, { remember: true })
       return ADA.name
     })
   })
@@ -143,6 +200,12 @@ function registerLogin (app, options = {}) {
 
 async function mint (app, count) {
   const cookies = []
+  // floor has no login manager: its own signed cookie, of each user in turn
+  // (it keeps nothing per cookie, so 1,000 distinct ones are as cold as more).
+  if (app.loginManager === undefined) {
+    for (let i = 0; i < count; i++) cookies.push(`uid=${encodeURIComponent(app.signCookie(String(1 + i % users.size)))}`)
+    return cookies
+  }
   for (let i = 0; i < count; i++) {
     const jar = await app.loginManager.cookiesFor(ADA, { fresh: false })
     cookies.push(Object.entries(jar).map(([name, value]) => `${name}=${encodeURIComponent(value)}`).join('; '))

@@ -7,10 +7,13 @@ import { hmacTag, sameTag } from './signing'
 export class ClientCheck {
   #keys: readonly Buffer[]
   #hmac: typeof hmacTag
-  // Checks that passed, by tag and client: one HMAC per login and client,
-  // not one per request. Only matches are kept, and only for clients of
-  // ordinary size, so neither forged tags nor huge user agents fill it.
-  #passed = new TwoGenerations<{ renew: boolean }>(5000)
+  // The current key's tag of each client seen lately: one HMAC per client,
+  // whether it logs in (loginUser tags it) or presents a tag to check, and
+  // however many tags, forged or not, it presents. What is kept is a
+  // function of the client alone, computed here: nothing a request sends is
+  // trusted by being in it. Clients of ordinary size only, so huge user
+  // agents do not fill it.
+  #tags = new TwoGenerations<string>(5000)
 
   // `hmac` is a seam for tests that count the HMACs the cache saves.
   constructor (keys: readonly Buffer[], hmac = hmacTag) {
@@ -19,24 +22,29 @@ export class ClientCheck {
   }
 
   tag (userAgent: string | undefined, ip: string): string {
-    return this.#hmac(this.#keys[0], clientMessage(userAgent, ip))
+    const message = clientMessage(userAgent, ip)
+    const known = this.#tags.get(message)
+    if (known !== undefined) return known
+    const tag = this.#hmac(this.#keys[0], message)
+    if (message.length <= 512) this.#tags.set(message, tag)
+    return tag
   }
 
   // null: another client. renew: tagged with a key being rotated out.
   check (tag: string, userAgent: string | undefined, ip: string): { renew: boolean } | null {
     if (tag.length === 0) return null
+    if (sameTag(this.tag(userAgent, ip), tag)) return CURRENT
+    // Only while a secret is rotated out: tags of the older keys.
     const message = clientMessage(userAgent, ip)
-    // A tag is base64url: the newline cannot be part of it.
-    const key = `${tag}\n${message}`
-    const known = this.#passed.get(key)
-    if (known !== undefined) return known
-    const index = this.#keys.findIndex((clientKey) => sameTag(this.#hmac(clientKey, message), tag))
-    if (index === -1) return null
-    const passed = { renew: index > 0 }
-    if (message.length <= 512) this.#passed.set(key, passed)
-    return passed
+    for (let i = 1; i < this.#keys.length; i++) {
+      if (sameTag(this.#hmac(this.#keys[i], message), tag)) return RENEW
+    }
+    return null
   }
 }
+
+const CURRENT = Object.freeze({ renew: false })
+const RENEW = Object.freeze({ renew: true })
 
 function clientMessage (userAgent: string | undefined, ip: string): string {
   return `${userAgent ?? ''}\n${ip}`

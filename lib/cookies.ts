@@ -1,25 +1,27 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { SerializeOptions } from '@fastify/cookie'
 import type { LoginConfig } from '../types/index'
 import { FST_LOGIN_INVALID_USER } from './errors'
 import type { Signer } from './signing'
 import type { LoginState } from './state'
 import { encodeAccount, encodeFresh, fitsInBrowser, type AccountToken } from './token'
 
-// Reads and writes the login cookies with @fastify/cookie's parse and
-// serialize, never through its hooks: those run on every route of an app, and
-// a route that never asks who is logged in must not pay for this plugin. The
-// header is parsed here, once, only for requests that ask.
+// Reads the login cookies with @fastify/cookie's parse, never through its
+// hooks: those run on every route of an app, and a route that never asks who
+// is logged in must not pay for this plugin. The header is parsed here, once,
+// only for requests that ask. The Set-Cookie lines are written here too, in
+// the form and attribute order of @fastify/cookie's serialize (cookie 2):
+// their attributes are fixed by the options, which are checked when the
+// plugin is registered, so the line is put together from parts built once
+// instead of validating every attribute of every cookie of every login.
 
 export type CookieJar = Record<string, string | undefined>
 
-// @fastify/cookie's parse and serialize, as decorators of an instance that
+// @fastify/cookie's parse, as a decorator of an instance that
 // registered it. Its module-level exports would not do: each copy of the
 // package loads them on its own first registration, and the app's copy may
 // not be ours.
 export interface CookieCodec {
   parse (header: string): CookieJar
-  serialize (name: string, value: string, options: SerializeOptions): string
 }
 
 // The login cookies of one manager: its names, attributes and signer, built once.
@@ -27,11 +29,16 @@ export class LoginCookies {
   #codec: CookieCodec
   #config: LoginConfig
   #signer: Signer
+  // The attributes after Path, and those between Max-Age and Expires.
+  #scope: string
+  #flags: string
 
   constructor (codec: CookieCodec, config: LoginConfig, signer: Signer) {
     this.#codec = codec
     this.#config = config
     this.#signer = signer
+    this.#scope = (config.cookieDomain === undefined || config.cookieDomain === '' ? '' : `; Domain=${config.cookieDomain}`) + `; Path=${config.cookiePath}`
+    this.#flags = config.cookieHttpOnly ? '; HttpOnly' : ''
   }
 
   // The request's cookies, and whether a login cookie came more than once.
@@ -55,9 +62,10 @@ export class LoginCookies {
     const lifetime = Math.max(0, account.expiresAt - Math.floor(Date.now() / 1000))
     // Responses that set a login must not be kept by shared caches.
     reply.header('cache-control', 'no-store')
-    this.#set(reply, state, cookieName.account, signed, this.#options(reply.request, account.remember ? lifetime : null))
+    const secure = this.#secure(reply.request)
+    this.#set(reply, state, cookieName.account, this.#line(cookieName.account, signed, secure, account.remember ? lifetime : null))
     if (freshIssuedAt === null) return
-    this.#set(reply, state, cookieName.isFresh, this.signFresh(account, freshIssuedAt), this.#options(reply.request, cookieRememberMe.isFresh ? lifetime : null))
+    this.#set(reply, state, cookieName.isFresh, this.#line(cookieName.isFresh, this.signFresh(account, freshIssuedAt), secure, cookieRememberMe.isFresh ? lifetime : null))
   }
 
   signAccount (account: AccountToken): string {
@@ -79,31 +87,35 @@ export class LoginCookies {
     for (const name of [this.#config.cookieName.account, this.#config.cookieName.isFresh]) {
       if (cookieValue(jar, name) === undefined && state.written?.has(name) !== true) continue
       reply.header('cache-control', 'no-store')
-      this.#set(reply, state, name, '', { ...this.#options(reply.request, 0), expires: new Date(0) })
+      this.#set(reply, state, name, this.#line(name, '', this.#secure(reply.request), 0, EPOCH))
     }
   }
 
-  #options (request: FastifyRequest, maxAge: number | null): SerializeOptions {
+  #secure (request: FastifyRequest): boolean {
     const config = this.#config
-    // Browsers drop SameSite=None cookies that are not Secure.
-    const secure = config.cookieSameSite === 'none' || (config.cookieSecure === 'auto' ? request.protocol === 'https' : config.cookieSecure)
-    return {
-      path: config.cookiePath,
-      domain: config.cookieDomain,
-      httpOnly: config.cookieHttpOnly,
-      sameSite: config.cookieSameSite,
-      // 'auto' follows the request's protocol, which honours Fastify's trustProxy.
-      secure,
-      maxAge: maxAge ?? undefined,
-      expires: maxAge === null ? undefined : new Date(Date.now() + maxAge * 1000)
-    }
+    // Browsers drop SameSite=None cookies that are not Secure. 'auto' follows
+    // the request's protocol, which honours Fastify's trustProxy.
+    return config.cookieSameSite === 'none' || (config.cookieSecure === 'auto' ? request.protocol === 'https' : config.cookieSecure)
+  }
+
+  // maxAge null: a browser-session cookie. The value goes as it is, as
+  // @fastify/cookie sends it: a signed token is base64, base64url and dots
+  // (the user id is base64url-encoded), never a character a cookie cannot carry.
+  #line (name: string, value: string, secure: boolean, maxAge: number | null, expires?: Date): string {
+    let line = `${name}=${value}`
+    if (maxAge !== null) line += `; Max-Age=${maxAge}`
+    line += this.#scope
+    const until = expires ?? (maxAge === null ? undefined : new Date(Date.now() + maxAge * 1000))
+    if (until !== undefined) line += `; Expires=${until.toUTCString()}`
+    line += this.#flags
+    if (secure) line += '; Secure'
+    return line + SAME_SITE[this.#config.cookieSameSite]
   }
 
   // One Set-Cookie per login cookie and response: a second write in the same
   // response (a login, then a logout) replaces the first, which the browser
   // would otherwise apply too, in order.
-  #set (reply: FastifyReply, state: LoginState, name: string, value: string, options: SerializeOptions): void {
-    const header = this.#codec.serialize(name, value, options)
+  #set (reply: FastifyReply, state: LoginState, name: string, header: string): void {
     const previous = state.written?.get(name)
     if (previous !== undefined) {
       const kept = [reply.getHeader('set-cookie')].flat().filter((line) => typeof line === 'string' && line !== previous)
@@ -115,6 +127,9 @@ export class LoginCookies {
     state.written.set(name, header)
   }
 }
+
+const EPOCH = new Date(0)
+const SAME_SITE = { lax: '; SameSite=Lax', strict: '; SameSite=Strict', none: '; SameSite=None' } as const
 
 // A parsed jar may be a plain object: `constructor` or `__proto__` must not
 // read as cookies the request sent.

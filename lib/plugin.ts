@@ -144,7 +144,6 @@ async function ownCodec (fastify: FastifyInstance): Promise<CookieCodec> {
 
 function codecOf (instance: FastifyInstance): CookieCodec {
   return {
-    parse: (header) => instance.parseCookie(header),
-    serialize: (name, value, options) => instance.serializeCookie(name, value, options)
+    parse: (header) => instance.parseCookie(header)
   }
 }

@@ -1,5 +1,4 @@
 import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto'
-import { Signer as CookieSigner } from '@fastify/cookie'
 import type { FastifyInstance } from 'fastify'
 import type { Secret } from '../types/index'
 
@@ -29,7 +28,47 @@ export function clientKey (secret: Secret): Buffer {
 }
 
 export function ownKeys (secrets: readonly Secret[]): Keys {
-  return { signer: new CookieSigner(secrets.map(signingKey)), clientKeys: secrets.map(clientKey) }
+  return { signer: new HmacSigner(secrets.map(signingKey)), clientKeys: secrets.map(clientKey) }
+}
+
+// The signatures of @fastify/cookie's Signer (`<value>.<HMAC-SHA256,
+// base64 without padding>`), so cookies signed by either verify with the
+// other, written for the one use here: the first key signs, all are tried.
+// Its Signer strips the padding with a regex and copies both signatures
+// into Buffers for every key; the login path paid for that on every new
+// cookie. The comparison stays constant-time.
+export class HmacSigner implements Signer {
+  #keys: readonly Buffer[]
+
+  constructor (keys: readonly Buffer[]) {
+    this.#keys = keys
+  }
+
+  sign (value: string): string {
+    return `${value}.${mac(this.#keys[0], value)}`
+  }
+
+  unsign (signed: string): { valid: boolean, renew: boolean, value: string | null } {
+    const dot = signed.lastIndexOf('.')
+    // A signature is always 43 characters: anything else cannot match.
+    if (dot === -1 || signed.length - dot - 1 !== SIGNATURE_LENGTH) return INVALID
+    const value = signed.slice(0, dot)
+    // UTF-8: a character outside ASCII makes it longer, never another byte that matches.
+    const actual = Buffer.from(signed.slice(dot + 1))
+    if (actual.length !== SIGNATURE_LENGTH) return INVALID
+    for (let i = 0; i < this.#keys.length; i++) {
+      if (timingSafeEqual(Buffer.from(mac(this.#keys[i], value)), actual)) return { valid: true, renew: i > 0, value }
+    }
+    return INVALID
+  }
+}
+
+// 32 bytes in base64 are 44 characters, the last one padding.
+const SIGNATURE_LENGTH = 43
+const INVALID = Object.freeze({ valid: false, renew: false, value: null })
+
+function mac (key: Buffer, value: string): string {
+  return createHmac('sha256', key).update(value).digest('base64').slice(0, SIGNATURE_LENGTH)
 }
 
 // Without a secret of its own the plugin signs with the app's @fastify/cookie.

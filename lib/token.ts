@@ -45,10 +45,8 @@ export const CLOCK_SKEW = 60
 // Browsers cap cookie lifetimes at 400 days; the options allow no longer.
 export const MAX_LIFETIME = 400 * 24 * 60 * 60
 
-const BASE64URL = /^[A-Za-z0-9_-]+$/
 const TIME = /^[0-9a-z]{1,10}$/
 const LOGIN_ID = /^[A-Za-z0-9_-]{16}$/
-const CLIENT = /^[A-Za-z0-9_-]{0,128}$/
 // Ids must come back exactly as they went in: no replacement characters.
 const UTF8 = new TextDecoder('utf-8', { fatal: true })
 
@@ -81,32 +79,72 @@ export function encodeFresh (token: FreshToken): string {
 export function readAccount (signer: Signer, raw: string | undefined, now: number): Verified<AccountToken> | null {
   const payload = verify(signer, raw)
   if (payload === null) return null
-  const parts = payload.value.split('.')
-  let seen: string
-  if (parts[0] === 'a2' && parts.length === 8) {
-    seen = parts[4]
-    parts.splice(4, 1)
-  } else if (parts[0] === 'a1' && parts.length === 7) {
-    seen = parts[2]
-  } else {
-    return null
-  }
-  const [, id64, issued, expires, loginId, remember, client] = parts
-  if (!TIME.test(issued) || !TIME.test(expires) || !TIME.test(seen) || !LOGIN_ID.test(loginId) || !CLIENT.test(client)) return null
-  if (remember !== 'r' && remember !== 's') return null
-  const id = decodeId(id64)
-  if (id === null) return null
-  const token = {
-    id,
-    issuedAt: parseInt(issued, 36),
-    expiresAt: parseInt(expires, 36),
-    lastSeenAt: parseInt(seen, 36),
-    loginId,
-    remember: remember === 'r',
-    client
-  }
-  if (!isCurrent(token, now)) return null
+  const token = parseAccount(payload.value)
+  if (token === null || !isCurrent(token, now)) return null
   return { token, renew: payload.renew }
+}
+
+// One pass over the payload, field by field, with the same rules the
+// format always had (times: 1 to 10 base-36 digits; login id: 16 base64url
+// characters; client: up to 128 of them, the last field). Five regexes and
+// a split into an array cost more than the HMAC's own arithmetic on a new
+// cookie; this allocates the field strings and the token, nothing else.
+function parseAccount (value: string): AccountToken | null {
+  const a2 = value.startsWith('a2.')
+  if (!a2 && !value.startsWith('a1.')) return null
+  const idEnd = value.indexOf('.', 3)
+  if (idEnd === -1) return null
+  const id = decodeId(value.slice(3, idEnd))
+  if (id === null) return null
+  const issuedEnd = timeEnd(value, idEnd + 1)
+  if (issuedEnd === -1) return null
+  const expiresEnd = timeEnd(value, issuedEnd + 1)
+  if (expiresEnd === -1) return null
+  // a1 has no last use: it counts from the issue.
+  const seenEnd = a2 ? timeEnd(value, expiresEnd + 1) : expiresEnd
+  if (seenEnd === -1) return null
+  const loginEnd = seenEnd + 1 + LOGIN_ID_LENGTH
+  if (value.charCodeAt(loginEnd) !== DOT || !isBase64url(value, seenEnd + 1, loginEnd)) return null
+  const remember = value.charCodeAt(loginEnd + 1)
+  if ((remember !== R && remember !== S) || value.charCodeAt(loginEnd + 2) !== DOT) return null
+  const clientStart = loginEnd + 3
+  if (value.length - clientStart > MAX_CLIENT_LENGTH || !isBase64url(value, clientStart, value.length)) return null
+  const issuedAt = parseInt(value.slice(idEnd + 1, issuedEnd), 36)
+  return {
+    id,
+    issuedAt,
+    expiresAt: parseInt(value.slice(issuedEnd + 1, expiresEnd), 36),
+    lastSeenAt: a2 ? parseInt(value.slice(expiresEnd + 1, seenEnd), 36) : issuedAt,
+    loginId: value.slice(seenEnd + 1, loginEnd),
+    remember: remember === R,
+    client: value.slice(clientStart)
+  }
+}
+
+const DOT = 46
+const R = 114
+const S = 115
+const LOGIN_ID_LENGTH = 16
+const MAX_CLIENT_LENGTH = 128
+const MAX_TIME_LENGTH = 10
+
+// The end (a dot) of a time field starting at `from`, or -1.
+function timeEnd (value: string, from: number): number {
+  let at = from
+  for (; at < value.length && at - from <= MAX_TIME_LENGTH; at++) {
+    const code = value.charCodeAt(at)
+    if (code === DOT) break
+    if (!((code >= 48 && code <= 57) || (code >= 97 && code <= 122))) return -1
+  }
+  return at === from || at - from > MAX_TIME_LENGTH || value.charCodeAt(at) !== DOT ? -1 : at
+}
+
+function isBase64url (value: string, from: number, to: number): boolean {
+  for (let at = from; at < to; at++) {
+    const code = value.charCodeAt(at)
+    if (!((code >= 65 && code <= 90) || (code >= 97 && code <= 122) || (code >= 48 && code <= 57) || code === 45 || code === 95)) return false
+  }
+  return true
 }
 
 // The times of a token, checked against this instance's clock: not issued
@@ -130,15 +168,28 @@ export function readFresh (signer: Signer, raw: string | undefined, now: number)
 }
 
 // Only the one canonical spelling of an id is accepted, and only UTF-8.
+// Canonical is checked on the characters (no length that cannot come out of
+// an encoder, no bits set past the last byte) rather than by encoding the
+// bytes again; an ASCII id needs no UTF-8 decoder.
 function decodeId (id64: string): string | null {
-  if (!BASE64URL.test(id64)) return null
+  const rest = id64.length % 4
+  if (id64.length === 0 || rest === 1 || !isBase64url(id64, 0, id64.length)) return null
+  const last = BASE64URL_ALPHABET.indexOf(id64[id64.length - 1])
+  if ((rest === 2 && (last & 0b1111) !== 0) || (rest === 3 && (last & 0b11) !== 0)) return null
   const bytes = Buffer.from(id64, 'base64url')
-  if (bytes.toString('base64url') !== id64) return null
+  if (isAscii(bytes)) return bytes.toString('latin1')
   try {
     return UTF8.decode(bytes)
   } catch {
     return null
   }
+}
+
+const BASE64URL_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+
+function isAscii (bytes: Buffer): boolean {
+  for (let i = 0; i < bytes.length; i++) if (bytes[i] > 0x7f) return false
+  return true
 }
 
 function verify (signer: Signer, raw: string | undefined): { value: string, renew: boolean } | null {

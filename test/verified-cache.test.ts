@@ -2,8 +2,8 @@ import { test } from 'tap'
 import { Signer } from '@fastify/cookie'
 import { ClientCheck } from '../lib/client-check'
 import { LoginIds } from '../lib/login-ids'
-import { hmacTag } from '../lib/signing'
-import { encodeAccount, encodeFresh, readFresh, type AccountToken } from '../lib/token'
+import { HmacSigner, hmacTag } from '../lib/signing'
+import { encodeAccount, encodeFresh, readAccount, readFresh, type AccountToken } from '../lib/token'
 import { VerifiedAccounts, VerifiedCookies } from '../lib/verified-cookies'
 
 const signer = new Signer(['a-secret-of-at-least-32-characters!!'])
@@ -89,7 +89,7 @@ test('fresh cookies are verified once too; tampered ones never kept', async (t) 
   t.equal(hmac.calls, 3, 'a tampered cookie is checked every time')
 })
 
-test('client checks: a match is remembered for that tag and client only', async (t) => {
+test('client checks: one HMAC per client, for its login and every tag it presents', async (t) => {
   let calls = 0
   const key = Buffer.alloc(32, 7)
   const clients = new ClientCheck([key], (k, message) => {
@@ -98,22 +98,26 @@ test('client checks: a match is remembered for that tag and client only', async 
   })
   const tag = hmacTag(key, 'Firefox\n192.0.2.1')
   t.equal(clients.tag('Firefox', '192.0.2.1'), tag, 'the tag is the HMAC of user agent and address')
+  t.equal(clients.tag('Firefox', '192.0.2.1'), tag, 'the same client logging in again')
+  t.equal(calls, 1, 'is tagged without another HMAC')
   calls = 0
   t.ok(clients.check(tag, 'Firefox', '192.0.2.1'))
   t.ok(clients.check(tag, 'Firefox', '192.0.2.1'))
-  t.equal(calls, 1, 'the second check is a hit')
+  t.equal(calls, 0, 'its checks are hits')
   t.equal(clients.check(tag, 'Chrome', '192.0.2.1'), null, 'another user agent does not match, after a hit')
   t.equal(clients.check(tag, 'Firefox', '192.0.2.2'), null, 'nor another address')
-  t.equal(clients.check(tag, 'Chrome', '192.0.2.1'), null)
-  t.equal(calls, 4, 'misses are checked every time')
+  t.equal(clients.check(tag, 'Chrome', '192.0.2.1'), null, 'nor the same one again')
+  t.equal(clients.check(hmacTag(Buffer.alloc(32, 8), 'Chrome\n192.0.2.1'), 'Chrome', '192.0.2.1'), null, 'nor a tag under another key')
+  t.equal(clients.check(tag.slice(0, -1) + (tag.endsWith('A') ? 'B' : 'A'), 'Firefox', '192.0.2.1'), null, 'nor a tampered tag of a known client')
+  t.equal(calls, 2, 'one HMAC per new client, however many tags it presents')
   t.equal(clients.check('', 'Firefox', '192.0.2.1'), null, 'a login without a tag matches no client')
-  t.equal(calls, 4, 'without an HMAC')
+  t.equal(calls, 2, 'without an HMAC')
 
   const huge = 'x'.repeat(600)
   const hugeTag = hmacTag(key, `${huge}\n192.0.2.1`)
   t.ok(clients.check(hugeTag, huge, '192.0.2.1'))
   t.ok(clients.check(hugeTag, huge, '192.0.2.1'))
-  t.equal(calls, 6, 'a huge user agent is checked each time, never kept')
+  t.equal(calls, 4, 'a huge user agent is checked each time, never kept')
 })
 
 test('client checks during a rotation: an old key still matches, and says to re-tag', async (t) => {
@@ -122,4 +126,70 @@ test('client checks during a rotation: an old key still matches, and says to re-
   t.same(clients.check(hmacTag(old, 'Firefox\n192.0.2.1'), 'Firefox', '192.0.2.1'), { renew: true })
   t.same(clients.check(hmacTag(current, 'Firefox\n192.0.2.1'), 'Firefox', '192.0.2.1'), { renew: false })
   t.equal(clients.check(hmacTag(Buffer.alloc(32, 3), 'Firefox\n192.0.2.1'), 'Firefox', '192.0.2.1'), null, 'another key does not')
+})
+
+test('HmacSigner: the signatures of @fastify/cookie, both ways, and nothing else', async (t) => {
+  const keys = [Buffer.alloc(32, 1), Buffer.alloc(32, 2)]
+  const ours = new HmacSigner(keys)
+  const theirs = new Signer(keys)
+  const signed = ours.sign('a2.MQ.x')
+  t.equal(signed, theirs.sign('a2.MQ.x'), 'the same signature as @fastify/cookie')
+  t.same(ours.unsign(signed), { valid: true, renew: false, value: 'a2.MQ.x' })
+  t.same(ours.unsign(new Signer([keys[1]]).sign('a2.MQ.x')), { valid: true, renew: true, value: 'a2.MQ.x' }, 'an older key: valid, re-sign it')
+  const signature = signed.slice(signed.lastIndexOf('.') + 1)
+  const invalid = { valid: false, renew: false, value: null }
+  t.same(ours.unsign('a2.MQ.y.' + signature), invalid, 'another value')
+  t.same(ours.unsign(signed.slice(0, -1)), invalid, 'a signature cut short')
+  t.same(ours.unsign(signed + 'A'), invalid, 'a signature too long')
+  t.same(ours.unsign('a2MQx'), invalid, 'no signature at all')
+  // In latin1, U+0141 would be the byte of 'A'.
+  const last = signed.at(-1) as string
+  const lookalike = String.fromCharCode(last.charCodeAt(0) + 0x100)
+  t.same(ours.unsign(signed.slice(0, -1) + lookalike), invalid, 'a character outside ASCII is no byte of the signature')
+  t.same(new HmacSigner([Buffer.alloc(32, 3)]).unsign(signed), invalid, 'another key')
+})
+
+test('account tokens: an id comes back only from its one canonical spelling, and only as UTF-8', async (t) => {
+  const withId64 = (id64: string): string => {
+    const payload = encodeAccount({ id: '1', issuedAt: NOW, expiresAt: NOW + 60, lastSeenAt: NOW, loginId: 'A'.repeat(16), remember: true, client: '' })
+    return signer.sign(payload.replace('a2.MQ.', `a2.${id64}.`))
+  }
+  const idOf = (id64: string): string | null => readAccount(signer, withId64(id64), NOW)?.token.id ?? null
+  t.equal(idOf('MQ'), '1')
+  t.equal(idOf('MTI'), '12')
+  t.equal(idOf('MTIz'), '123')
+  t.equal(idOf(Buffer.from('é🎉').toString('base64url')), 'é🎉', 'UTF-8 beyond ASCII')
+  t.equal(idOf('MR'), null, 'bits set past the last byte (1 byte)')
+  t.equal(idOf('MTJ'), null, 'bits set past the last byte (2 bytes)')
+  t.equal(idOf('MTIzN'), null, 'a length no encoder makes')
+  t.equal(idOf('_w'), null, 'bytes that are not UTF-8')
+  t.equal(idOf('M+Q'), null, 'not base64url')
+  t.equal(idOf(''), null, 'empty')
+})
+
+test('account tokens: each field of the one-pass parser refuses what the format does not allow', async (t) => {
+  const issued = NOW.toString(36)
+  const expires = (NOW + 60).toString(36)
+  const login = 'A'.repeat(16)
+  const read = (payload: string): boolean => readAccount(signer, signer.sign(payload), NOW) !== null
+  t.ok(read(`a2.MQ.${issued}.${expires}.${issued}.${login}.r.`), 'a2 as written')
+  t.ok(read(`a1.MQ.${issued}.${expires}.${login}.s.`), 'a1, the first format')
+  const refused: Record<string, string> = {
+    'another tag': `a3.MQ.${issued}.${expires}.${issued}.${login}.r.`,
+    'nothing after the id': 'a2.MQ',
+    'no issue time': `a2.MQ..${expires}.${issued}.${login}.r.`,
+    'an issue time of 11 digits': `a2.MQ.${'1'.repeat(11)}.${expires}.${issued}.${login}.r.`,
+    'an upper-case time': `a2.MQ.${issued}.${expires.toUpperCase()}Z.${issued}.${login}.r.`,
+    'a bad expiry': `a2.MQ.${issued}.-1.${issued}.${login}.r.`,
+    'a bad last use': `a2.MQ.${issued}.${expires}.x_y.${login}.r.`,
+    'a2 without its last use': `a2.MQ.${issued}.${expires}.${login}.r.`,
+    'a short login id': `a2.MQ.${issued}.${expires}.${issued}.${'A'.repeat(15)}.r.`,
+    'a login id outside base64url': `a2.MQ.${issued}.${expires}.${issued}.${'A'.repeat(15)}+.r.`,
+    'another flag': `a2.MQ.${issued}.${expires}.${issued}.${login}.x.`,
+    'a flag of two letters': `a2.MQ.${issued}.${expires}.${issued}.${login}.rr.`,
+    'a field too many': `a2.MQ.${issued}.${expires}.${issued}.${login}.r..`,
+    'a client of 129 characters': `a2.MQ.${issued}.${expires}.${issued}.${login}.r.${'A'.repeat(129)}`
+  }
+  for (const [label, payload] of Object.entries(refused)) t.notOk(read(payload), label)
+  t.ok(read(`a2.MQ.${issued}.${expires}.${issued}.${login}.r.${'A'.repeat(128)}`), 'a client of 128 characters')
 })
