@@ -3,6 +3,7 @@ import type * as PublicTypes from '../types/index'
 import * as mixins from './mixins'
 import { plugin } from './plugin'
 import { memoryStore as inMemory } from './stores/memory'
+import { redisStore as inRedis } from './stores/redis'
 
 // Plain `exports.X =` assignments (no re-export getters): Node's ESM loader
 // reads the named exports of this CommonJS module from them.
@@ -13,15 +14,17 @@ export const fastifyLogin = fp(plugin, {
 export const UserMixin = mixins.UserMixin
 export const AnonymousUserMixin = mixins.AnonymousUserMixin
 export const memoryStore = inMemory
+export const redisStore = inRedis
 export default fastifyLogin
 
 // Typed against the published declarations (types/index.d.ts): the two cannot drift apart.
-const publicApi: Pick<typeof PublicTypes, 'default' | 'fastifyLogin' | 'UserMixin' | 'AnonymousUserMixin' | 'memoryStore'> = {
+const publicApi: Pick<typeof PublicTypes, 'default' | 'fastifyLogin' | 'UserMixin' | 'AnonymousUserMixin' | 'memoryStore' | 'redisStore'> = {
   default: fastifyLogin,
   fastifyLogin,
   UserMixin,
   AnonymousUserMixin,
-  memoryStore
+  memoryStore,
+  redisStore
 }
 
 // The export shape of the official plugins: `require('fastify-login')` is the
