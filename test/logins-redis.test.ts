@@ -1,0 +1,201 @@
+import { once } from 'node:events'
+import { test } from 'tap'
+import type { Test } from 'tap'
+import type { FastifyInstance } from 'fastify'
+import type { Cluster, Redis } from 'ioredis'
+import { redisStore } from '../lib/index'
+import type { LoginStore } from '../types/index'
+import { login, portal } from './helpers'
+import { redisClient, startRedis } from './redis-server'
+
+// Logins the server can end (issue 10), through the plugin, with Redis: real
+// redis-server processes (standalone, and a Cluster of three masters) shared
+// by several Fastify instances, each with its own ioredis client.
+
+// Fails fast while Redis is down, as docs/redis-store.md tells apps to
+// configure their client: no offline queue, no retries, a command timeout.
+async function readyClient (t: Test, port: number): Promise<Redis> {
+  const client = redisClient(t, port, { enableOfflineQueue: false, commandTimeout: 500, retryStrategy: () => 50 })
+  // Without an offline queue nothing may be sent before the client is ready.
+  if (client.status !== 'ready') await once(client, 'ready')
+  return client
+}
+
+type Event = ['revoked', readonly string[]] | ['listening', boolean]
+
+// What the plugin's record cache was told by its store, and when: each event
+// is recorded right after the plugin's own listener has acted on it (so a
+// `revoked` here means the login is already evicted from that cache).
+interface Watch {
+  listening: boolean
+  until (what: 'revoked', matches: (loginIds: readonly string[]) => boolean, timeoutMs?: number): Promise<number>
+  until (what: 'listening', matches: (listening: boolean) => boolean, timeoutMs?: number): Promise<number>
+}
+
+function watched (store: LoginStore): { store: LoginStore, watch: Watch } {
+  const waiters: Array<{ what: string, matches: (value: never) => boolean, resolve: (at: number) => void }> = []
+  const watch: Watch = {
+    listening: false,
+    until: async (what: string, matches: (value: never) => boolean, timeoutMs = 2000) => await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`the plugin heard no matching ${what} in ${timeoutMs} ms`)), timeoutMs)
+      waiters.push({ what, matches, resolve: (at) => { clearTimeout(timer); resolve(at) } })
+    })
+  }
+  function heard (...[what, value]: Event): void {
+    const at = performance.now()
+    for (const waiter of [...waiters]) {
+      if (waiter.what === what && waiter.matches(value as never)) {
+        waiters.splice(waiters.indexOf(waiter), 1)
+        waiter.resolve(at)
+      }
+    }
+  }
+  return {
+    watch,
+    store: {
+      ...store,
+      subscribe: async (listener) => await store.subscribe?.({
+        revoked: (loginIds) => { listener.revoked(loginIds); heard('revoked', loginIds) },
+        listening: (listening) => { listener.listening(listening); watch.listening = listening; heard('listening', listening) }
+      })
+    }
+  }
+}
+
+interface Instance {
+  app: FastifyInstance
+  watch: Watch
+  loaderCalls: string[]
+}
+
+// One instance of the app: the README's "Logins and devices" portal, plus an
+// unguarded route, over its own ioredis client.
+async function instance (t: Test, client: Redis | Cluster, options: Record<string, unknown> = {}, wrap = (store: LoginStore) => store): Promise<Instance> {
+  const { store, watch } = watched(redisStore({ client }))
+  const { app, loaderCalls } = await portal(t, wrap(store), options, (app) => {
+    app.get('/plain', () => 'plain')
+  })
+  return { app, watch, loaderCalls }
+}
+
+async function me (app: FastifyInstance, cookies: Record<string, string>): Promise<{ status: number, body: Record<string, unknown> | string }> {
+  const response = await app.inject({ url: '/me', cookies })
+  const json = String(response.headers['content-type']).startsWith('application/json')
+  return { status: response.statusCode, body: json ? response.json() : response.body }
+}
+
+async function loginIdOf (app: FastifyInstance, cookies: Record<string, string>): Promise<string> {
+  const { status, body } = await me(app, cookies)
+  if (status !== 200 || typeof body === 'string') throw new Error(`not logged in: ${status}`)
+  return body.loginId as string
+}
+
+// How many times Redis ran each command (scripts' commands included), from
+// INFO commandstats: what the plugin asked of Redis, whichever client asked.
+async function commandCalls (admin: Redis): Promise<Record<string, number>> {
+  const calls: Record<string, number> = {}
+  for (const [, name, count] of (await admin.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) calls[name] = Number(count)
+  return calls
+}
+
+// The commands run between two readings, less the heartbeats and our INFO.
+function ranSince (before: Record<string, number>, after: Record<string, number>): Record<string, number> {
+  const ran: Record<string, number> = {}
+  for (const [name, count] of Object.entries(after)) {
+    if (name !== 'ping' && name !== 'info' && count > (before[name] ?? 0)) ran[name] = count - (before[name] ?? 0)
+  }
+  return ran
+}
+
+function percentile (sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]
+}
+
+test('three instances, one Redis: a login works on all; ended on one, it is refused by all within 100 ms', async (t) => {
+  const server = await startRedis(t)
+  const admin = redisClient(t, server.port)
+  const instances: Instance[] = []
+  for (let i = 0; i < 3; i++) instances.push(await instance(t, await readyClient(t, server.port)))
+
+  const cookies = await login(instances[0].app, '1', 'Phone')
+  const loginId = await loginIdOf(instances[0].app, cookies)
+  for (const [i, { app }] of instances.entries()) {
+    t.same(await me(app, cookies), { status: 200, body: { name: 'ann', loginId } }, `instance ${i + 1} knows the login`)
+    t.match(await app.loginManager.listLogins('1'), [{ loginId, userId: '1', userAgent: 'Phone', remembered: false }], `instance ${i + 1} lists it`)
+  }
+
+  t.test('a known login is answered without asking Redis', async (t) => {
+    const cold = await login(instances[1].app, '2', 'Laptop')
+    for (const [i, { app }] of instances.entries()) {
+      const before = await commandCalls(admin)
+      t.equal((await me(app, cold)).status, 200)
+      t.same(ranSince(before, await commandCalls(admin)), { hgetall: 1 }, `instance ${i + 1} has not seen this login yet: one HGETALL`)
+    }
+    const before = await commandCalls(admin)
+    for (let i = 0; i < 50; i++) {
+      for (const { app } of instances) t.equal((await me(app, cold)).status, 200)
+    }
+    const ran = ranSince(before, await commandCalls(admin))
+    t.comment(`150 guarded requests of a known login (50 on each instance): ${JSON.stringify(ran)} commands in Redis besides PING`)
+    t.same(ran, {}, 'no HGETALL, no touch, nothing')
+    await instances[1].app.loginManager.revokeAllLogins('2')
+  })
+
+  t.test('logout, revokeLogin, revokeOtherLogins, revokeAllLogins: refused everywhere within 100 ms', async (t) => {
+    const kinds = ['logout', 'revokeLogin', 'revokeOtherLogins', 'revokeAllLogins'] as const
+    const figures: number[][] = [[], [], []]
+    const byRole = { revoking: [] as number[], hearing: [] as number[] }
+    t.equal(await instances[2].app.loginManager.revokeAllLogins('1'), 1, 'the phone\'s login, from above')
+    for (let round = 0; round < 32; round++) {
+      const kind = kinds[round % kinds.length]
+      const revoker = instances[round % 3]
+      const userId = String(1 + (round % 2))
+      const victim = await login(instances[(round + 1) % 3].app, userId, `Device ${round}`)
+      const keeper = kind === 'revokeOtherLogins' ? await login(revoker.app, userId, 'Keeper') : null
+      const victimId = await loginIdOf(instances[0].app, victim)
+      for (const { app } of instances) {
+        t.equal((await me(app, victim)).status, 200)
+        if (keeper !== null) t.equal((await me(app, keeper)).status, 200)
+      }
+      const others = instances.filter((other) => other !== revoker)
+      const heard = others.map(async ({ watch }) => await watch.until('revoked', (ids) => ids.includes(victimId)))
+      const start = performance.now()
+      if (kind === 'logout') {
+        t.equal((await revoker.app.inject({ url: '/logout', cookies: victim })).statusCode, 200)
+      } else if (kind === 'revokeLogin') {
+        t.equal(await revoker.app.loginManager.revokeLogin(userId, victimId), true)
+      } else if (kind === 'revokeOtherLogins') {
+        t.same((await revoker.app.inject({ url: '/revoke-others', cookies: keeper as Record<string, string> })).json(), { revoked: 1 })
+      } else {
+        t.equal(await revoker.app.loginManager.revokeAllLogins(userId), 1)
+      }
+      // The revoking instance has evicted it by the time the call returns;
+      // the others when they hear it, which can be before that.
+      const returned = performance.now() - start
+      figures[instances.indexOf(revoker)].push(returned)
+      byRole.revoking.push(returned)
+      for (const [i, at] of (await Promise.all(heard)).entries()) {
+        figures[instances.indexOf(others[i])].push(at - start)
+        byRole.hearing.push(at - start)
+      }
+      for (const [i, { app, loaderCalls }] of instances.entries()) {
+        loaderCalls.length = 0
+        t.equal((await me(app, victim)).status, 401, `${kind} on instance ${instances.indexOf(revoker) + 1}: refused by instance ${i + 1}`)
+        t.same(loaderCalls, [], 'without calling the loader')
+        if (keeper !== null) t.equal((await me(app, keeper)).status, 200, 'the request\'s own login is kept')
+      }
+      if (keeper !== null) await revoker.app.loginManager.revokeAllLogins(userId)
+    }
+    const all = figures.flat().sort((a, b) => a - b)
+    const report = (what: string, values: number[]): void => {
+      values.sort((a, b) => a - b)
+      t.comment(`${what}: median ${percentile(values, 0.5).toFixed(2)} ms, p99 ${percentile(values, 0.99).toFixed(2)} ms (${values.length})`)
+    }
+    for (const [i, own] of figures.entries()) report(`instance ${i + 1}, revoke → evicted`, own)
+    report('the revoking instance, revoke call → returned', byRole.revoking)
+    report('the other two, revoke call → heard and evicted', byRole.hearing)
+    const p99 = percentile(all, 0.99)
+    t.comment(`all instances: median ${percentile(all, 0.5).toFixed(2)} ms, p99 ${p99.toFixed(2)} ms, worst ${all[all.length - 1].toFixed(2)} ms of ${all.length}`)
+    t.ok(p99 <= 100, `p99 revoke → refusal ≤ 100 ms (${p99.toFixed(2)} ms)`)
+  })
+})
