@@ -5,8 +5,8 @@ import type { FastifyInstance } from 'fastify'
 import type { Cluster, Redis } from 'ioredis'
 import { redisStore } from '../lib/index'
 import type { LoginStore } from '../types/index'
-import { login, portal } from './helpers'
-import { redisClient, startRedis } from './redis-server'
+import { clock, login, portal } from './helpers'
+import { clusterClient, redisClient, startCluster, startRedis } from './redis-server'
 
 // Logins the server can end (issue 10), through the plugin, with Redis: real
 // redis-server processes (standalone, and a Cluster of three masters) shared
@@ -198,4 +198,51 @@ test('three instances, one Redis: a login works on all; ended on one, it is refu
     t.comment(`all instances: median ${percentile(all, 0.5).toFixed(2)} ms, p99 ${p99.toFixed(2)} ms, worst ${all[all.length - 1].toFixed(2)} ms of ${all.length}`)
     t.ok(p99 <= 100, `p99 revoke → refusal ≤ 100 ms (${p99.toFixed(2)} ms)`)
   })
+})
+
+test('Redis Cluster of three masters: login, list and revoke work, and a revocation is heard by the other instance', async (t) => {
+  const servers = await startCluster(t)
+  const ports = servers.map((server) => server.port)
+  const one = await instance(t, clusterClient(t, ports))
+  const two = await instance(t, clusterClient(t, ports))
+
+  const time = clock(t)
+  const phone = await login(one.app, '1', 'Phone')
+  time.advance(5) // newest first is by createdAt, in seconds
+  const laptop = await login(two.app, '1', 'Laptop', true)
+  const bob = await login(one.app, '2', 'Bob')
+  const phoneId = await loginIdOf(one.app, phone)
+  const laptopId = await loginIdOf(two.app, laptop)
+  for (const { app } of [one, two]) {
+    for (const cookies of [phone, laptop, bob]) t.equal((await me(app, cookies)).status, 200)
+    t.same((await app.loginManager.listLogins('1')).map((record) => [record.loginId, record.userAgent, record.remembered]),
+      [[laptopId, 'Laptop', true], [phoneId, 'Phone', false]], 'both of ann\'s logins, newest first, from either instance')
+  }
+
+  const ends: Array<[string, Instance, Record<string, string>, () => Promise<unknown>]> = [
+    ['revokeLogin', two, phone, async () => t.equal(await one.app.loginManager.revokeLogin('1', phoneId), true)],
+    ['logout', one, laptop, async () => t.equal((await two.app.inject({ url: '/logout', cookies: laptop })).statusCode, 200)],
+    ['revokeAllLogins', two, bob, async () => t.equal(await one.app.loginManager.revokeAllLogins('2'), 1)]
+  ]
+  for (const [kind, other, cookies, end] of ends) {
+    const loginId = await loginIdOf(other.app, cookies)
+    const heard = other.watch.until('revoked', (ids) => ids.includes(loginId))
+    const start = performance.now()
+    await end()
+    const after = await heard - start
+    t.comment(`Cluster, ${kind}: heard by the other instance after ${after.toFixed(2)} ms`)
+    t.ok(after < 100, `${kind}: heard within 100 ms`)
+    for (const { app } of [one, two]) t.equal((await me(app, cookies)).status, 401, `${kind}: refused by both`)
+  }
+
+  // revokeOtherLogins keeps the request's own login.
+  const kept = await login(one.app, '1', 'Kept')
+  const ended = await login(two.app, '1', 'Ended')
+  const endedId = await loginIdOf(one.app, ended)
+  const heard = two.watch.until('revoked', (ids) => ids.includes(endedId))
+  t.same((await one.app.inject({ url: '/revoke-others', cookies: kept })).json(), { revoked: 1 })
+  await heard
+  t.equal((await me(two.app, ended)).status, 401)
+  t.equal((await me(two.app, kept)).status, 200)
+  t.match(await two.app.loginManager.listLogins('1'), [{ userAgent: 'Kept' }])
 })
