@@ -5,12 +5,14 @@ import type { FastifyInstance } from 'fastify'
 import type { Cluster, Redis } from 'ioredis'
 import { redisStore } from '../lib/index'
 import type { LoginStore } from '../types/index'
-import { clock, login, portal } from './helpers'
+import { clock, login, portal, setCookieHeaders } from './helpers'
 import { clusterClient, redisClient, startCluster, startRedis } from './redis-server'
 
 // Logins the server can end (issue 10), through the plugin, with Redis: real
 // redis-server processes (standalone, and a Cluster of three masters) shared
 // by several Fastify instances, each with its own ioredis client.
+
+const PROBE_MS = 5000
 
 // Fails fast while Redis is down, as docs/redis-store.md tells apps to
 // configure their client: no offline queue, no retries, a command timeout.
@@ -109,6 +111,14 @@ function ranSince (before: Record<string, number>, after: Record<string, number>
 
 function percentile (sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]
+}
+
+async function until (what: string, done: () => Promise<boolean>, timeoutMs = PROBE_MS): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!await done()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
 }
 
 test('three instances, one Redis: a login works on all; ended on one, it is refused by all within 100 ms', async (t) => {
@@ -245,4 +255,136 @@ test('Redis Cluster of three masters: login, list and revoke work, and a revocat
   t.equal((await me(two.app, ended)).status, 401)
   t.equal((await me(two.app, kept)).status, 200)
   t.match(await two.app.loginManager.listLogins('1'), [{ userAgent: 'Kept' }])
+})
+
+test('Redis down: a login is a 503, never accepted unchecked; back, it all works without a restart; killed with appendonly, no login is lost', async (t) => {
+  const server = await startRedis(t, { appendonly: true })
+  const admin = redisClient(t, server.port)
+  const one = await instance(t, await readyClient(t, server.port))
+  const two = await instance(t, await readyClient(t, server.port))
+  const ann = await login(one.app, '1')
+  const bob = await login(two.app, '2')
+  for (const { app } of [one, two]) {
+    for (const cookies of [ann, bob]) t.equal((await me(app, cookies)).status, 200, 'known, and cached, on both')
+  }
+  const bothListening = async (): Promise<void> => {
+    await until('both instances to listen again', async () => one.watch.listening && two.watch.listening)
+  }
+
+  t.test('a revocation made while an instance cannot hear it is not missed', async (t) => {
+    for (let i = 0; i < 5; i++) {
+      const victim = await login(one.app, '1', `Victim ${i}`)
+      const victimId = await loginIdOf(one.app, victim)
+      t.equal((await me(two.app, victim)).status, 200)
+      // Both subscribers lose their connection; the revocation is published to nobody.
+      t.equal(await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub'), 2)
+      t.equal(await two.app.loginManager.revokeLogin('1', victimId), true)
+      t.equal(one.watch.listening, false, 'the instance knows it is deaf by then')
+      t.equal((await me(one.app, victim)).status, 401, 'and asks Redis instead of its cache')
+      t.equal((await me(one.app, ann)).status, 200, 'which still knows the others')
+      await bothListening()
+      t.equal((await me(one.app, victim)).status, 401, 'nor is it trusted again once the instance hears again')
+    }
+  })
+
+  t.test('stopped: every request of a login is a 503, the rest of the app keeps serving', async (t) => {
+    const probes: Array<{ deaf: boolean, status: number }> = []
+    const probing = { on: true }
+    const probe = (async () => {
+      while (probing.on) {
+        const deaf = !one.watch.listening
+        probes.push({ deaf, status: (await me(one.app, ann)).status })
+        await new Promise((resolve) => setImmediate(resolve))
+      }
+    })()
+    const deafOne = one.watch.until('listening', (listening) => !listening, PROBE_MS)
+    const deafTwo = two.watch.until('listening', (listening) => !listening, PROBE_MS)
+    const stopping = performance.now()
+    await server.stop()
+    const stopped = performance.now()
+    const noticed = await deafOne
+    await deafTwo
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    probing.on = false
+    await probe
+    const cached = probes.filter((probe) => !probe.deaf && probe.status === 200).length
+    t.comment(`stop → redis-server exited ${(stopped - stopping).toFixed(0)} ms, → noticed by the subscriber ${(noticed - stopping).toFixed(0)} ms; ${cached} requests answered from the cache before that, ${probes.length - cached} after`)
+    const deafProbes = probes.filter((probe) => probe.deaf)
+    t.ok(deafProbes.length > 0, 'requests were made after the disconnect was noticed')
+    t.same(deafProbes.filter((probe) => probe.status !== 503), [], 'each of them a 503: none served from the cache')
+    t.same(probes.filter((probe) => probe.status !== 200 && probe.status !== 503), [], 'and none anonymous')
+
+    one.loaderCalls.length = 0
+    const start = performance.now()
+    const calls: Array<[Instance, string, Record<string, string>, string]> = [
+      [one, '/me', ann, 'get'], [two, '/me', bob, 'get'], [one, '/devices', ann, 'get'],
+      [two, '/login/2', {}, 'create'], [one, '/logout', ann, 'delete']
+    ]
+    for (const [{ app }, url, cookies, method] of calls) {
+      const response = await app.inject({ url, cookies })
+      t.equal(response.statusCode, 503, `${url}: 503`)
+      t.match(response.json(), { code: 'FST_LOGIN_STORE_FAILED', message: new RegExp(`the login store failed in \`${method}\``) })
+      if (url === '/login/2') t.same(setCookieHeaders(response), [], 'no cookie for a login that was not recorded')
+    }
+    const took = performance.now() - start
+    t.comment(`5 requests needing Redis while it is down: ${took.toFixed(0)} ms in all`)
+    t.ok(took < 2000, 'failing fast')
+    t.same(one.loaderCalls, [], 'nobody was loaded unchecked')
+    t.equal((await one.app.inject('/plain')).body, 'plain', 'a route without login is served')
+    t.equal((await me(one.app, {})).status, 401, 'a request without a login cookie needs no store')
+  })
+
+  t.test('started again on the same port: the same cookies and new logins work, without restarting Fastify', async (t) => {
+    const statuses = new Set<number>()
+    await server.start()
+    await until('the same cookies to work on both instances', async () => {
+      const answers = [(await me(one.app, ann)).status, (await me(two.app, bob)).status]
+      for (const status of answers) statuses.add(status)
+      return answers.every((status) => status === 200)
+    })
+    t.notOk(statuses.has(401), `while Redis came back: ${[...statuses].join(', ')}, never anonymous (appendonly: nothing lost)`)
+    await bothListening()
+    const fresh = await login(two.app, '1', 'After the restart')
+    t.equal((await me(one.app, fresh)).status, 200, 'a new login works everywhere')
+    t.equal((await me(one.app, fresh)).status, 200)
+    const before = await commandCalls(admin)
+    for (let i = 0; i < 10; i++) t.equal((await me(one.app, fresh)).status, 200)
+    t.same(ranSince(before, await commandCalls(admin)), {}, 'and is answered from the cache again')
+    const heard = one.watch.until('revoked', () => true)
+    await two.app.loginManager.revokeAllLogins('1')
+    await heard
+    t.equal((await me(one.app, fresh)).status, 401, 'revocations are heard again')
+    t.equal((await me(one.app, ann)).status, 401)
+  })
+
+  t.test('killed (SIGKILL) with appendonly: the login made just before is not lost', async (t) => {
+    const last = await login(one.app, '1', 'Just before the crash')
+    await server.kill()
+    await server.start()
+    await until('the cookie to work again', async () => (await me(two.app, last)).status === 200)
+    t.equal((await me(one.app, last)).status, 200)
+    t.equal((await me(two.app, bob)).status, 200, 'nor any other')
+    t.match(await one.app.loginManager.listLogins('1'), [{ userAgent: 'Just before the crash' }])
+  })
+})
+
+test('a client left with ioredis\' defaults: a request waits while Redis is down, and is answered when it is back', async (t) => {
+  const server = await startRedis(t, { appendonly: true })
+  // ioredis' defaults: an offline queue, 20 retries per command, no timeout.
+  const client = redisClient(t, server.port, { maxRetriesPerRequest: 20 })
+  const { app, watch } = await instance(t, client)
+  const cookies = await login(app)
+  t.equal((await me(app, cookies)).status, 200)
+  const deaf = watch.until('listening', (listening) => !listening)
+  await server.stop()
+  await deaf
+  let answered: number | null = null
+  const start = performance.now()
+  const waiting = me(app, cookies).then(({ status }) => { answered = status })
+  await new Promise((resolve) => setTimeout(resolve, 1000))
+  t.equal(answered, null, 'no answer after 1 s: queued until Redis is back (about 70 s with no Redis, then a 503)')
+  await server.start()
+  await waiting
+  t.comment(`answered after ${(performance.now() - start).toFixed(0)} ms, Redis being back after 1 s`)
+  t.equal(answered, 200, 'checked against Redis, then answered')
 })
