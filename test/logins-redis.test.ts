@@ -13,6 +13,9 @@ import { clusterClient, redisClient, startCluster, startRedis } from './redis-se
 // by several Fastify instances, each with its own ioredis client.
 
 const PROBE_MS = 5000
+// Revocations measured: p99 of 3 × 100 figures lets one round stalled by a
+// busy machine (all three instances at once) through, not two.
+const ROUNDS = 100
 
 // Fails fast while Redis is down, as docs/redis-store.md tells apps to
 // configure their client: no offline queue, no retries, a command timeout.
@@ -156,7 +159,7 @@ test('three instances, one Redis: a login works on all; ended on one, it is refu
     const figures: number[][] = [[], [], []]
     const byRole = { revoking: [] as number[], hearing: [] as number[] }
     t.equal(await instances[2].app.loginManager.revokeAllLogins('1'), 1, 'the phone\'s login, from above')
-    for (let round = 0; round < 32; round++) {
+    for (let round = 0; round < ROUNDS; round++) {
       const kind = kinds[round % kinds.length]
       const revoker = instances[round % 3]
       const userId = String(1 + (round % 2))
@@ -387,4 +390,121 @@ test('a client left with ioredis\' defaults: a request waits while Redis is down
   await waiting
   t.comment(`answered after ${(performance.now() - start).toFixed(0)} ms, Redis being back after 1 s`)
   t.equal(answered, 200, 'checked against Redis, then answered')
+})
+
+test('idle timeout and sessionDuration against Redis: the plugin\'s clock decides, Redis expires the keys with the login', async (t) => {
+  const server = await startRedis(t)
+  const admin = redisClient(t, server.port)
+  const tag = (userId: string): string => `fastify-login:{u:${Buffer.from(userId).toString('base64url')}}:`
+  const nowInSeconds = (): number => Math.floor(Date.now() / 1000)
+  t.beforeEach(async () => { await admin.flushall() })
+
+  // Only the plugin's clock is moved: Redis keeps its own, and every key
+  // expires in the real future, so Redis never expires one during these.
+  t.test('idle timeout: the last use seen by any instance counts', async (t) => {
+    const time = clock(t)
+    const one = await instance(t, await readyClient(t, server.port), { idleTimeout: 600 })
+    const two = await instance(t, await readyClient(t, server.port), { idleTimeout: 600 })
+    const cookies = await login(one.app)
+    const loginId = await loginIdOf(one.app, cookies)
+    time.advance(599)
+    t.equal((await me(two.app, cookies)).status, 200, 'used on the other instance within the timeout')
+    const lastSeen = Number(await admin.hget(`${tag('1')}login:${loginId}`, 'lastSeenAt'))
+    t.ok(nowInSeconds() - lastSeen <= 1, 'which wrote that last use to Redis')
+    time.advance(599)
+    const before = await commandCalls(admin)
+    t.equal((await me(one.app, cookies)).status, 200, 'the first instance last saw it 1198 s ago, so Redis decides: used 599 s ago')
+    t.equal(ranSince(before, await commandCalls(admin)).hgetall, 1, 'it asked Redis')
+    time.advance(600)
+    for (const [i, { app, loaderCalls }] of [one, two].entries()) {
+      loaderCalls.length = 0
+      t.equal((await me(app, cookies)).status, 401, `idle for 600 s: refused by instance ${i + 1}`)
+      t.same(loaderCalls, [])
+    }
+    t.equal(await admin.exists(`${tag('1')}login:${loginId}`), 1, 'by the plugin: the record is still in Redis, until the login expires')
+  })
+
+  t.test('sessionDuration: a login that is not remembered ends on the server, cached or not', async (t) => {
+    const time = clock(t)
+    const one = await instance(t, await readyClient(t, server.port), { sessionDuration: 3600 })
+    const two = await instance(t, await readyClient(t, server.port), { sessionDuration: 3600 })
+    const session = await login(one.app, '1', 'Firefox', false)
+    const remembered = await login(one.app, '2', 'Firefox', true)
+    const sessionId = await loginIdOf(one.app, session)
+    const [record] = await one.app.loginManager.listLogins('1')
+    t.equal(record.expiresAt - record.createdAt, 3600)
+    t.equal(await admin.call('EXPIRETIME', `${tag('1')}login:${sessionId}`), record.expiresAt, 'its record expires with it in Redis')
+    t.equal(await admin.call('EXPIRETIME', `${tag('1')}logins`), record.expiresAt, 'and so does the user\'s index')
+    time.advance(3599)
+    t.equal((await me(one.app, session)).status, 200)
+    time.advance(1)
+    t.equal((await me(one.app, session)).status, 401, 'cached on this instance: refused')
+    t.equal((await me(two.app, session)).status, 401, 'never seen by this one: read from Redis, and refused')
+    t.equal(await admin.exists(`${tag('1')}login:${sessionId}`), 1, 'by the plugin\'s clock: Redis still has it')
+    for (const { app } of [one, two]) t.equal((await me(app, remembered)).status, 200, 'a remembered login lasts cookieDuration')
+  })
+
+  t.test('in real time: Redis drops the keys of an ended login by itself', async (t) => {
+    const one = await instance(t, await readyClient(t, server.port), { sessionDuration: 1 })
+    const cookies = await login(one.app, '1', 'Brief', false)
+    const [record] = await one.app.loginManager.listLogins('1')
+    const keys = [`${tag('1')}login:${record.loginId}`, `${tag('1')}logins`]
+    for (const key of keys) t.equal(await admin.call('EXPIRETIME', key), record.expiresAt, `${key} expires with the login`)
+    await new Promise((resolve) => setTimeout(resolve, record.expiresAt * 1000 + 50 - Date.now()))
+    t.equal(await admin.exists(...keys), 0, 'both keys gone, without a cleanup job')
+    t.same(await one.app.loginManager.listLogins('1'), [])
+    t.equal((await me(one.app, cookies)).status, 401)
+  })
+})
+
+test('a revocation that lands while another instance is reading the same login from Redis leaves no stale cache entry', async (t) => {
+  const server = await startRedis(t)
+  const admin = redisClient(t, server.port)
+  // The reader's store reads are held, once Redis has answered them, until released.
+  let held: { read: () => void, released: Promise<void> } | null = null
+  const heldReads = (store: LoginStore): LoginStore => ({
+    ...store,
+    get: async (loginId, userId) => {
+      const record = await store.get(loginId, userId)
+      if (held !== null) {
+        held.read()
+        await held.released
+      }
+      return record
+    }
+  })
+  function holdNextRead (): { read: Promise<void>, release: () => void } {
+    let release = (): void => {}
+    const read = new Promise<void>((resolve) => {
+      held = { read: resolve, released: new Promise((resolve) => { release = resolve }) }
+    })
+    return { read, release: () => { held = null; release() } }
+  }
+  const reader = await instance(t, await readyClient(t, server.port), {}, heldReads)
+  const other = await instance(t, await readyClient(t, server.port))
+
+  // Read, revoked (or not) while the read is held, released; then what the next request costs.
+  async function race (revoke: ((loginId: string) => Promise<void>) | null): Promise<{ first: number, next: number, hgetall: number }> {
+    const cookies = await login(other.app)
+    const loginId = await loginIdOf(other.app, cookies)
+    const hold = holdNextRead()
+    const first = me(reader.app, cookies)
+    await hold.read // Redis has answered: the login is alive
+    if (revoke !== null) await revoke(loginId)
+    hold.release()
+    const { status } = await first
+    const before = await commandCalls(admin)
+    const next = (await me(reader.app, cookies)).status
+    return { first: status, next, hgetall: ranSince(before, await commandCalls(admin)).hgetall ?? 0 }
+  }
+
+  t.same(await race(null), { first: 200, next: 200, hgetall: 0 }, 'unraced, the read is cached: the next request asks Redis nothing')
+  t.same(await race(async (loginId) => {
+    const heard = reader.watch.until('revoked', (ids) => ids.includes(loginId))
+    t.equal(await other.app.loginManager.revokeLogin('1', loginId), true)
+    await heard
+  }), { first: 200, next: 401, hgetall: 1 }, 'revoked on another instance and heard mid-read: the read answers as it read, but is not cached')
+  t.same(await race(async (loginId) => {
+    t.equal(await reader.app.loginManager.revokeLogin('1', loginId), true)
+  }), { first: 200, next: 401, hgetall: 1 }, 'revoked on the reading instance itself mid-read: the same')
 })
