@@ -159,7 +159,9 @@ test('records: create, get, touch, delete, list, deleteAll', async (t) => {
     const oldest = loginRecord({ userId: 'lister', createdAt: now - 30 })
     const newest = loginRecord({ userId: 'lister', createdAt: now - 10 })
     const middle = loginRecord({ userId: 'lister', createdAt: now - 20 })
-    const shortLived = loginRecord({ userId: 'lister', createdAt: now, expiresAt: now + 1 })
+    // Two seconds, not one: `now` is rounded down, and on a busy machine the
+    // next second can begin before the first list.
+    const shortLived = loginRecord({ userId: 'lister', createdAt: now, expiresAt: now + 2 })
     const vanishing = loginRecord({ userId: 'lister', createdAt: now - 5 })
     for (const record of [oldest, newest, middle, shortLived, vanishing]) await store.create(record)
     t.same(await store.list('lister'), [shortLived, vanishing, newest, middle, oldest])
