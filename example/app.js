@@ -1,7 +1,7 @@
 'use strict'
 
 // The student portal: sign up, log in (with "remember me"), a profile, a
-// password change behind a fresh login, "log out everywhere", and a small
+// password change and "log out everywhere" behind a fresh login, and a small
 // JSON API with bearer tokens. `server.js` runs it; the tests build it with
 // `buildApp()` against a temporary database.
 const { hkdfSync } = require('node:crypto')
@@ -11,24 +11,25 @@ const Fastify = require('fastify')
 const fastifyCookie = require('@fastify/cookie')
 const fastifyCsrf = require('@fastify/csrf-protection')
 const fastifyFormbody = require('@fastify/formbody')
+const fastifyRateLimit = require('@fastify/rate-limit')
 const fastifyView = require('@fastify/view')
 const ejs = require('ejs')
 const fastifyLogin = require('..') // the package itself: `require('fastify-login')` in your app
 const { UserMixin } = fastifyLogin
-const { openDatabase } = require('./db')
-const { hashPassword, verifyPassword, verifyAgainstNobody } = require('./passwords')
-
-// Field limits, checked before anything touches the database. The database
-// checks the name and the grade again (see db.js).
-const LIMITS = { name: 64, passwordMin: 8, passwordMax: 128, gradeMin: 1, gradeMax: 12 }
+const { openDatabase, API_TOKEN_DAYS } = require('./db')
+const { createAttemptLimits } = require('./attempts')
+const { createFlash } = require('./flash')
+const { LIMITS, field, echo, normalizeName, checkName, checkGrade, checkNewPassword, checkPresent, problems } = require('./forms')
+const { hashPassword, verifyPassword, verifyAgainstNobody, prepareDummyHash } = require('./passwords')
 
 class Student extends UserMixin {
-  constructor ({ id, name, grade, sessionVersion }) {
+  constructor ({ id, name, grade, sessionVersion, apiTokenExpiresAt }) {
     super()
     this.id = id
     this.name = name
     this.grade = grade
     this.sessionVersion = sessionVersion
+    this.apiTokenExpiresAt = apiTokenExpiresAt
   }
 
   // The alternative id: a login cookie names the student *and* the session
@@ -38,85 +39,185 @@ class Student extends UserMixin {
   }
 }
 
-// The notices a redirect may ask the profile page to show. Looked up, never
-// echoed: a link cannot make the page say anything else.
-const NOTICES = new Map([
-  ['password', 'Your password was changed. Every other device was logged out.'],
-  ['everywhere', 'Every other device was logged out, and your API token was revoked.']
-])
-
+// Sent with every response, framework errors (400, 413…) included: they are
+// set in onSend, the last step before any response goes out.
 const SECURITY_HEADERS = {
-  'content-security-policy': "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+  'content-security-policy': "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+  'x-frame-options': 'DENY', // frame-ancestors, for browsers that predate it
   'referrer-policy': 'same-origin',
   'x-content-type-options': 'nosniff',
   'cache-control': 'no-store'
 }
 
+// Why the re-authentication page is shown: the login is not fresh because…
+const STALE_REASONS = {
+  remembered: 'You were remembered from an earlier visit. To continue, type your password again.',
+  timeout: 'It has been a while since you typed your password. To continue, type it again.',
+  client: 'Your browser or network changed since you logged in. To continue, type your password again.',
+  fresh: 'To continue, type your password again.'
+}
+
+const LOGIN_REQUIRED_MESSAGE = 'Please log in to see this page.'
+// A new API token is shown on the page it redirects to, once, for this long at most.
+const SHOW_TOKEN_FOR_MS = 5 * 60 * 1000
+
 const STYLE = readFileSync(join(__dirname, 'public', 'style.css'))
 
-async function buildApp ({ databasePath, secret, logger = false }) {
+// `https`: the portal is served over https (behind a TLS proxy, with
+// `trustProxy`). Its cookies are then Secure and named `__Host-…`: a
+// neighbouring subdomain cannot plant or override them (cookie tossing).
+// `store`: where logins are recorded, so that each can be listed and ended
+// ("Your devices"); by default a table of the portal's database (login-store.js).
+async function buildApp ({ databasePath, secret, logger = false, https = false, trustProxy = false, store = null }) {
   const db = openDatabase(databasePath)
-  const app = Fastify({ logger })
+  const app = Fastify({
+    logger,
+    trustProxy,
+    // A URL Fastify cannot even decode is answered before any hook runs: it
+    // gets the headers here.
+    frameworkErrors (error, request, reply) {
+      reply.headers(SECURITY_HEADERS).code(400).type('text/plain; charset=utf-8').send(`${error.message}\n`)
+    }
+  })
   app.decorate('db', db)
   app.addHook('onClose', async () => db.close())
-  app.addHook('onRequest', (request, reply, done) => {
-    reply.headers(SECURITY_HEADERS)
-    done()
+  app.addHook('onSend', (request, reply, payload, done) => {
+    for (const [name, value] of Object.entries(SECURITY_HEADERS)) {
+      if (!reply.hasHeader(name)) reply.header(name, value)
+    }
+    done(null, payload)
   })
+  // Checking a password for an unknown name needs a hash to compare with:
+  // made now, not on the first probe.
+  await prepareDummyHash()
+
+  const cookiePrefix = https ? '__Host-' : ''
+  const accountCookie = `${cookiePrefix}account`
+  const csrfCookie = https ? '__Host-csrf' : '_csrf'
 
   // @fastify/csrf-protection keeps its secret in a cookie, so @fastify/cookie
-  // comes first, with its parsing hook. It signs the CSRF cookie with a key of
-  // its own, derived from the app's secret, and fastify-login gets the secret
-  // itself: one key per purpose, so no signed value passes for another cookie.
-  const csrfCookieKey = Buffer.from(hkdfSync('sha256', secret, '', 'portal csrf cookie', 32))
-  await app.register(fastifyCookie, { secret: csrfCookieKey })
+  // comes first, with its parsing hook. It signs the CSRF and notice cookies
+  // with a key of its own, derived from the app's secret, and fastify-login
+  // gets the secret itself: one key per purpose, so no signed value passes for
+  // another cookie.
+  const cookieKey = Buffer.from(hkdfSync('sha256', secret, '', 'portal csrf cookie', 32))
+  await app.register(fastifyCookie, { secret: cookieKey })
 
   // fastify-login before @fastify/view: templates then see `currentUser`
   // without any per-request hook.
   await app.register(fastifyLogin, {
     secret,
-    cookieSecure: 'auto', // Secure on https; plain http works on 127.0.0.1
+    cookieName: { account: accountCookie, isFresh: `${cookiePrefix}fresh` },
+    cookieSecure: https ? true : 'auto', // 'auto': Secure on https; plain http works on 127.0.0.1
+    store: store ?? db.logins,
     loginRequiredRoute: '/login',
+    loginRequiredMessage: LOGIN_REQUIRED_MESSAGE,
     loginProhibitedRoute: '/profile',
     refreshRoute: '/reauthenticate',
 
     // Synchronous, like better-sqlite3: `request.currentUser` is ready on
-    // every page. A cookie of an older session version loads nobody.
-    userLoader (id) {
+    // every page. A cookie of an older session version loads nobody, and the
+    // request remembers why, for the log-in page to say.
+    userLoader (id, request) {
       const match = /^(\d+):(\d+)$/.exec(id)
       if (match === null) return null
       const row = db.studentById(Number(match[1]))
-      return row !== null && row.sessionVersion === Number(match[2]) ? new Student(row) : null
+      if (row === null) return null
+      if (row.sessionVersion !== Number(match[2])) {
+        request.logoutReason = row.revokedBy === 'password' ? 'password-changed-elsewhere' : 'logged-out-everywhere'
+        return null
+      }
+      return new Student(row)
     },
 
-    // For API clients: asked only when there is no valid login cookie.
+    // For API clients, under /api/ only: asked when there is no valid login
+    // cookie. A token is never a login of the pages (it could not be fresh,
+    // confirmed or logged out there).
     requestLoader (request) {
+      if (!request.url.startsWith('/api/')) return null
       const token = bearerToken(request.headers.authorization)
       const row = token === null ? null : db.studentByApiToken(token)
       return row === null ? null : new Student(row)
     }
   })
   const { loginRequired, loginProhibited, freshLoginRequired } = app.loginManager
+  app.decorateRequest('logoutReason', null)
+  app.decorateRequest('clientChanged', false)
+  app.loginManager.on('sessionProtected', (request) => { request.clientChanged = true })
+
+  const flash = createFlash({ cookieName: `${cookiePrefix}flash`, secure: https, messages: { 'login-required': LOGIN_REQUIRED_MESSAGE } })
+
+  // A guard sends a visitor to log in: the log-in page says why. A login
+  // cookie that no longer works (another device ended that login, or it
+  // expired) is cleared on the way.
+  app.loginManager.unauthorizedHandler((request, reply) => {
+    const ended = request.logoutReason ?? (request.cookies[accountCookie] === undefined ? null : 'login-ended')
+    flash.set(reply, ended ?? 'login-required')
+    if (ended !== null) return app.loginManager.logoutUser(request, reply) // a promise with an asynchronous store
+  })
 
   await app.register(fastifyView, {
     engine: { ejs },
     root: join(__dirname, 'views'),
     layout: 'layout.ejs',
-    defaultContext: { error: null, notice: null }
+    defaultContext: { errors: [], notice: null }
   })
   await app.register(fastifyFormbody)
   await app.register(fastifyCsrf, {
-    cookieOpts: { path: '/', sameSite: 'strict', httpOnly: true, secure: 'auto', signed: true }
+    cookieKey: csrfCookie,
+    cookieOpts: { path: '/', sameSite: 'strict', httpOnly: true, secure: https ? true : 'auto', signed: true }
   })
   // Every form that changes something sends the token: checked once the body is parsed.
   const csrf = app.csrfProtection
+  // Counters only (attempts.js): the forms decide what counts.
+  await app.register(fastifyRateLimit, { global: false })
+  const attempts = createAttemptLimits(app)
+
+  // A new CSRF secret at log-in and log-out: a token planted or learnt before
+  // (login CSRF) is worth nothing once the visitor is someone else.
+  function renewCsrfSecret (request, reply) {
+    delete request.cookies[csrfCookie]
+    reply.generateCsrf()
+  }
 
   // Renders a page in the layout, with a CSRF token for its forms (the layout
-  // has one too: the log-out button).
+  // has one too: the log-out button) and the notice a redirect left, if any.
+  // Error pages leave the notice for the page it was meant for.
   async function render (reply, template, data, statusCode = 200) {
-    const html = await reply.viewAsync(`${template}.ejs`, { csrfToken: reply.generateCsrf(), ...data })
+    const notice = statusCode === 200 ? flash.take(reply.request, reply) : null
+    const html = await reply.viewAsync(`${template}.ejs`, { csrfToken: reply.generateCsrf(), notice, ...data })
     return reply.code(statusCode).type('text/html; charset=utf-8').send(html)
   }
+
+  // Too many failed passwords: 429, and when to try again.
+  function tooManyAttempts (reply, retryAfter, why = 'Too many wrong passwords.') {
+    const minutes = Math.ceil(retryAfter / 60)
+    const at = new Date(Date.now() + retryAfter * 1000).toISOString().slice(11, 16)
+    reply.header('retry-after', String(retryAfter))
+    return render(reply, 'error', {
+      title: 'Too many attempts',
+      message: `${why} Try again in ${minutes} min (at ${at} UTC).`
+    }, 429)
+  }
+
+  // Every form post, log-in and log-out included, must come from the
+  // portal's own pages: a browser says where a request comes from
+  // (Sec-Fetch-Site, else Origin), and an unsafe request from anywhere else
+  // is refused with a 403. CSRF tokens alone fall to cookie tossing: another
+  // port of 127.0.0.1, or a sibling subdomain, can plant its own CSRF secret.
+  // Safe methods (GET, HEAD) and clients that send neither header pass.
+  app.addHook('onRequest', app.loginManager.crossOriginProtection)
+
+  // Bearer tokens belong to the API: anywhere else they are a mistake to
+  // report, never a login of the pages (a stolen token must not log out
+  // everywhere, confirm a login or get a cookie).
+  app.addHook('onRequest', (request, reply, done) => {
+    if (request.headers.authorization !== undefined && !request.url.startsWith('/api/')) {
+      done(Object.assign(new Error('API tokens work only under /api/. Log in with your name and password to use the pages.'), { statusCode: 400 }))
+      return
+    }
+    done()
+  })
 
   app.get('/style.css', (request, reply) => reply.header('cache-control', 'max-age=3600').type('text/css; charset=utf-8').send(STYLE))
 
@@ -127,21 +228,23 @@ async function buildApp ({ databasePath, secret, logger = false }) {
     render(reply, 'signup', { title: 'Sign up', values: {}, limits: LIMITS }))
 
   app.post('/signup', { onRequest: loginProhibited, preHandler: csrf }, async (request, reply) => {
-    const values = {
-      name: field(request.body, 'name').trim(),
-      grade: field(request.body, 'grade'),
-      remember: field(request.body, 'remember') === 'yes'
-    }
+    const name = normalizeName(field(request.body, 'name'))
+    const grade = field(request.body, 'grade')
     const password = field(request.body, 'password')
-    const refuse = (statusCode, error) =>
-      render(reply, 'signup', { title: 'Sign up', values, limits: LIMITS, error }, statusCode)
+    const values = { name: echo(name, LIMITS.name), grade, remember: field(request.body, 'remember') === 'yes' }
+    const refuse = (statusCode, errors) =>
+      render(reply, 'signup', { title: 'Sign up', values, limits: LIMITS, errors }, statusCode)
 
-    const invalid = checkName(values.name) ?? checkGrade(values.grade) ?? checkNewPassword(password)
-    if (invalid !== null) return refuse(400, invalid)
-    const row = db.createStudent({ name: values.name, grade: Number(values.grade), passwordHash: await hashPassword(password) })
-    if (row === null) return refuse(409, `The name “${values.name}” is taken. Choose another one.`)
+    const errors = problems(checkName(name), checkGrade(grade), checkNewPassword(password))
+    if (errors.length > 0) return refuse(400, errors)
+    const retryAfter = await attempts.signUpRefusal(request)
+    if (retryAfter !== null) return tooManyAttempts(reply, retryAfter, 'Too many sign-ups from your address.')
+    await attempts.signedUp(request)
+    const row = db.createStudent({ name, grade: Number(grade), passwordHash: await hashPassword(password) })
+    if (row === null) return refuse(409, [`The name “${name}” is taken. Choose another one.`])
 
-    app.loginManager.loginUser(request, reply, new Student(row), { remember: values.remember })
+    await app.loginManager.loginUser(request, reply, new Student(row), { remember: values.remember })
+    renewCsrfSecret(request, reply)
     return reply.redirect('/profile', 303)
   })
 
@@ -149,91 +252,175 @@ async function buildApp ({ databasePath, secret, logger = false }) {
     render(reply, 'login', { title: 'Log in', values: {}, next: app.loginManager.nextUrl(request, '') }))
 
   app.post('/login', { onRequest: loginProhibited, preHandler: csrf }, async (request, reply) => {
-    const values = { name: field(request.body, 'name').trim(), remember: field(request.body, 'remember') === 'yes' }
+    const name = normalizeName(field(request.body, 'name'))
     const password = field(request.body, 'password')
+    const values = { name: echo(name, LIMITS.name), remember: field(request.body, 'remember') === 'yes' }
     // `next` came through the form as a hidden field; nextUrl() keeps it only
     // when it is a path on this site.
     const next = app.loginManager.nextUrl(request, '')
-    const refuse = (statusCode, error) =>
-      render(reply, 'login', { title: 'Log in', values, next, error }, statusCode)
+    const refuse = (statusCode, errors) =>
+      render(reply, 'login', { title: 'Log in', values, next, errors }, statusCode)
 
-    const invalid = checkPresent('name', values.name, LIMITS.name) ?? checkPresent('password', password, LIMITS.passwordMax)
-    if (invalid !== null) return refuse(400, invalid)
-    const row = db.studentByName(values.name)
+    const errors = problems(checkPresent('name', name, LIMITS.name), checkPresent('password', password, LIMITS.passwordMax))
+    if (errors.length > 0) return refuse(400, errors)
+    const retryAfter = await attempts.passwordRefusal(request, name)
+    if (retryAfter !== null) return tooManyAttempts(reply, retryAfter)
+    const row = db.studentByName(name)
     const matches = row === null ? await verifyAgainstNobody(password) : await verifyPassword(password, row.passwordHash)
-    // One message for both: the page does not tell which names exist.
-    if (!matches) return refuse(401, 'Wrong name or password.')
+    if (!matches) {
+      await attempts.passwordFailed(request, name)
+      // One message for both: the page does not tell which names exist.
+      return refuse(401, ['Wrong name or password.'])
+    }
 
-    app.loginManager.loginUser(request, reply, new Student(row), { remember: values.remember })
+    await app.loginManager.loginUser(request, reply, new Student(row), { remember: values.remember })
+    renewCsrfSecret(request, reply)
     return reply.redirect(app.loginManager.nextUrl(request, '/profile'), 303)
   })
 
   // A POST, with a CSRF token: another site cannot log you out. No guard:
-  // logging out an anonymous visitor does nothing.
-  app.post('/logout', { preHandler: csrf }, (request, reply) => {
-    app.loginManager.logoutUser(request, reply)
+  // logging out an anonymous visitor does nothing. With a store, the login
+  // ends on the server too: a copy of the cookie is worth nothing after.
+  app.post('/logout', { preHandler: csrf }, async (request, reply) => {
+    if (request.currentUser.isAuthenticated) flash.set(reply, 'logged-out')
+    await app.loginManager.logoutUser(request, reply)
+    renewCsrfSecret(request, reply)
     return reply.redirect('/', 303)
   })
 
   app.get('/profile', { onRequest: loginRequired }, (request, reply) =>
-    render(reply, 'profile', { title: 'Profile', fresh: request.isFresh, notice: NOTICES.get(request.query.notice) ?? null }))
+    render(reply, 'profile', { title: 'Profile', fresh: request.isFresh }))
 
-  // Changing the password needs a fresh login: a visitor remembered from an
-  // earlier browser session types the password again first.
+  // Changing the password needs a fresh login *and* the current password: a
+  // fresh login can be forged or left open, the password cannot.
   app.get('/password', { onRequest: freshLoginRequired }, (request, reply) =>
     render(reply, 'password', { title: 'Change password', limits: LIMITS }))
 
   app.post('/password', { onRequest: freshLoginRequired, preHandler: csrf }, async (request, reply) => {
+    const current = field(request.body, 'current')
     const password = field(request.body, 'password')
-    const invalid = checkNewPassword(password) ??
-      (field(request.body, 'confirm') === password ? null : 'The two passwords do not match.')
-    if (invalid !== null) return render(reply, 'password', { title: 'Change password', limits: LIMITS, error: invalid }, 400)
+    const refuse = (statusCode, errors) => render(reply, 'password', { title: 'Change password', limits: LIMITS, errors }, statusCode)
+    const errors = problems(
+      checkPresent('current password', current, LIMITS.passwordMax),
+      checkNewPassword(password),
+      field(request.body, 'confirm') === password ? null : 'The two new passwords do not match.'
+    )
+    if (errors.length > 0) return refuse(400, errors)
+    const student = request.currentUser
+    const retryAfter = await attempts.passwordRefusal(request, student.name)
+    if (retryAfter !== null) return tooManyAttempts(reply, retryAfter)
+    if (!await verifyPassword(current, db.studentById(student.id).passwordHash)) {
+      await attempts.passwordFailed(request, student.name)
+      return refuse(401, ['Your current password is not that one.'])
+    }
     // A new password logs out every other device: new session version.
-    const row = db.changePassword(request.currentUser.id, await hashPassword(password))
-    logInAgain(request, reply, row)
-    return reply.redirect('/profile?notice=password', 303)
+    const row = db.changePassword(student.id, await hashPassword(password))
+    await logInAgain(request, reply, row)
+    flash.set(reply, 'password-changed')
+    return reply.redirect('/profile', 303)
   })
 
   // The re-authentication form (refreshRoute): the password again, then back
-  // to the page that asked for a fresh login.
+  // to the page that asked for a fresh login. It says why it asks.
   app.get('/reauthenticate', { onRequest: loginRequired }, (request, reply) =>
-    render(reply, 'reauthenticate', { title: 'Confirm your password', next: app.loginManager.nextUrl(request, '') }))
+    render(reply, 'reauthenticate', { title: 'Confirm your password', reason: STALE_REASONS[staleReason(request)], next: app.loginManager.nextUrl(request, '') }))
 
   app.post('/reauthenticate', { onRequest: loginRequired, preHandler: csrf }, async (request, reply) => {
     const password = field(request.body, 'password')
     const next = app.loginManager.nextUrl(request, '')
-    const refuse = (statusCode, error) =>
-      render(reply, 'reauthenticate', { title: 'Confirm your password', next, error }, statusCode)
+    const refuse = (statusCode, errors) =>
+      render(reply, 'reauthenticate', { title: 'Confirm your password', reason: STALE_REASONS[staleReason(request)], next, errors }, statusCode)
 
     const invalid = checkPresent('password', password, LIMITS.passwordMax)
-    if (invalid !== null) return refuse(400, invalid)
-    const row = db.studentById(request.currentUser.id)
-    if (!await verifyPassword(password, row.passwordHash)) return refuse(401, 'Wrong password.')
+    if (invalid !== null) return refuse(400, [invalid])
+    const student = request.currentUser
+    const retryAfter = await attempts.passwordRefusal(request, student.name)
+    if (retryAfter !== null) return tooManyAttempts(reply, retryAfter)
+    if (!await verifyPassword(password, db.studentById(student.id).passwordHash)) {
+      await attempts.passwordFailed(request, student.name)
+      return refuse(401, ['Wrong password.'])
+    }
 
     app.loginManager.confirmLogin(request, reply) // fresh again, same login
     return reply.redirect(app.loginManager.nextUrl(request, '/profile'), 303)
   })
 
-  // "Log out everywhere": a new session version makes every cookie issued
-  // before load nobody; then this device gets a cookie under the new version.
-  app.post('/logout-everywhere', { onRequest: loginRequired, preHandler: csrf }, (request, reply) => {
-    const row = db.revokeSessions(request.currentUser.id)
-    logInAgain(request, reply, row)
-    return reply.redirect('/profile?notice=everywhere', 303)
-  })
-
-  // After a revocation: this device stays logged in under the new session
-  // version, as remembered and as fresh as it was.
-  function logInAgain (request, reply, row) {
-    const { remembered } = app.loginManager.loginInfo(request)
-    app.loginManager.loginUser(request, reply, new Student(row), { remember: remembered, fresh: request.isFresh })
+  // Why this login is not fresh: its fresh cookie is gone with the browser
+  // session, or it was sent from another browser or address ('basic' session
+  // protection), or it is too old.
+  function staleReason (request) {
+    if (request.isFresh) return 'fresh'
+    if (request.clientChanged) return 'client'
+    return request.cookies[app.loginManager.config.cookieName.isFresh] === undefined ? 'remembered' : 'timeout'
   }
 
-  // A new API token, shown once. A credential that outlives cookies: creating
-  // one needs a fresh login.
+  // "Log out everywhere": a new session version makes every cookie issued
+  // before load nobody; then this device gets a cookie under the new version.
+  // It needs a fresh login: a stolen, remembered cookie must not lock the
+  // student out of their other devices.
+  app.get('/logout-everywhere', { onRequest: freshLoginRequired }, (request, reply) =>
+    render(reply, 'logout-everywhere', { title: 'Log out everywhere else' }))
+
+  app.post('/logout-everywhere', { onRequest: freshLoginRequired, preHandler: csrf }, async (request, reply) => {
+    const row = db.revokeSessions(request.currentUser.id)
+    await logInAgain(request, reply, row)
+    flash.set(reply, 'logged-out-others')
+    return reply.redirect('/profile', 303)
+  })
+
+  // After a revocation: this device logs in again under the new session
+  // version, as remembered and as fresh as it was. The records of the old
+  // version's logins are left to expire: their cookies already load nobody,
+  // and the loader can then tell those devices why (userLoader above).
+  async function logInAgain (request, reply, row) {
+    const { remembered } = app.loginManager.loginInfo(request)
+    await app.loginManager.loginUser(request, reply, new Student(row), { remember: remembered, fresh: request.isFresh })
+  }
+
+  // "Your devices": every live login of the student, as the store has it.
+  app.get('/devices', { onRequest: loginRequired }, async (request, reply) => {
+    const thisLogin = app.loginManager.loginInfo(request).loginId
+    const logins = (await app.loginManager.listLogins(request.currentUser)).map((login) => ({
+      ...login,
+      thisDevice: login.loginId === thisLogin,
+      createdAt: utc(login.createdAt),
+      lastSeenAt: utc(login.lastSeenAt)
+    }))
+    return render(reply, 'devices', { title: 'Your devices', logins })
+  })
+
+  // Ends one other login. It needs a fresh login, as "log out everywhere"
+  // does; a refusal comes back to GET /devices after re-authenticating.
+  app.post('/devices', { onRequest: freshLoginRequired, preHandler: csrf }, async (request, reply) => {
+    const ended = await app.loginManager.revokeLogin(request.currentUser, field(request.body, 'login'))
+    flash.set(reply, ended ? 'device-logged-out' : 'device-already-gone')
+    return reply.redirect('/devices', 303)
+  })
+
+  // API tokens: a credential that outlives cookies, so the page needs a fresh
+  // login. A new token is made by a POST and shown by the GET it redirects to,
+  // once: a reload shows no token and makes no new one.
+  const tokensToShow = new Map() // student id → { token, expiresAt, until }
+
+  app.get('/api-token', { onRequest: freshLoginRequired }, (request, reply) => {
+    const student = request.currentUser
+    const pending = tokensToShow.get(student.id)
+    tokensToShow.delete(student.id)
+    const token = pending !== undefined && pending.until > Date.now() ? pending.token : null
+    return render(reply, 'api-token', {
+      title: 'Your API token',
+      token,
+      expiresAt: student.apiTokenExpiresAt === null ? null : new Date(student.apiTokenExpiresAt * 1000),
+      now: new Date(Date.now()),
+      tokenDays: API_TOKEN_DAYS,
+      origin: `${request.protocol}://${request.host}`
+    })
+  })
+
   app.post('/api-token', { onRequest: freshLoginRequired, preHandler: csrf }, (request, reply) => {
-    const token = db.createApiToken(request.currentUser.id)
-    return render(reply, 'api-token', { title: 'Your API token', token, origin: `${request.protocol}://${request.host}` })
+    const { token } = db.createApiToken(request.currentUser.id)
+    tokensToShow.set(request.currentUser.id, { token, until: Date.now() + SHOW_TOKEN_FOR_MS })
+    return reply.redirect('/api-token', 303)
   })
 
   // The JSON API: the request loader found the student from the bearer token
@@ -254,6 +441,10 @@ async function buildApp ({ databasePath, secret, logger = false }) {
     render(reply, 'error', { title: 'Not found', message: 'There is no page at this address.' }, 404))
 
   app.setErrorHandler((error, request, reply) => {
+    if (error.code === 'PORTAL_PASSWORDS_BUSY') {
+      reply.header('retry-after', '1')
+      return render(reply, 'error', { title: 'Busy', message: error.message }, 503)
+    }
     if (!(error.statusCode >= 400 && error.statusCode < 500)) {
       request.log.error({ err: error }, 'request failed')
       return render(reply, 'error', { title: 'Error', message: 'Something went wrong on our side. Please try again later.' }, 500)
@@ -267,47 +458,15 @@ async function buildApp ({ databasePath, secret, logger = false }) {
   return app
 }
 
+// Seconds since the epoch, as the pages show times.
+function utc (seconds) {
+  return `${new Date(seconds * 1000).toISOString().slice(0, 16).replace('T', ' ')} UTC`
+}
+
 // `Authorization: Bearer portal_…`. Anything else is no token.
 function bearerToken (header) {
   const match = /^Bearer +(portal_[A-Za-z0-9_-]{43})$/i.exec(header ?? '')
   return match === null ? null : match[1]
-}
-
-// A form field as a string: missing fields and repeated ones (arrays) are ''.
-function field (body, name) {
-  const value = body?.[name]
-  return typeof value === 'string' ? value : ''
-}
-
-const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/ // eslint-disable-line no-control-regex
-
-function checkName (name) {
-  if (name === '') return 'Please enter your name.'
-  if (name.length > LIMITS.name) return `Names are at most ${LIMITS.name} characters long.`
-  if (CONTROL_CHARACTERS.test(name)) return 'Names cannot contain control characters.'
-  return null
-}
-
-function checkGrade (grade) {
-  const number = /^\d{1,2}$/.test(grade) ? Number(grade) : NaN
-  return number >= LIMITS.gradeMin && number <= LIMITS.gradeMax
-    ? null
-    : `Please choose a grade from ${LIMITS.gradeMin} to ${LIMITS.gradeMax}.`
-}
-
-function checkNewPassword (password) {
-  if (password === '') return 'Please choose a password.'
-  if (password.length < LIMITS.passwordMin) return `Passwords need at least ${LIMITS.passwordMin} characters.`
-  if (password.length > LIMITS.passwordMax) return `Passwords are at most ${LIMITS.passwordMax} characters long.`
-  return null
-}
-
-// For the log-in forms: present and not absurdly long, nothing more (the
-// rules for new passwords may have changed since the password was chosen).
-function checkPresent (label, value, max) {
-  if (value === '') return `Please enter your ${label}.`
-  if (value.length > max) return `That ${label} is too long (at most ${max} characters).`
-  return null
 }
 
 module.exports = { buildApp, Student, LIMITS }

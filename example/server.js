@@ -6,9 +6,16 @@
 //   LOGIN_SECRET  signs the cookies, 32+ characters (default: a random secret
 //                 kept next to the database, so logins survive restarts)
 //   PORT          default 3000; the server listens on 127.0.0.1 only
+//   REDIS_URL     keep the logins in Redis (redis://host:port), so that several
+//                 portals can share them; default: a table of the database
+//   PUBLIC_URL    where students reach the portal, when that is not this plain
+//                 http address: `https://…` behind a TLS proxy on this machine.
+//                 The portal then trusts the proxy's X-Forwarded-* headers and
+//                 sends Secure cookies named `__Host-…`.
 const { randomBytes } = require('node:crypto')
 const { existsSync, mkdirSync, readFileSync, writeFileSync } = require('node:fs')
 const { dirname, join, resolve } = require('node:path')
+const { redisStore } = require('..') // `require('fastify-login')` in your app
 const { buildApp } = require('./app')
 const { hashPassword } = require('./passwords')
 
@@ -19,7 +26,9 @@ function settings (env) {
     databasePath: resolve(env.EXAMPLE_DB ?? join(__dirname, 'data', 'portal.sqlite')),
     secret: env.LOGIN_SECRET,
     host: '127.0.0.1',
-    port: Number(env.PORT ?? 3000)
+    port: Number(env.PORT ?? 3000),
+    publicUrl: env.PUBLIC_URL ?? null,
+    redisUrl: env.REDIS_URL ?? null
   }
 }
 
@@ -32,13 +41,22 @@ function secretIn (folder) {
 }
 
 async function main () {
-  const { databasePath, secret, host, port } = settings(process.env)
+  const { databasePath, secret, host, port, publicUrl, redisUrl } = settings(process.env)
+  const https = publicUrl?.startsWith('https://') ?? false
   mkdirSync(dirname(databasePath), { recursive: true })
+  // ioredis only when asked for: it is an optional peer of fastify-login.
+  const redis = redisUrl === null ? null : new (require('ioredis'))(redisUrl)
   const app = await buildApp({
     databasePath,
     secret: secret ?? secretIn(dirname(databasePath)),
-    logger: true
+    logger: true,
+    https,
+    // Only a proxy on this machine may say what the client's address and protocol were.
+    trustProxy: publicUrl === null ? false : '127.0.0.1',
+    store: redis === null ? null : redisStore({ client: redis })
   })
+  // The store never closes a client it was given: the app does, last.
+  if (redis !== null) app.addHook('onClose', async () => { await redis.quit() })
 
   // The demo student is created once; it is left alone after that.
   const seeded = app.db.createStudent({ ...DEMO_STUDENT, passwordHash: await hashPassword(DEMO_STUDENT.password) })
@@ -48,11 +66,12 @@ async function main () {
   }
   await app.listen({ host, port })
 
-  const url = `http://${host}:${app.server.address().port}`
+  const local = `http://${host}:${app.server.address().port}`
   console.log(`
-  Student portal: ${url}
+  Student portal: ${publicUrl ?? local}${publicUrl === null ? '' : `\n  Listening on:   ${local} (for the proxy)`}
   Demo student:   name "${DEMO_STUDENT.name}", password "${DEMO_STUDENT.password}"${seeded === null ? ' (unless you changed it)' : ''}
   Database:       ${databasePath}
+  Logins kept in: ${redis === null ? 'the database' : redisUrl}
 `)
 }
 

@@ -122,6 +122,24 @@ export function cookieValue (jar: CookieJar, name: string): string | undefined {
   return Object.hasOwn(jar, name) ? jar[name] : undefined
 }
 
+// Every value the header sends under `name`, decoded as the parser would:
+// for a logout that must end every login a tossed cookie stood beside.
+export function cookieValues (header: string, name: string): string[] {
+  const values: string[] = []
+  for (const pair of header.split(';')) {
+    const equals = pair.indexOf('=')
+    if (equals === -1 || pair.slice(0, equals).trim() !== name) continue
+    let value = pair.slice(equals + 1).trim()
+    if (value.length > 1 && value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1)
+    try {
+      values.push(decodeURIComponent(value))
+    } catch {
+      values.push(value)
+    }
+  }
+  return values
+}
+
 // Whether `name=` starts two of the header's cookie pairs. Cheap enough for
 // every request that asks who is logged in: one indexOf in the common case.
 function occursTwice (header: string, name: string): boolean {

@@ -26,7 +26,7 @@ export function createCrossOriginProtection (login: LoginInternals, config: Logi
     if (typeof origin !== 'string') return true
     // Older browsers send only Origin: it must name this very host. The
     // scheme is left out, as a TLS-terminating proxy changes it.
-    return hostOf(origin) === request.host.toLowerCase()
+    return sameHost(origin, request.host)
   }
 
   return function crossOriginProtection (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
@@ -44,11 +44,14 @@ export function createCrossOriginProtection (login: LoginInternals, config: Logi
   }
 }
 
-// An opaque origin ('null', data:) has no host, and matches none.
-function hostOf (origin: string): string | null {
+// Both sides normalised by the URL parser, with the Origin's scheme, so that
+// `http://host:80` and `Host: host` agree. An opaque origin ('null', data:)
+// has no host, and matches none.
+function sameHost (origin: string, host: string): boolean {
   try {
-    return new URL(origin).host
+    const from = new URL(origin)
+    return from.host !== '' && from.host === new URL(`${from.protocol}//${host}`).host
   } catch {
-    return null
+    return false
   }
 }

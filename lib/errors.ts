@@ -55,6 +55,18 @@ export const FST_LOGIN_NO_STORE = createError(
 
 export const FST_LOGIN_STORE_FAILED = createError(
   'FST_LOGIN_STORE_FAILED',
-  'fastify-login: the login store failed in `%s`: %s. The request cannot be answered until the store works again.',
+  'fastify-login: the login store failed in `%s`. The request cannot be answered until the store works again; the cause is logged with this error.',
   503
+)
+
+export const FST_LOGIN_STORE_CORRUPT = createError(
+  'FST_LOGIN_STORE_CORRUPT',
+  'fastify-login: redisStore found %s at key `%s`, which is not a login record. Delete the key, or fix what wrote it.',
+  500
+)
+
+export const FST_LOGIN_NOT_AWAITED = createError(
+  'FST_LOGIN_NOT_AWAITED',
+  'fastify-login: %s finished after the reply was sent, so its cookies could not be written. With an asynchronous store it returns a promise: `await` it before the handler returns.',
+  500
 )

@@ -11,6 +11,7 @@ export interface LoginInternals {
   isAuthenticated (request: FastifyRequest): boolean
   isFresh (request: FastifyRequest): boolean
   refreshCookies (request: FastifyRequest, reply: FastifyReply): void
+  carryLastUse (request: FastifyRequest, reply: FastifyReply): void
   emit<K extends keyof LoginEvents> (request: FastifyRequest, event: K, ...args: LoginEvents[K]): void
   handlers: { unauthorized: GuardHandler | null, authorized: GuardHandler | null, needsRefresh: GuardHandler | null }
   hasLoader (): boolean

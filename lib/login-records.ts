@@ -29,6 +29,7 @@ export class LoginRecords {
   // Bumped by every invalidation: a store read that began before one must
   // not put what it read into the cache (it may be what was just revoked).
   #epoch = 0
+  #asynchronous = false
 
   constructor (store: LoginStore, config: LoginConfig) {
     this.#store = store
@@ -79,7 +80,9 @@ export class LoginRecords {
     // seen it since, so the store decides.
     if (cached !== undefined && this.#trusts(cached, now) && !this.#idle(cached.record, now)) return this.#alive(account, cached, now)
     const epoch = this.#epoch
-    return andThen(this.#call('get', () => this.#store.get(account.loginId, account.id)), (record) => {
+    const read = this.#call('get', () => this.#store.get(account.loginId, account.id))
+    if (isThenable(read)) this.#asynchronous = true
+    return andThen(read, (record) => {
       if (record === null || record === undefined) return null
       const entry = { record: { ...record }, readAt: now }
       if (epoch === this.#epoch && (this.#listening || this.#config.storeCacheWindow > 0)) this.#cache.set(account.loginId, entry)
@@ -108,6 +111,13 @@ export class LoginRecords {
     return this.#call('list', () => this.#store.list(userId))
   }
 
+  // An asynchronous store answers asynchronously from the cache too: code
+  // that reads `currentUser` without a guard must fail the same way on every
+  // request, not only on those the cache could not answer.
+  #answer<T> (value: T): MaybePromise<T> {
+    return this.#asynchronous ? Promise.resolve(value) : value
+  }
+
   #trusts (cached: Cached, now: number): boolean {
     return this.#listening || now - cached.readAt < this.#config.storeCacheWindow
   }
@@ -116,12 +126,15 @@ export class LoginRecords {
     const { record } = cached
     if (record.userId !== account.id || now >= record.expiresAt || this.#idle(record, now)) {
       this.#cache.delete(account.loginId)
-      return null
+      return this.#answer(null)
     }
-    if (now - record.lastSeenAt < touchInterval(this.#config.idleTimeout)) return record
-    // Written at most about once a minute per login, not on every request.
-    record.lastSeenAt = now
-    return andThen(this.#call('touch', () => this.#store.touch(record.loginId, now, record.userId)), () => record)
+    if (now - record.lastSeenAt < touchInterval(this.#config.idleTimeout)) return this.#answer(record)
+    // Written at most about once a minute per login, not on every request;
+    // remembered here only once the store has it.
+    return andThen(this.#call('touch', () => this.#store.touch(record.loginId, now, record.userId)), () => {
+      record.lastSeenAt = now
+      return record
+    })
   }
 
   #idle (record: LoginRecord, now: number): boolean {
@@ -160,8 +173,10 @@ export function touchInterval (idleTimeout: number | null): number {
   return idleTimeout === null ? 60 : Math.min(60, Math.max(1, Math.floor(idleTimeout / 10)))
 }
 
+// What the store said stays in `cause` (logged), never in the answer: a
+// Redis error names internal addresses.
 function storeFailed (method: string, error: unknown): Error {
-  const failure = new FST_LOGIN_STORE_FAILED(method, error instanceof Error ? error.message : String(error))
+  const failure = new FST_LOGIN_STORE_FAILED(method)
   failure.cause = error
   return failure
 }

@@ -23,6 +23,7 @@ import {
   FST_LOGIN_NO_STORE,
   FST_LOGIN_NO_USER_ID,
   FST_LOGIN_NO_USER_LOADER,
+  FST_LOGIN_NOT_AWAITED,
   FST_LOGIN_NOT_LOGGED_IN
 } from './errors'
 import { createCrossOriginProtection } from './cross-origin'
@@ -35,7 +36,7 @@ import { safeNextPath } from './next'
 import { checkDuration } from './options'
 import { Resolution } from './resolution'
 import type { Keys } from './signing'
-import { andThen, loginState, type MaybePromise } from './state'
+import { andThen, isThenable, loginState, type LoginState, type MaybePromise } from './state'
 import type { AccountToken } from './token'
 
 // What `app.inject` sends unless told otherwise: cookiesFor() binds to it.
@@ -71,6 +72,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
       isAuthenticated: (request) => loginState(request).authenticated,
       isFresh: (request) => resolution.isFresh(request),
       refreshCookies: (request, reply) => resolution.refreshCookies(request, reply),
+      carryLastUse: (request, reply) => resolution.carryLastUse(request, reply),
       emit: (request, event, ...args) => resolution.emit(request, event, ...args),
       handlers: { unauthorized: null, authorized: null, needsRefresh: null },
       hasLoader: () => resolution.userLoader !== null || resolution.requestLoader !== null,
@@ -122,14 +124,26 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     if (force !== true && (user as { isActive?: unknown }).isActive === false) return false
 
     const account = this.#newAccount(user, options, this.#resolution.clientOf(request.headers['user-agent'], request.ip))
-    const recorded = this.#records === null ? undefined : this.#records.create(account, request.headers['user-agent'], request.ip)
-    return andThen(recorded, () => {
-      const state = loginState(request)
+    const state = loginState(request)
+    return reported(reply, 'loginUser()', andThen(this.#record(request, state, account), () => {
+      if (reply.sent) throw new FST_LOGIN_NOT_AWAITED('loginUser()')
       this.#resolution.cookies.writeLogin(reply, state, account, fresh ? account.issuedAt : null)
       this.#resolution.replaceLogin(state, account, fresh)
       this.#resolution.settle(request, state, user, null)
       this.#resolution.emit(request, 'login', request, user)
       return true
+    }))
+  }
+
+  // With a store: records the new login, and ends the one the request's
+  // cookie named (a login over another on the same browser replaces it: a
+  // copy of the old cookie must not stay alive, unlisted by the user).
+  #record (request: FastifyRequest, state: LoginState, account: AccountToken): MaybePromise<unknown> {
+    const records = this.#records
+    if (records === null) return undefined
+    const previous = this.#resolution.readToken(request, state)
+    return andThen(records.create(account, request.headers['user-agent'], request.ip), () => {
+      return previous === null ? undefined : records.delete(previous.id, previous.loginId)
     })
   }
 
@@ -144,11 +158,23 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     } else if (state.user === undefined && this.listenerCount('logout') > 0) {
       this.#announceLogout(request, token)
     }
-    resolution.clearCookies(request, reply, state)
-    resolution.replaceLogin(state, null, false)
-    resolution.settle(request, state, null, null)
-    if (this.#records === null || token === null) return
-    return andThen(this.#records.delete(token.id, token.loginId), () => undefined)
+    const forget = (): void => {
+      resolution.clearCookies(request, reply, state)
+      resolution.replaceLogin(state, null, false)
+      resolution.settle(request, state, null, null)
+    }
+    const records = this.#records
+    // A cookie planted beside the real one made the request anonymous: the
+    // logout still ends every login its cookies name.
+    const logins = state.duplicated ? resolution.everyToken(request) : token === null ? [] : [token]
+    if (records === null || logins.length === 0) return forget()
+    // The record goes first: if the store fails, the browser keeps its
+    // cookie, and the user can log out again once the store is back.
+    const deleted = logins.reduce<MaybePromise<unknown>>((previous, login) => andThen(previous, () => records.delete(login.id, login.loginId)), undefined)
+    return reported(reply, 'logoutUser()', andThen(deleted, () => {
+      if (reply.sent) throw new FST_LOGIN_NOT_AWAITED('logoutUser()')
+      forget()
+    }))
   }
 
   confirmLogin (request: FastifyRequest, reply: FastifyReply): void {
@@ -275,6 +301,17 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     const now = nowInSeconds()
     return { id, issuedAt: now, expiresAt: now + Math.ceil(duration), lastSeenAt: now, loginId: this.#loginIds.next(), remember, client }
   }
+}
+
+// A promise of loginUser or logoutUser that nobody awaits must not become an
+// unhandled rejection (a crash): if it fails once the reply is gone, it is logged.
+function reported<T> (reply: FastifyReply, method: string, result: MaybePromise<T>): MaybePromise<T> {
+  if (isThenable(result)) {
+    result.then(undefined, (error: unknown) => {
+      if (reply.sent) reply.log.error({ err: error }, `fastify-login: ${method} failed after the reply was sent`)
+    })
+  }
+  return result
 }
 
 function idOf (user: User | string): string {

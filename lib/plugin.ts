@@ -35,6 +35,17 @@ export async function plugin (fastify: FastifyInstance, options: FastifyLoginOpt
     }
   })
   exposeToTemplates(fastify, login)
+  if (config.idleTimeout !== null && store === null) {
+    // The one case with an app-wide hook, opted into by the idle timeout:
+    // the last use must reach the cookie on unguarded pages too.
+    fastify.addHook('onSend', function carryLastUse (request, reply, payload, done) {
+      login.carryLastUse(request, reply)
+      done(null, payload)
+    })
+  }
+  if (options.secret === undefined && config.sessionProtection === 'strong') {
+    fastify.log.warn('fastify-login: sessionProtection \'strong\' with the signer of @fastify/cookie: rotating that secret logs every user out, since the client tag cannot be checked with the old one. Give fastify-login its own `secret`.')
+  }
 
   guardDeclaredRoutes(fastify, manager)
 
@@ -64,7 +75,9 @@ function guardDeclaredRoutes (fastify: FastifyInstance, manager: LoginManager): 
     const declared = routeOptions.config?.login
     if (declared === undefined) return
     const guard = guardOf(declared)
-    markGuarded(routeOptions.config as object)
+    // A copy: the app may share one config object between routes of scopes
+    // this registration cannot see, whose routes must not look guarded.
+    routeOptions.config = markGuarded({ ...routeOptions.config }, manager)
     // Last among the route's onRequest hooks so far: a rate limit registered
     // before this plugin counts the requests the guard refuses.
     const existing = routeOptions.onRequest
@@ -79,7 +92,7 @@ function guardDeclaredRoutes (fastify: FastifyInstance, manager: LoginManager): 
   const lateGuards = new WeakMap<object, Guard>()
   fastify.addHook('onRequest', function guardEarlierRoutes (request, reply, done) {
     const config = request.routeOptions.config as { login?: LoginRouteConfig } | undefined
-    if (config?.login === undefined || isGuarded(config)) {
+    if (config?.login === undefined || isGuarded(config, manager)) {
       done()
       return
     }

@@ -3,11 +3,11 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { AnonymousUser, CurrentUser, LoginConfig, LoginEvents, RequestLoader, User, UserLoader } from '../types/index'
 import { ClientCheck } from './client-check'
 import { nowInSeconds } from './clock'
-import { cookieValue, LoginCookies, type CookieJar } from './cookies'
+import { cookieValue, cookieValues, LoginCookies, type CookieJar } from './cookies'
 import { FST_LOGIN_USER_NOT_LOADED } from './errors'
 import { emitSafely } from './events'
 import { touchInterval, type LoginRecords } from './login-records'
-import { isThenable, loginState, type LoginState, type MaybePromise } from './state'
+import { isThenable, kLoginState, loginState, type LoginState, type MaybePromise, type StatefulRequest } from './state'
 import type { Keys } from './signing'
 import type { AccountToken } from './token'
 import { VerifiedAccounts, VerifiedFreshCookies } from './verified-cookies'
@@ -110,6 +110,15 @@ export class Resolution {
     return token
   }
 
+  // Every login the request's account cookies name, though it sent more than
+  // one (and so has no login): what a logout must end.
+  everyToken (request: FastifyRequest): AccountToken[] {
+    const now = nowInSeconds()
+    return cookieValues(request.headers.cookie as string, this.config.cookieName.account)
+      .map((raw) => this.#accounts.read(this.#keys.signer, raw, now)?.token)
+      .filter((token): token is AccountToken => token !== undefined)
+  }
+
   // The login of the request: its token, once the store (if any) says the
   // login is alive.
   readLogin (request: FastifyRequest, state: LoginState): MaybePromise<AccountToken | null> {
@@ -167,6 +176,21 @@ export class Resolution {
     const freshIssuedAt = fresh !== null && fresh.renew && fresh.token.loginId === account.loginId ? fresh.token.issuedAt : null
     state.renewAccount = false
     this.cookies.writeLogin(reply, state, next, freshIssuedAt)
+  }
+
+  // Without a store, the last use of a login travels in its cookie: a
+  // request that read the login on an unguarded page re-issues it too (once
+  // a minute at most), or browsing such pages would end in the idle timeout.
+  carryLastUse (request: FastifyRequest, reply: FastifyReply): void {
+    const state = (request as StatefulRequest)[kLoginState]
+    const account = state?.account
+    if (state === null || state === undefined || !state.authenticated || account === null || account === undefined) return
+    const now = nowInSeconds()
+    if (now - account.lastSeenAt < touchInterval(this.config.idleTimeout)) return
+    const next = { ...account, lastSeenAt: now }
+    state.account = next
+    state.token = next
+    this.cookies.writeLogin(reply, state, next, null)
   }
 
   settle (request: FastifyRequest, state: LoginState, user: MaybeUser, event: LoadEvent | null): CurrentUser {

@@ -67,16 +67,17 @@ export function loginState (request: FastifyRequest): LoginState {
   return state
 }
 
-// Marks the config of a route whose `config.login` got its guard when
-// declared. Fastify copies the config (symbol keys too) into the route.
-const kGuardedRoute = Symbol('fastify-login.guarded-route')
+// Marks the config of a route whose `config.login` got the guard of this
+// manager when declared. Fastify copies the config (symbol keys too) into
+// the route after the onRoute hooks.
+const kGuardedBy = Symbol('fastify-login.guarded-by')
 
-export function markGuarded (config: object): void {
-  (config as { [kGuardedRoute]?: true })[kGuardedRoute] = true
+export function markGuarded<T extends object> (config: T, manager: object): T {
+  return Object.assign(config, { [kGuardedBy]: manager })
 }
 
-export function isGuarded (config: object): boolean {
-  return (config as { [kGuardedRoute]?: true })[kGuardedRoute] === true
+export function isGuarded (config: object, manager: object): boolean {
+  return (config as { [kGuardedBy]?: object })[kGuardedBy] === manager
 }
 
 // Loaders, stores and handlers may answer with a promise or a plain value.

@@ -1,4 +1,4 @@
-import { test } from 'tap'
+import tap, { test } from 'tap'
 import type { Test } from 'tap'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
@@ -7,6 +7,7 @@ import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
+import { rawCommand, startRedis } from './redis-server'
 
 // The example app (example/), through inject, against a temporary SQLite file.
 // It is plain CommonJS JavaScript that loads the built package (dist/), as
@@ -32,7 +33,7 @@ const { hashPassword, verifyPassword } = require('../example/passwords.js') as {
 }
 const { openDatabase } = require('../example/db.js') as { openDatabase (file: string): ExampleDb }
 const { settings, DEMO_STUDENT } = require('../example/server.js') as {
-  settings (env: Record<string, string | undefined>): { databasePath: string, secret?: string, host: string, port: number }
+  settings (env: Record<string, string | undefined>): { databasePath: string, secret?: string, host: string, port: number, publicUrl: string | null, redisUrl: string | null }
   DEMO_STUDENT: { name: string, grade: number, password: string }
 }
 
@@ -41,6 +42,10 @@ interface RawDatabase {
   close (): void
 }
 const Database = require('better-sqlite3') as new (file: string, options?: { readonly?: boolean }) => RawDatabase
+
+// Real scrypt and real child processes: about 30 s with coverage on two
+// cores, more than tap's default for a file.
+tap.setTimeout(120000)
 
 const SECRET = 'example-test-secret-that-is-long-enough-42'
 const PASSWORD = 'correct horse battery'
@@ -82,7 +87,7 @@ class Browser {
   jar = new Map<string, StoredCookie>()
   csrf = ''
 
-  constructor (readonly app: Portal, readonly userAgent = 'lightMyRequest') {}
+  constructor (readonly app: Portal, readonly userAgent = 'lightMyRequest', readonly ip = '127.0.0.1') {}
 
   get cookies (): Record<string, string> {
     return Object.fromEntries([...this.jar].map(([name, cookie]) => [name, cookie.value]))
@@ -93,17 +98,17 @@ class Browser {
   }
 
   // Posts a form, with the CSRF token of the last page unless told otherwise.
-  async post (url: string, fields: Record<string, string | string[]> = {}, { csrf = true } = {}): Promise<LightMyRequestResponse> {
+  async post (url: string, fields: Record<string, string | string[]> = {}, { csrf = true, headers = {} }: { csrf?: boolean, headers?: Record<string, string> } = {}): Promise<LightMyRequestResponse> {
     const form = new URLSearchParams()
     if (csrf) form.append('_csrf', this.csrf)
     for (const [name, value] of Object.entries(fields)) {
       for (const one of Array.isArray(value) ? value : [value]) form.append(name, one)
     }
-    return this.send('POST', url, form.toString(), { 'content-type': 'application/x-www-form-urlencoded' })
+    return this.send('POST', url, form.toString(), { 'content-type': 'application/x-www-form-urlencoded', ...headers })
   }
 
   async send (method: 'GET' | 'POST', url: string, payload: string | undefined, headers: Record<string, string>): Promise<LightMyRequestResponse> {
-    const response = await this.app.inject({ method, url, payload, cookies: this.cookies, headers: { 'user-agent': this.userAgent, ...headers } })
+    const response = await this.app.inject({ method, url, payload, cookies: this.cookies, remoteAddress: this.ip, headers: { 'user-agent': this.userAgent, ...headers } })
     for (const cookie of response.cookies as Array<{ name: string, value: string, maxAge?: number, expires?: Date }>) {
       if (cookie.maxAge === 0) this.jar.delete(cookie.name)
       else this.jar.set(cookie.name, { value: cookie.value, persistent: cookie.maxAge !== undefined || cookie.expires !== undefined })
@@ -119,14 +124,30 @@ class Browser {
     this.csrf = ''
   }
 
+  // Signing up and logging in return the POST's answer, after following its
+  // redirect as a browser does (the page it lands on has the new CSRF token).
   async signUp (name: string, password = PASSWORD, { grade = '7', remember = false } = {}): Promise<LightMyRequestResponse> {
     await this.get('/signup')
-    return this.post('/signup', { name, grade, password, ...(remember ? { remember: 'yes' } : {}) })
+    return this.followed(await this.post('/signup', { name, grade, password, ...(remember ? { remember: 'yes' } : {}) }))
   }
 
   async logIn (name: string, password = PASSWORD, { remember = false, next = '' } = {}): Promise<LightMyRequestResponse> {
     await this.get('/login')
-    return this.post('/login', { name, password, ...(remember ? { remember: 'yes' } : {}), ...(next === '' ? {} : { next }) })
+    return this.followed(await this.post('/login', { name, password, ...(remember ? { remember: 'yes' } : {}), ...(next === '' ? {} : { next }) }))
+  }
+
+  async followed (response: LightMyRequestResponse): Promise<LightMyRequestResponse> {
+    if (response.statusCode === 303) await this.get(response.headers.location as string)
+    return response
+  }
+
+  // Follows redirects to the page at the end, as a browser does.
+  async visit (url: string): Promise<LightMyRequestResponse> {
+    let response = await this.get(url)
+    for (let hops = 0; response.statusCode >= 300 && response.statusCode < 400 && hops < 5; hops++) {
+      response = await this.get(response.headers.location as string)
+    }
+    return response
   }
 
   async navigation (): Promise<string> {
@@ -140,8 +161,16 @@ function text (html: string): string {
   return html.replace(/<[^>]*>/g, ' ').replace(/\s+/g, ' ').trim()
 }
 
+// The error messages of a page, joined by ' | ' when there are several.
 function errorOf (response: LightMyRequestResponse): string | undefined {
-  return /<p class="error" role="alert">([^<]*)<\/p>/.exec(response.body)?.[1]
+  const one = /<p class="error" role="alert">([^<]*)<\/p>/.exec(response.body)?.[1]
+  if (one !== undefined) return one
+  const list = /<ul class="error" role="alert">([\s\S]*?)<\/ul>/.exec(response.body)?.[1]
+  return list === undefined ? undefined : [...list.matchAll(/<li>([^<]*)<\/li>/g)].map((match) => match[1]).join(' | ')
+}
+
+function noticeOf (response: LightMyRequestResponse): string | undefined {
+  return /<p class="notice" role="status">([^<]*)<\/p>/.exec(response.body)?.[1]
 }
 
 test('the home page: anonymous navigation, security headers, the stylesheet', async (t) => {
@@ -198,10 +227,10 @@ test('sign up refuses bad input with a message and a 4xx, and writes nothing', a
   const cases: Array<[string, Record<string, string | string[]>, number, string]> = [
     ['empty name', { name: '', grade: '5', password: PASSWORD }, 400, 'Please enter your name.'],
     ['blank name', { name: '   ', grade: '5', password: PASSWORD }, 400, 'Please enter your name.'],
-    ['missing fields', {}, 400, 'Please enter your name.'],
+    ['missing fields', {}, 400, 'Please enter your name. | Please choose a grade from 1 to 12. | Please choose a password.'],
     ['repeated name field', { name: ['Bo', 'Bob'], grade: '5', password: PASSWORD }, 400, 'Please enter your name.'],
     ['over-long name', { name: 'x'.repeat(LIMITS.name + 1), grade: '5', password: PASSWORD }, 400, 'Names are at most 64 characters long.'],
-    ['control characters', { name: 'Bo\u0000b', grade: '5', password: PASSWORD }, 400, 'Names cannot contain control characters.'],
+    ['control characters', { name: 'Bo\u0000b', grade: '5', password: PASSWORD }, 400, 'Names cannot contain control characters or invisible characters.'],
     ['no grade', { name: 'Bob', password: PASSWORD }, 400, 'Please choose a grade from 1 to 12.'],
     ['grade 0', { name: 'Bob', grade: '0', password: PASSWORD }, 400, 'Please choose a grade from 1 to 12.'],
     ['grade 13', { name: 'Bob', grade: '13', password: PASSWORD }, 400, 'Please choose a grade from 1 to 12.'],
@@ -385,7 +414,7 @@ test('CSRF: every state-changing form needs the token of its own browser', async
   // The token may come in a header (for scripts); a request without a body then reaches the form's checks.
   const headerOnly = await visitor.send('POST', '/login', undefined, { 'x-csrf-token': visitor.csrf })
   t.equal(headerOnly.statusCode, 400)
-  t.equal(errorOf(headerOnly), 'Please enter your name.')
+  t.equal(errorOf(headerOnly), 'Please enter your name. | Please enter your password.')
 })
 
 test('log out is a POST: it ends the login and clears the cookies', async (t) => {
@@ -399,6 +428,7 @@ test('log out is a POST: it ends the login and clears the cookies', async (t) =>
   t.equal(await browser.navigation(), 'Log in · Sign up')
   t.equal((await browser.get('/profile')).statusCode, 307)
   t.equal((await browser.get('/logout')).statusCode, 404, 'there is no GET log-out')
+  await browser.get('/login') // a page with a form, and so a token for the new CSRF secret
   const again = await browser.post('/logout')
   t.equal(again.statusCode, 303, 'logging out twice is harmless')
   t.notMatch(String(again.headers['set-cookie'] ?? ''), 'account=', 'and sends no cookie to clear')
@@ -435,7 +465,8 @@ test('a fresh login is needed to change the password: re-authenticate, then back
   const asked = await browser.get('/password')
   t.equal(asked.statusCode, 307)
   t.equal(asked.headers.location, '/reauthenticate?next=%2Fpassword')
-  const stale = await browser.post('/password', { password: 'brand new password', confirm: 'brand new password' })
+  await browser.get('/profile')
+  const stale = await browser.post('/password', { current: PASSWORD, password: 'brand new password', confirm: 'brand new password' })
   t.equal(stale.statusCode, 303, 'a stale form post is sent to re-authenticate with a GET')
   t.equal(stale.headers.location, '/reauthenticate?next=%2Fpassword')
   t.same(rows(), before, 'and changes nothing')
@@ -443,6 +474,7 @@ test('a fresh login is needed to change the password: re-authenticate, then back
   const form = await browser.get(asked.headers.location as string)
   t.equal(form.statusCode, 200)
   t.match(form.body, '<input type="hidden" name="next" value="/password">')
+  t.match(form.body, '<input type="text" name="username" value="Ada" autocomplete="username" hidden>', 'a password manager knows whose password it is')
   const cases: Array<[string, string, number, string]> = [
     ['empty', '', 400, 'Please enter your password.'],
     ['over-long', 'x'.repeat(LIMITS.passwordMax + 1), 400, 'That password is too long (at most 128 characters).'],
@@ -461,27 +493,33 @@ test('a fresh login is needed to change the password: re-authenticate, then back
   t.equal(confirmed.headers.location, '/password')
   const page = await browser.get('/password')
   t.equal(page.statusCode, 200)
+  t.match(page.body, '<input type="text" name="username" value="Ada" autocomplete="username" hidden>')
+  t.match(page.body, 'name="current"', 'the form asks for the current password')
 
-  const refused: Array<[Record<string, string>, string]> = [
-    [{ password: '', confirm: '' }, 'Please choose a password.'],
-    [{ password: 'short', confirm: 'short' }, 'Passwords need at least 8 characters.'],
-    [{ password: 'y'.repeat(LIMITS.passwordMax + 1), confirm: 'y'.repeat(LIMITS.passwordMax + 1) }, 'Passwords are at most 128 characters long.'],
-    [{ password: 'brand new password', confirm: 'brand new passwort' }, 'The two passwords do not match.']
+  const refused: Array<[Record<string, string>, number, string]> = [
+    [{ current: PASSWORD, password: '', confirm: '' }, 400, 'Please choose a password.'],
+    [{ current: PASSWORD, password: 'short', confirm: 'short' }, 400, 'Passwords need at least 8 characters.'],
+    [{ current: PASSWORD, password: 'y'.repeat(LIMITS.passwordMax + 1), confirm: 'y'.repeat(LIMITS.passwordMax + 1) }, 400, 'Passwords are at most 128 characters long.'],
+    [{ current: PASSWORD, password: 'brand new password', confirm: 'brand new passwort' }, 400, 'The two new passwords do not match.'],
+    [{ password: 'brand new password', confirm: 'brand new password' }, 400, 'Please enter your current password.'],
+    [{ current: '', password: 'short', confirm: 'other' }, 400, 'Please enter your current password. | Passwords need at least 8 characters. | The two new passwords do not match.'],
+    [{ current: 'not my password', password: 'brand new password', confirm: 'brand new password' }, 401, 'Your current password is not that one.']
   ]
-  for (const [fields, message] of refused) {
+  for (const [fields, status, message] of refused) {
     const response = await browser.post('/password', fields)
-    t.equal(response.statusCode, 400, message)
+    t.equal(response.statusCode, status, message)
     t.equal(errorOf(response), message)
   }
   t.same(rows(), before, 'nothing written')
 
-  const changed = await browser.post('/password', { password: 'brand new password', confirm: 'brand new password' })
+  const changed = await browser.post('/password', { current: PASSWORD, password: 'brand new password', confirm: 'brand new password' })
   t.equal(changed.statusCode, 303)
-  t.equal(changed.headers.location, '/profile?notice=password')
-  const profile = await browser.get(changed.headers.location as string)
+  t.equal(changed.headers.location, '/profile')
+  const profile = await browser.get('/profile')
   t.equal(profile.statusCode, 200, 'this device stays logged in')
-  t.match(profile.body, '<p class="notice" role="status">Your password was changed. Every other device was logged out.</p>')
+  t.equal(noticeOf(profile), 'Your password was changed. Every other device was logged out, and your API token was revoked.')
   t.match(text(profile.body), 'Fresh:')
+  t.equal(noticeOf(await browser.get('/profile')), undefined, 'the notice is shown once')
   t.ok(browser.jar.get('account')?.persistent, 'its new login is remembered, as the one it replaces was')
   t.equal((await otherDevice.get('/profile')).statusCode, 307, 'the other device is logged out')
 
@@ -492,19 +530,29 @@ test('a fresh login is needed to change the password: re-authenticate, then back
   t.equal((await new Browser(app, 'y').logIn('Ada', 'brand new password')).statusCode, 303, 'the new one does')
 })
 
-test('the profile shows only the notices it knows', async (t) => {
+test('notices are one-shot and come from the server, never from a link', async (t) => {
   const { app } = await portal(t)
   const browser = new Browser(app)
   await browser.signUp('Ada')
-  for (const notice of ['constructor', '<script>', 'toString']) {
+  for (const notice of ['everywhere', 'password', 'constructor', '<script>', 'toString']) {
     const response = await browser.get(`/profile?notice=${encodeURIComponent(notice)}`)
     t.equal(response.statusCode, 200)
-    t.notMatch(response.body, 'class="notice"', notice)
+    t.equal(noticeOf(response), undefined, notice)
   }
-  t.notMatch((await browser.get('/profile?notice=password&notice=everywhere')).body, 'class="notice"')
+
+  // A notice cookie that is not the portal's own (planted by a neighbour) shows nothing.
+  for (const value of ['logged-out', 'Anything at all', 's:logged-out.forged']) {
+    browser.jar.set('flash', { value, persistent: false })
+    const page = await browser.get('/profile')
+    t.equal(noticeOf(page), undefined, value)
+    t.notOk(browser.jar.has('flash'), 'and is cleared')
+  }
+  // A signed code that is not in the table shows nothing either.
+  browser.jar.set('flash', { value: app.signCookie('constructor'), persistent: false })
+  t.equal(noticeOf(await browser.get('/profile')), undefined, 'constructor')
 })
 
-test('log out everywhere: every other cookie of the student loads nobody; this device stays', async (t) => {
+test('log out everywhere needs a fresh login; every other cookie of the student then loads nobody; this device stays', async (t) => {
   const { app, rows } = await portal(t)
   const laptop = new Browser(app, 'laptop')
   await laptop.signUp('Ada', PASSWORD, { remember: true })
@@ -514,26 +562,101 @@ test('log out everywhere: every other cookie of the student loads nobody; this d
   const bystander = new Browser(app, 'bystander')
   await bystander.signUp('Bob')
 
-  // The laptop was restarted: remembered, not fresh.
+  // The laptop was restarted: remembered, not fresh. A stolen, remembered
+  // cookie is no better: neither may lock the student out of the others.
   laptop.restart()
   await laptop.get('/profile')
+  const stale = await laptop.post('/logout-everywhere')
+  t.equal(stale.statusCode, 303)
+  t.equal(stale.headers.location, '/reauthenticate?next=%2Flogout-everywhere')
+  t.match(rows(), [{ name: 'Ada', session_version: 1 }], 'nothing revoked')
+  await laptop.get(stale.headers.location as string)
+  const confirmed = await laptop.post('/reauthenticate', { password: PASSWORD, next: '/logout-everywhere' })
+  t.equal(confirmed.headers.location, '/logout-everywhere')
+  const confirmPage = await laptop.get('/logout-everywhere')
+  t.equal(confirmPage.statusCode, 200, 'the journey ends on a page that asks to confirm, not a 404')
+  t.match(text(confirmPage.body), 'This browser stays logged in.')
+
   const response = await laptop.post('/logout-everywhere')
   t.equal(response.statusCode, 303)
-  t.equal(response.headers.location, '/profile?notice=everywhere')
-  const profile = await laptop.get('/profile?notice=everywhere')
+  t.equal(response.headers.location, '/profile')
+  const profile = await laptop.get('/profile')
   t.equal(profile.statusCode, 200, 'this device is logged in again')
-  t.match(profile.body, 'Every other device was logged out, and your API token was revoked.')
-  t.match(text(profile.body), 'Remembered from an earlier visit', 'and no fresher than it was')
-  t.equal((await laptop.get('/password')).statusCode, 307)
+  t.equal(noticeOf(profile), 'Every other device was logged out, and your API token was revoked.')
+  t.match(text(profile.body), 'Fresh:', 'as fresh as it was')
 
-  t.equal((await phone.get('/profile')).statusCode, 307, 'the phone is logged out')
+  // The phone is sent to log in, and told why; its dead cookie is cleared.
+  const refused = await phone.get('/profile')
+  t.equal(refused.statusCode, 307, 'the phone is logged out')
+  t.equal(refused.headers.location, '/login?next=%2Fprofile')
+  t.notOk(phone.jar.has('account'), 'its cookie that no longer works is cleared')
+  const login = await phone.get(refused.headers.location as string)
+  t.equal(noticeOf(login), 'You were logged out: someone chose “Log out everywhere else” on another device. Log in again.')
   phone.jar = stolen
   t.equal(await phone.navigation(), 'Log in · Sign up', 'so is any copy of its cookies')
   t.equal(await bystander.navigation(), 'Logged in as Bob · Log out', 'other students are not affected')
-  t.match(rows(), [{ name: 'Ada', session_version: 2 }, { name: 'Bob', session_version: 1 }])
+  t.match(rows(), [{ name: 'Ada', session_version: 2, revoked_by: 'everywhere' }, { name: 'Bob', session_version: 1 }])
 })
 
-test('the JSON API: a bearer token made on the profile page, stored hashed, shown once', async (t) => {
+test('the log-in page says why you are there', async (t) => {
+  const { app } = await portal(t)
+  const anonymous = new Browser(app)
+  const guarded = await anonymous.get('/password')
+  t.equal(guarded.headers.location, '/login?next=%2Fpassword')
+  const page = await anonymous.get(guarded.headers.location as string)
+  t.equal(noticeOf(page), app.loginManager.config.loginRequiredMessage, "the plugin's loginRequiredMessage, as Flask-Login flashes it")
+  t.equal(noticeOf(await anonymous.get('/login')), undefined, 'once')
+  t.equal(noticeOf(await anonymous.get('/login?next=%2Fprofile')), undefined, 'a link alone does not make the page say it')
+
+  const browser = new Browser(app, 'laptop')
+  await browser.signUp('Ada')
+  await browser.get('/profile')
+  await browser.post('/logout')
+  t.equal(noticeOf(await browser.get('/')), 'You have been logged out.')
+  t.equal(noticeOf(await browser.get('/')), undefined)
+
+  // A password changed on another device.
+  const phone = new Browser(app, 'phone')
+  await phone.logIn('Ada')
+  await browser.logIn('Ada')
+  await browser.get('/password')
+  await browser.post('/password', { current: PASSWORD, password: 'brand new password', confirm: 'brand new password' })
+  const login = await phone.visit('/profile')
+  t.equal(noticeOf(login), 'You were logged out: your password was changed on another device. Log in with the new password.')
+  t.equal(noticeOf(await phone.get('/login')), undefined, 'once')
+})
+
+test('the re-authentication page says why it asks', async (t) => {
+  const { app } = await portal(t)
+  const browser = new Browser(app, 'laptop browser')
+  await browser.signUp('Ada', PASSWORD, { remember: true })
+  const reason = async (b: Browser): Promise<string> => text(/<h1>[^<]*<\/h1>\s*<p>([^<]*)<\/p>/.exec((await b.visit('/password')).body)?.[1] ?? '')
+
+  t.equal((await browser.visit('/password')).statusCode, 200, 'fresh: no question')
+  t.equal(text((await browser.get('/reauthenticate')).body).includes('To continue, type your password again.'), true, 'asked anyway: a plain request')
+
+  // The same cookies from another browser: 'basic' session protection.
+  const moved = new Browser(app, 'another browser')
+  moved.jar = new Map(browser.jar)
+  t.equal(await reason(moved), 'Your browser or network changed since you logged in. To continue, type your password again.')
+
+  // Freshness lasts an hour (the plugin's freshDuration).
+  const later = new Browser(app, 'laptop browser')
+  later.jar = new Map(browser.jar)
+  const realNow = Date.now
+  Date.now = () => realNow() + 3601 * 1000
+  try {
+    t.equal(await reason(later), 'It has been a while since you typed your password. To continue, type it again.')
+  } finally {
+    Date.now = realNow
+  }
+
+  // The browser was closed and opened again.
+  browser.restart()
+  t.equal(await reason(browser), 'You were remembered from an earlier visit. To continue, type your password again.')
+})
+
+test('the JSON API: a bearer token made on its own page, stored hashed, shown once, with an expiry', async (t) => {
   const { app, rows } = await portal(t)
   const browser = new Browser(app)
   await browser.signUp('Ada', PASSWORD, { grade: '9', remember: true })
@@ -544,22 +667,33 @@ test('the JSON API: a bearer token made on the profile page, stored hashed, show
   t.match(anonymous.headers['content-type'], /^application\/json/)
   t.same(anonymous.json(), { statusCode: 401, error: 'Unauthorized', message: 'Send your API token: Authorization: Bearer <token>' })
 
-  await browser.get('/profile')
+  const none = await browser.get('/api-token')
+  t.equal(none.statusCode, 200)
+  t.match(text(none.body), 'You have no API token.')
   const created = await browser.post('/api-token')
-  t.equal(created.statusCode, 200)
-  t.equal(created.headers['cache-control'], 'no-store')
-  const token = /<pre class="token">(portal_[A-Za-z0-9_-]{43})<\/pre>/.exec(created.body)?.[1] as string
+  t.equal(created.statusCode, 303, 'POST, then redirect, then GET')
+  t.equal(created.headers.location, '/api-token')
+  const shown = await browser.get('/api-token')
+  t.equal(shown.headers['cache-control'], 'no-store')
+  const token = /<pre class="token">(portal_[A-Za-z0-9_-]{43})<\/pre>/.exec(shown.body)?.[1] as string
   t.ok(token, 'the page shows the token')
-  t.match(created.body, `curl -H 'Authorization: Bearer ${token}' http://localhost:80/api/me`)
+  t.match(shown.body, `curl -H 'Authorization: Bearer ${token}' http://localhost:80/api/me`)
   const [row] = rows()
   t.equal(row.api_token_hash, createHash('sha256').update(token).digest('base64url'), 'only its hash is stored')
+  const expiresAt = new Date((row.api_token_expires_at as number) * 1000)
+  t.ok(Math.abs(expiresAt.getTime() - Date.now() - 30 * 24 * 3600 * 1000) < 60000, 'it works for 30 days')
+  t.match(shown.body, `Your API token works until <time datetime="${expiresAt.toISOString()}">${expiresAt.toISOString().slice(0, 16).replace('T', ' ')} UTC</time>.`)
+
+  const reloaded = await browser.get('/api-token')
+  t.notMatch(reloaded.body, 'class="token"', 'a reload shows it no more')
+  t.match(text(reloaded.body), 'Your API token works until', 'only when it expires')
+  t.equal(rows()[0].api_token_hash, row.api_token_hash, 'and makes no new one')
 
   const me = await app.inject({ url: '/api/me', headers: { authorization: `Bearer ${token}` } })
   t.equal(me.statusCode, 200)
   t.same(me.json(), { name: 'Ada', grade: 9 })
   t.equal((await app.inject({ url: '/api/me', headers: { authorization: `bearer ${token}` } })).statusCode, 200, 'the scheme is case-insensitive')
   t.equal(me.headers['set-cookie'], undefined, 'the API sets no cookie')
-  t.equal((await app.inject({ url: '/profile', headers: { authorization: `Bearer ${token}` } })).statusCode, 200, 'the request loader serves every page')
 
   for (const authorization of [`Bearer ${token.slice(0, -1)}x`, `Bearer ${token.slice(0, -1)}`, `Basic ${token}`, token, 'Bearer ', `Bearer ${token} extra`]) {
     const refused = await app.inject({ url: '/api/me', headers: { authorization } })
@@ -568,24 +702,76 @@ test('the JSON API: a bearer token made on the profile page, stored hashed, show
   }
 
   // A new token replaces the old one; "log out everywhere" revokes it.
-  const second = /<pre class="token">([^<]+)<\/pre>/.exec((await browser.post('/api-token')).body)?.[1] as string
+  await browser.post('/api-token')
+  const second = /<pre class="token">([^<]+)<\/pre>/.exec((await browser.get('/api-token')).body)?.[1] as string
   t.not(second, token)
   t.equal((await app.inject({ url: '/api/me', headers: { authorization: `Bearer ${token}` } })).statusCode, 401, 'the old token is gone')
   t.equal((await app.inject({ url: '/api/me', headers: { authorization: `Bearer ${second}` } })).statusCode, 200)
-  await browser.get('/profile')
+  await browser.get('/logout-everywhere')
   await browser.post('/logout-everywhere')
   t.equal((await app.inject({ url: '/api/me', headers: { authorization: `Bearer ${second}` } })).statusCode, 401, 'revoked')
   t.equal(rows()[0].api_token_hash, null)
+  t.match(text((await browser.get('/api-token')).body), 'You have no API token.')
+})
 
-  // Creating a token needs a fresh login.
-  await browser.post('/logout')
-  await browser.logIn('Ada', PASSWORD, { remember: true })
+test('API tokens: only under /api/, never a login of the pages; they expire', async (t) => {
+  const { app, rows } = await portal(t)
+  const browser = new Browser(app)
+  await browser.signUp('Ada', PASSWORD)
+  await browser.get('/api-token')
+  await browser.post('/api-token')
+  const token = /<pre class="token">([^<]+)<\/pre>/.exec((await browser.get('/api-token')).body)?.[1] as string
+  const bearer = { authorization: `Bearer ${token}` }
+
+  // A stolen token cannot log out everywhere (and so revoke the token and
+  // keep a cookie), confirm a login, or read a page.
+  for (const [method, url] of [['GET', '/profile'], ['POST', '/logout-everywhere'], ['POST', '/reauthenticate'], ['GET', '/api-token'], ['POST', '/password']] as const) {
+    const response = await app.inject({ method, url, headers: { ...bearer, 'content-type': 'application/x-www-form-urlencoded' }, payload: method === 'POST' ? 'password=x' : undefined })
+    t.equal(response.statusCode, 400, `${method} ${url}`)
+    t.equal(errorOf(response), 'API tokens work only under /api/. Log in with your name and password to use the pages.')
+    t.notMatch(String(response.headers['set-cookie']), /account=|fresh=/, `${method} ${url}: no login cookie`)
+  }
+  t.match(rows(), [{ session_version: 1 }], 'nothing revoked')
+  t.notOk(rows()[0].api_token_hash === null, 'the token still works')
+
+  // 30 days later.
+  const realNow = Date.now
+  t.teardown(() => { Date.now = realNow })
+  Date.now = () => realNow() + 30 * 24 * 3600 * 1000 + 1000
+  t.equal((await app.inject({ url: '/api/me', headers: bearer })).statusCode, 401, 'expired')
+  await browser.logIn('Ada')
+  t.match(text((await browser.get('/api-token')).body), 'Your API token expired on')
+})
+
+test('the API-token journey from a remembered login ends on the token page', async (t) => {
+  const { app } = await portal(t)
+  const browser = new Browser(app)
+  await browser.signUp('Ada', PASSWORD, { remember: true })
   browser.restart()
   await browser.get('/profile')
+
+  // The button of a page that was open: a POST, refused for freshness.
   const stale = await browser.post('/api-token')
-  t.equal(stale.statusCode, 303)
   t.equal(stale.headers.location, '/reauthenticate?next=%2Fapi-token')
-  t.equal(rows()[0].api_token_hash, null)
+  await browser.get(stale.headers.location as string)
+  const confirmed = await browser.post('/reauthenticate', { password: PASSWORD, next: '/api-token' })
+  const end = await browser.visit(confirmed.headers.location as string)
+  t.equal(end.statusCode, 200, 'not a 404')
+  t.match(text(end.body), 'Your API token')
+  t.match(end.body, 'action="/api-token"')
+
+  // The same after "log out everywhere" from another device.
+  const phone = new Browser(app, 'phone')
+  await phone.logIn('Ada')
+  await phone.get('/logout-everywhere')
+  await phone.post('/logout-everywhere')
+  const loggedOut = await browser.post('/api-token')
+  t.equal(loggedOut.headers.location, '/login?next=%2Fapi-token')
+  await browser.get(loggedOut.headers.location as string)
+  const again = await browser.post('/login', { name: 'Ada', password: PASSWORD, next: '/api-token' })
+  const page = await browser.visit(again.headers.location as string)
+  t.equal(page.statusCode, 200)
+  t.match(page.body, 'action="/api-token"')
 })
 
 test('passwords are stored as salted scrypt hashes, never in clear', async (t) => {
@@ -642,12 +828,14 @@ test('errors: other 4xx show their message; a server error shows no details', as
 })
 
 test('server.js: settings from the environment', async (t) => {
-  t.same(settings({}), { databasePath: join(exampleDir, 'data', 'portal.sqlite'), secret: undefined, host: '127.0.0.1', port: 3000 })
-  t.same(settings({ EXAMPLE_DB: 'x.sqlite', LOGIN_SECRET: SECRET, PORT: '8080' }), {
+  t.same(settings({}), { databasePath: join(exampleDir, 'data', 'portal.sqlite'), secret: undefined, host: '127.0.0.1', port: 3000, publicUrl: null, redisUrl: null })
+  t.same(settings({ EXAMPLE_DB: 'x.sqlite', LOGIN_SECRET: SECRET, PORT: '8080', PUBLIC_URL: 'https://portal.example', REDIS_URL: 'redis://127.0.0.1:6379' }), {
+    redisUrl: 'redis://127.0.0.1:6379',
     databasePath: resolve('x.sqlite'),
     secret: SECRET,
     host: '127.0.0.1',
-    port: 8080
+    port: 8080,
+    publicUrl: 'https://portal.example'
   })
 })
 
@@ -748,4 +936,522 @@ test('server.js: LOGIN_SECRET from the environment; a busy port is an error', { 
   t.equal(code, 1)
   t.match(output, 'EADDRINUSE')
   t.notOk(existsSync(join(dir, 'login-secret')), 'no secret file when LOGIN_SECRET is set')
+})
+
+const passwords = require('../example/passwords.js') as {
+  stats: { hashes: number, running: number, mostRunning: number }
+  HASH_SLOTS: number
+  HASH_QUEUE: number
+}
+
+// Moves the clock of the app (rate-limit windows, cookie and token times) forward.
+function advanceClock (t: Test, ms: number): void {
+  const realNow = Date.now
+  Date.now = () => realNow() + ms
+  t.teardown(() => { Date.now = realNow })
+}
+
+test('password guessing: the 6th wrong password is a 429 that says when to retry; after the window the right one works', async (t) => {
+  const { app } = await portal(t)
+  await new Browser(app, 'setup', '10.0.0.9').signUp('Ada')
+  const attacker = new Browser(app, 'attacker', '10.0.0.1')
+  await attacker.get('/login')
+  for (let guess = 1; guess <= 5; guess++) {
+    t.equal((await attacker.post('/login', { name: 'Ada', password: `guess number ${guess}` })).statusCode, 401, `guess ${guess}`)
+  }
+  const before = passwords.stats.hashes
+  const sixth = await attacker.post('/login', { name: 'Ada', password: 'guess number 6' })
+  t.equal(sixth.statusCode, 429)
+  t.ok(Number(sixth.headers['retry-after']) > 800 && Number(sixth.headers['retry-after']) <= 900, 'Retry-After: the rest of the 15 minutes')
+  t.match(errorOf(sixth), /^Too many wrong passwords\. Try again in 1[45] min \(at \d\d:\d\d UTC\)\.$/)
+  t.equal(sixth.headers['content-security-policy']?.includes("default-src 'none'"), true, 'a page like the others')
+  t.equal((await attacker.post('/login', { name: 'Ada', password: PASSWORD })).statusCode, 429, 'even the right password, during the window')
+  t.equal(passwords.stats.hashes, before, 'refused before any hashing')
+
+  advanceClock(t, 15 * 60 * 1000 + 1000)
+  await attacker.get('/login')
+  const later = await attacker.post('/login', { name: 'Ada', password: PASSWORD })
+  t.equal(later.statusCode, 303, 'after the window the right password works')
+})
+
+test('password guessing: what one attacker locks, and what not', async (t) => {
+  const { app } = await portal(t)
+  await new Browser(app, 'setup', '10.0.0.8').signUp('Ada')
+  await new Browser(app, 'setup', '10.0.0.9').signUp('Bob')
+  const attacker = new Browser(app, 'attacker', '10.0.0.1')
+  await attacker.get('/login')
+  for (let guess = 1; guess <= 5; guess++) await attacker.post('/login', { name: 'ada', password: `guess number ${guess}` })
+
+  // Another student, from another address: not locked at all.
+  t.equal((await new Browser(app, 'bob', '10.0.0.2').logIn('Bob')).statusCode, 303, 'Bob, elsewhere, logs in')
+  // The policy says: five failures lock the name (for everyone, whichever
+  // address: the guesser may have many) and the address (for every name).
+  t.equal((await new Browser(app, 'ada', '10.0.0.3').logIn('Ada')).statusCode, 429, 'Ada herself waits out the window: the documented trade-off')
+  t.equal((await new Browser(app, 'bob at the attacker', '10.0.0.1').logIn('Bob')).statusCode, 429, 'the address is locked for every name')
+  // Successes do not count: many log-ins from one address are fine.
+  for (let login = 1; login <= 8; login++) {
+    t.equal((await new Browser(app, `classroom ${login}`, '10.0.0.4').logIn('Bob')).statusCode, 303, `log-in ${login} from a shared address`)
+  }
+})
+
+test('password guessing: re-authentication and the password change count too; sign-ups are limited per address', async (t) => {
+  const { app } = await portal(t)
+  const browser = new Browser(app, 'laptop', '10.0.0.5')
+  await browser.signUp('Ada', PASSWORD, { remember: true })
+  browser.restart()
+  await browser.get('/reauthenticate')
+  for (let guess = 1; guess <= 3; guess++) {
+    t.equal((await browser.post('/reauthenticate', { password: `guess number ${guess}` })).statusCode, 401)
+  }
+  await browser.post('/reauthenticate', { password: PASSWORD })
+  await browser.get('/password')
+  for (let guess = 4; guess <= 5; guess++) {
+    t.equal((await browser.post('/password', { current: `guess number ${guess}`, password: 'a new password', confirm: 'a new password' })).statusCode, 401)
+  }
+  const refused = await browser.post('/password', { current: PASSWORD, password: 'a new password', confirm: 'a new password' })
+  t.equal(refused.statusCode, 429, 'five failures across the three forms')
+  browser.restart()
+  await browser.get('/reauthenticate')
+  t.equal((await browser.post('/reauthenticate', { password: PASSWORD })).statusCode, 429, 're-authentication is refused too')
+  t.ok(Number(refused.headers['retry-after']) > 800 && Number(refused.headers['retry-after']) <= 900, 'Retry-After: the rest of the window')
+
+  const visitor = new Browser(app, 'signups', '10.0.0.6')
+  for (let signUp = 1; signUp <= 10; signUp++) {
+    const response = await visitor.signUp(`Student ${signUp}`)
+    t.equal(response.statusCode, 303, `sign-up ${signUp}`)
+    await visitor.get('/profile')
+    await visitor.post('/logout')
+  }
+  const eleventh = await visitor.signUp('Student 11')
+  t.equal(eleventh.statusCode, 429)
+  t.ok(Number(eleventh.headers['retry-after']) > 3500 && Number(eleventh.headers['retry-after']) <= 3600, 'Retry-After: the rest of the hour')
+  t.match(errorOf(eleventh), /^Too many sign-ups from your address\. Try again in 60 min/)
+  t.equal((await visitor.signUp('')).statusCode, 400, 'a form with mistakes costs nothing and is still answered')
+})
+
+test('password checks: at most a few hashes at once, a bounded queue, then 503', async (t) => {
+  const { app } = await portal(t)
+  const browser = new Browser(app)
+  await browser.get('/login')
+  passwords.stats.mostRunning = 0
+  const attempts = Array.from({ length: passwords.HASH_SLOTS + passwords.HASH_QUEUE + 8 }, (_, index) => app.inject({
+    method: 'POST',
+    url: '/login',
+    cookies: browser.cookies,
+    remoteAddress: `10.1.0.${index + 1}`,
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    payload: new URLSearchParams({ _csrf: browser.csrf, name: `nobody ${index}`, password: PASSWORD }).toString()
+  }))
+  const responses = await Promise.all(attempts)
+  const statuses = responses.map((response) => response.statusCode)
+  t.equal(passwords.stats.mostRunning, passwords.HASH_SLOTS, 'never more hashes at once than the slots')
+  t.equal(statuses.filter((status) => status === 401).length, passwords.HASH_SLOTS + passwords.HASH_QUEUE, 'the slots and the queue are answered')
+  t.equal(statuses.filter((status) => status === 503).length, 8, 'the rest at once, with a 503')
+  const refused = responses.find((response) => response.statusCode === 503) as LightMyRequestResponse
+  t.equal(refused.headers['retry-after'], '1')
+  t.equal(errorOf(refused), 'Too many password checks are waiting; try again in a moment.')
+})
+
+test('the dummy hash for unknown names is made at start-up, not on the first probe', async (t) => {
+  const { app } = await portal(t)
+  const browser = new Browser(app)
+  await browser.get('/login')
+  const before = passwords.stats.hashes
+  t.equal((await browser.post('/login', { name: 'Nobody', password: PASSWORD })).statusCode, 401)
+  t.equal(passwords.stats.hashes - before, 1, 'one scrypt, as for a known name: nothing built on the way')
+})
+
+test('a new CSRF secret at log-in and log-out: a token from before is worth nothing after', async (t) => {
+  const { app } = await portal(t)
+  await new Browser(app, 'setup').signUp('Ada')
+  const browser = new Browser(app)
+  await browser.get('/login')
+  const before = { secret: browser.jar.get('_csrf')?.value, token: browser.csrf }
+  await browser.post('/login', { name: 'Ada', password: PASSWORD })
+  t.not(browser.jar.get('_csrf')?.value, before.secret, 'log-in: a new secret')
+  // A token planted or learnt before the log-in (login CSRF, a shared computer).
+  const stale = await browser.post('/logout', { _csrf: before.token }, { csrf: false })
+  t.equal(stale.statusCode, 403)
+  await browser.get('/profile')
+  const loggedIn = { secret: browser.jar.get('_csrf')?.value, token: browser.csrf }
+  t.equal((await browser.post('/logout')).statusCode, 303)
+  t.not(browser.jar.get('_csrf')?.value, loggedIn.secret, 'log-out: a new secret')
+  await browser.get('/login')
+  t.equal((await browser.post('/login', { name: 'Ada', password: PASSWORD, _csrf: loggedIn.token }, { csrf: false })).statusCode, 403)
+})
+
+test('served over https: every cookie is Secure and named __Host-, so no neighbour can plant one', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'portal-https-'))
+  const app = await buildApp({ databasePath: join(dir, 'portal.sqlite'), secret: SECRET, https: true, trustProxy: true } as never)
+  t.teardown(async () => {
+    await app.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+  const browser = new Browser(app)
+  const send = browser.send.bind(browser)
+  browser.send = async (method, url, payload, headers) => send(method, url, payload, { 'x-forwarded-proto': 'https', ...headers })
+  await browser.signUp('Ada', PASSWORD, { remember: true })
+  t.same([...browser.jar.keys()].sort(), ['__Host-account', '__Host-csrf', '__Host-fresh'])
+  await browser.get('/profile')
+  const logout = await browser.post('/logout')
+  const lines = [logout.headers['set-cookie']].flat().map(String)
+  t.ok(lines.length >= 3)
+  for (const line of lines) {
+    t.match(line, /^__Host-/, line)
+    t.match(line, /; Secure/, line)
+    t.match(line, /; Path=\/(;|$)/, line)
+    t.notMatch(line, /Domain=/i, line)
+  }
+  t.ok(browser.jar.has('__Host-flash'), 'the notice cookie too')
+  // A plain `account` or `_csrf` cookie, as a neighbour could plant, is not read.
+  browser.jar.set('account', { value: 'planted', persistent: false })
+  t.equal(await browser.navigation(), 'Log in · Sign up')
+})
+
+test('forms report every field error at once, and never echo a value over its limit', async (t) => {
+  const { app } = await portal(t)
+  const browser = new Browser(app)
+  await browser.get('/signup')
+  const huge = 'N'.repeat(1_000_000)
+  const signUp = await browser.post('/signup', { name: huge, grade: '99', password: 'short' })
+  t.equal(signUp.statusCode, 400)
+  t.equal(errorOf(signUp), 'Names are at most 64 characters long. | Please choose a grade from 1 to 12. | Passwords need at least 8 characters.')
+  t.ok(signUp.body.length < 10000, 'the megabyte of name is not in the page')
+  t.match(signUp.body, /name="name" value=""/)
+
+  await browser.get('/login')
+  const login = await browser.post('/login', { name: huge, password: '' })
+  t.equal(errorOf(login), 'That name is too long (at most 64 characters). | Please enter your password.')
+  t.ok(login.body.length < 10000)
+  const kept = await browser.post('/login', { name: 'Ada', password: '' })
+  t.match(kept.body, 'value="Ada"', 'a value within its limit is kept')
+})
+
+test('names that look like another are refused at sign-up', async (t) => {
+  const { app, count } = await portal(t)
+  await new Browser(app, 'setup').signUp('Ada')
+  const visitor = new Browser(app, 'visitor')
+  const cases: Array<[string, string]> = [
+    ['\u0410da', 'Names cannot mix Latin, Cyrillic and Greek letters.'], // Cyrillic А
+    ['Ad\u03b1', 'Names cannot mix Latin, Cyrillic and Greek letters.'], // Greek α
+    ['A\u200bda', 'Names cannot contain control characters or invisible characters.'], // zero-width space
+    ['Ada\u200d', 'Names cannot contain control characters or invisible characters.'], // zero-width joiner
+    ['\u202eadA', 'Names cannot contain control characters or invisible characters.'], // right-to-left override
+    ['Ada\u2066x\u2069', 'Names cannot contain control characters or invisible characters.'], // bidi isolate
+    ['Ada\u00a0Lovelace', 'Names cannot contain control characters or invisible characters.'], // no-break space
+    ['A\tda', 'Names cannot contain control characters or invisible characters.']
+  ]
+  for (const [name, message] of cases) {
+    const response = await visitor.signUp(name)
+    t.equal(response.statusCode, 400, JSON.stringify(name))
+    t.equal(errorOf(response), message, JSON.stringify(name))
+  }
+  t.equal(count(), 1)
+  for (const name of ['Ада', 'Ἀλέξανδρος', 'José María', "O'Brien-Smith", '李小龍', 'Ada 2']) {
+    t.equal((await new Browser(app, name).signUp(name)).statusCode, 303, `${name}: one script is fine`)
+  }
+  t.equal((await new Browser(app, 'nfd').signUp('Jose\u0301')).statusCode, 303)
+  t.equal((await new Browser(app, 'nfc').signUp('Jos\u00e9')).statusCode, 409, 'the same name in another Unicode form is taken')
+})
+
+test('security headers on every response, framework errors included', async (t) => {
+  const { app } = await portal(t)
+  const browser = new Browser(app)
+  await browser.get('/login')
+  const responses: Array<[string, LightMyRequestResponse]> = [
+    ['a page', await browser.get('/')],
+    ['a bad URL', await app.inject({ url: '/%E0%A4%A' })],
+    ['a body too large', await browser.send('POST', '/login', 'x'.repeat(2 * 1024 * 1024), { 'content-type': 'application/x-www-form-urlencoded' })],
+    ['an unsupported type', await browser.send('POST', '/login', '{}', { 'content-type': 'text/csv' })],
+    ['not found', await browser.get('/nowhere')]
+  ]
+  t.equal(responses[1][1].statusCode, 400)
+  t.match(responses[1][1].body, /not a valid url/)
+  t.equal(responses[2][1].statusCode, 413)
+  for (const [label, response] of responses) {
+    t.equal(response.headers['x-frame-options'], 'DENY', label)
+    t.match(response.headers['content-security-policy'], /frame-ancestors 'none'/, label)
+    t.equal(response.headers['x-content-type-options'], 'nosniff', label)
+    t.equal(response.headers['referrer-policy'], 'same-origin', label)
+    t.equal(response.headers['cache-control'], 'no-store', label)
+  }
+})
+
+test('a database made by an older portal is brought up to date, its logins kept', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'portal-migrate-'))
+  const file = join(dir, 'portal.sqlite')
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const Writable = require('better-sqlite3') as new (file: string) => { exec (sql: string): void, close (): void }
+  const old = new Writable(file)
+  old.exec(`CREATE TABLE students (
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE COLLATE NOCASE CHECK (length(name) BETWEEN 1 AND 64),
+    grade INTEGER NOT NULL CHECK (grade BETWEEN 1 AND 12), password_hash TEXT NOT NULL,
+    session_version INTEGER NOT NULL DEFAULT 1, api_token_hash TEXT UNIQUE,
+    created_at TEXT NOT NULL DEFAULT (datetime('now'))) STRICT;
+    INSERT INTO students (name, grade, password_hash, api_token_hash) VALUES ('Ada', 11, 'x', 'an old token hash')`)
+  old.close()
+  const db = openDatabase(file)
+  t.match(db.studentById(1), { name: 'Ada', sessionVersion: 1, revokedBy: null, apiTokenExpiresAt: null })
+  db.close()
+  const again = openDatabase(file) // once only
+  t.match(again.studentById(1), { name: 'Ada' })
+  again.close()
+})
+
+test('server.js behind an https proxy: PUBLIC_URL', { timeout: 60000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'portal-server-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const child = spawn(process.execPath, [join(exampleDir, 'server.js')], {
+    env: { ...process.env, EXAMPLE_DB: join(dir, 'portal.sqlite'), PORT: '0', LOGIN_SECRET: SECRET, PUBLIC_URL: 'https://portal.example' },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  t.teardown(() => { child.kill() })
+  let output = ''
+  const local = await new Promise<string>((resolve) => {
+    child.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString()
+      const url = /Listening on: +(http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1]
+      if (url !== undefined) resolve(url)
+    })
+  })
+  t.match(output, 'Student portal: https://portal.example\n')
+  const page = await fetch(`${local}/login`, { headers: { 'x-forwarded-proto': 'https' } })
+  t.match(page.headers.getSetCookie().join('\n'), /^__Host-csrf=.*; Secure/)
+  const code = await new Promise((resolve) => {
+    child.on('exit', resolve)
+    child.kill('SIGTERM')
+  })
+  t.equal(code, 0)
+})
+
+interface LoginRecord { loginId: string, userId: string, createdAt: number, lastSeenAt: number, expiresAt: number, remembered: boolean, userAgent: string, ip: string }
+interface LoginStore {
+  create (record: LoginRecord): void
+  get (loginId: string, userId: string): LoginRecord | null
+  touch (loginId: string, lastSeenAt: number, userId: string): void
+  delete (loginId: string, userId: string): boolean
+  list (userId: string): LoginRecord[]
+  deleteAll (userId: string, exceptLoginId?: string): number
+}
+
+test('login-store.js: the LoginStore interface over SQLite', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'portal-store-'))
+  const file = join(dir, 'portal.sqlite')
+  const db = openDatabase(file) as ExampleDb & { logins: LoginStore }
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const store = db.logins
+  const now = Math.floor(Date.now() / 1000)
+  const login = (loginId: string, userId: string, createdAt: number, expiresAt = now + 3600): LoginRecord =>
+    ({ loginId, userId, createdAt, lastSeenAt: createdAt, expiresAt, remembered: loginId.endsWith('r'), userAgent: `browser of ${loginId}`, ip: '127.0.0.1' })
+
+  t.equal(store.get('none', '1:1'), null, 'nothing yet')
+  t.same(store.list('1:1'), [])
+  store.create(login('a', '1:1', now - 30))
+  store.create(login('br', '1:1', now - 20))
+  store.create(login('c', '1:1', now - 10))
+  store.create(login('d', '2:1', now - 5))
+  t.same(store.get('br', '1:1'), login('br', '1:1', now - 20), 'a record comes back as it went in, booleans included')
+  t.equal(store.get('br', '2:1'), null, 'only under its own user')
+  t.same(store.list('1:1').map((record) => record.loginId), ['c', 'br', 'a'], 'newest first')
+
+  store.touch('a', now, '1:1')
+  t.equal(store.get('a', '1:1')?.lastSeenAt, now)
+  store.touch('a', now + 5, '2:1')
+  t.equal(store.get('a', '1:1')?.lastSeenAt, now, 'touch under another user does nothing')
+
+  t.equal(store.delete('a', '1:1'), true)
+  t.equal(store.delete('a', '1:1'), false, 'gone')
+  t.equal(store.get('a', '1:1'), null)
+  t.equal(store.deleteAll('1:1', 'c'), 1, 'all but this device')
+  t.same(store.list('1:1').map((record) => record.loginId), ['c'])
+  t.equal(store.deleteAll('1:1'), 1, 'all')
+  t.same(store.list('1:1'), [])
+  t.same(store.list('2:1').map((record) => record.loginId), ['d'], 'other users keep theirs')
+
+  // Expired: invisible at once, and deleted as new logins come.
+  store.create(login('old', '3:1', now - 100, now - 1))
+  t.equal(store.get('old', '3:1'), null, 'an expired login is no login')
+  t.same(store.list('3:1'), [])
+  store.create(login('new', '3:1', now))
+  db.close()
+  const raw = new Database(file, { readonly: true })
+  t.same(raw.prepare('SELECT login_id FROM logins ORDER BY login_id').all(), [{ login_id: 'd' }, { login_id: 'new' }], 'the expired row is gone from the file')
+  raw.close()
+})
+
+test('cross-origin form posts are refused on every state-changing route, CSRF token or not', async (t) => {
+  const { app, rows } = await portal(t)
+  const browser = new Browser(app)
+  await browser.signUp('Ada')
+  const before = rows()
+  // What a browser sends for a form posted from another port of 127.0.0.1
+  // (same site, other origin), from another site, and from an old browser
+  // that sends only Origin.
+  const foreign: Array<Record<string, string>> = [
+    { 'sec-fetch-site': 'same-site', origin: 'http://127.0.0.1:8081' },
+    { 'sec-fetch-site': 'cross-site', origin: 'https://evil.example' },
+    { origin: 'http://127.0.0.1:8081' },
+    { origin: 'null' }
+  ]
+  const forms: Array<[string, Record<string, string>]> = [
+    ['/password', { current: PASSWORD, password: 'owned by mallory', confirm: 'owned by mallory' }],
+    ['/logout-everywhere', {}],
+    ['/api-token', {}],
+    ['/reauthenticate', { password: PASSWORD }],
+    ['/logout', {}]
+  ]
+  await browser.get('/profile')
+  for (const [url, fields] of forms) {
+    for (const headers of foreign) {
+      const response = await browser.post(url, fields, { headers })
+      t.equal(response.statusCode, 403, `${url} ${JSON.stringify(headers)}`)
+      t.equal(response.body, 'Cross-origin request refused.')
+      t.equal(response.headers['x-frame-options'], 'DENY', 'with the security headers')
+    }
+  }
+  t.same(rows(), before, 'nothing changed')
+  t.equal(await browser.navigation(), 'Logged in as Ada · Log out', 'still logged in')
+
+  const visitor = new Browser(app, 'visitor')
+  await visitor.get('/login')
+  for (const headers of foreign) {
+    t.equal((await visitor.post('/login', { name: 'Ada', password: PASSWORD }, { headers })).statusCode, 403, `login CSRF ${JSON.stringify(headers)}`)
+    t.equal((await visitor.post('/signup', { name: 'Eve', grade: '3', password: PASSWORD }, { headers })).statusCode, 403, `sign-up ${JSON.stringify(headers)}`)
+  }
+  t.equal(await visitor.navigation(), 'Log in · Sign up')
+  t.equal(rows().length, 1)
+
+  // The portal's own pages, a typed address, and clients without either header pass.
+  const own: Array<Record<string, string>> = [{ 'sec-fetch-site': 'same-origin', origin: 'http://localhost:80' }, { 'sec-fetch-site': 'none' }, { host: '127.0.0.1:3000', origin: 'http://127.0.0.1:3000' }, {}]
+  for (const headers of own) {
+    const page = new Browser(app, JSON.stringify(headers))
+    await page.get('/login')
+    t.equal((await page.post('/login', { name: 'Ada', password: PASSWORD }, { headers })).statusCode, 303, JSON.stringify(headers))
+  }
+  // Page loads are never refused, wherever the link was.
+  t.equal((await browser.get('/profile', { 'sec-fetch-site': 'cross-site' })).statusCode, 200)
+})
+
+function loginIdsOn (page: LightMyRequestResponse): string[] {
+  return [...page.body.matchAll(/name="login" value="([^"]+)"/g)].map((match) => match[1])
+}
+
+test('your devices: every live login, this one marked; log out another; log-out ends the login on the server', async (t) => {
+  const { app, file } = await portal(t)
+  const laptop = new Browser(app, 'Laptop <b>Firefox</b>', '10.0.0.1')
+  await laptop.signUp('Ada', PASSWORD, { remember: true })
+  const phone = new Browser(app, 'Phone Safari', '10.0.0.2')
+  await phone.logIn('Ada')
+  const stolen = new Map(phone.jar)
+  await new Browser(app, 'Bob browser', '10.0.0.3').signUp('Bob')
+
+  const page = await laptop.get('/devices')
+  t.equal(page.statusCode, 200)
+  const shown = text(page.body)
+  t.match(shown, 'Phone Safari Address 10.0.0.2 Logged in')
+  t.match(shown, 'Laptop &lt;b&gt;Firefox&lt;/b&gt; (this device) Address 10.0.0.1')
+  t.match(page.body, 'Laptop &lt;b&gt;Firefox&lt;/b&gt;', 'a user agent is text, never markup')
+  t.match(shown, /Last used \d{4}-\d\d-\d\d \d\d:\d\d UTC/)
+  t.match(shown, 'Remembered yes')
+  t.match(shown, 'Remembered no, until the browser closes')
+  t.notMatch(shown, 'Bob browser', "only the student's own logins")
+  const [phoneLogin] = loginIdsOn(page)
+  t.equal(loginIdsOn(page).length, 1, 'a button for the other device, none for this one')
+
+  const revoked = await laptop.post('/devices', { login: phoneLogin })
+  t.equal(revoked.statusCode, 303)
+  t.equal(revoked.headers.location, '/devices')
+  const after = await laptop.get('/devices')
+  t.equal(noticeOf(after), 'That device was logged out.')
+  t.equal(loginIdsOn(after).length, 0)
+  t.equal((await laptop.post('/devices', { login: phoneLogin })).statusCode, 303)
+  t.equal(noticeOf(await laptop.get('/devices')), 'That device was already logged out.')
+
+  // The phone, on its next page load, is logged out and told why.
+  const refused = await phone.get('/profile')
+  t.equal(refused.statusCode, 307)
+  t.notOk(phone.jar.has('account'), 'its dead cookie is cleared')
+  t.equal(noticeOf(await phone.get(refused.headers.location as string)),
+    'Your login on this device has ended: it was logged out from another device, or it expired. Log in again.')
+  phone.jar = stolen
+  t.equal(await phone.navigation(), 'Log in · Sign up', 'so is any copy of its cookies')
+
+  // Log-out ends the login on the server: a copy taken before is worth nothing.
+  const tablet = new Browser(app, 'Tablet', '10.0.0.4')
+  await tablet.logIn('Ada')
+  const copy = new Map(tablet.jar)
+  await tablet.post('/logout')
+  const thief = new Browser(app, 'Tablet', '10.0.0.4')
+  thief.jar = copy
+  t.equal(await thief.navigation(), 'Log in · Sign up', 'the copy of a logged-out cookie is anonymous')
+  t.equal(loginIdsOn(await laptop.get('/devices')).length, 0, 'and the tablet is gone from the list')
+
+  // The logins are rows of the portal's database.
+  const raw = new Database(file, { readonly: true })
+  t.teardown(() => raw.close())
+  t.equal((raw.prepare("SELECT count(*) AS n FROM logins WHERE user_id = '1:1'").get() as { n: number }).n, 1, 'the laptop only')
+})
+
+test('your devices: ending another login needs a fresh login, and only ends your own', async (t) => {
+  const { app } = await portal(t)
+  const laptop = new Browser(app, 'laptop')
+  await laptop.signUp('Ada', PASSWORD, { remember: true })
+  const phone = new Browser(app, 'phone')
+  await phone.logIn('Ada')
+  const bob = new Browser(app, 'bob')
+  await bob.signUp('Bob')
+  const bobLogin = loginIdsOn(await new Browser(app, 'bob 2').logIn('Bob').then(async () => bob.get('/devices')))[0]
+  t.ok(bobLogin)
+
+  laptop.restart()
+  const page = await laptop.get('/devices')
+  t.equal(page.statusCode, 200, 'a remembered login may look')
+  const stale = await laptop.post('/devices', { login: loginIdsOn(page)[0] })
+  t.equal(stale.headers.location, '/reauthenticate?next=%2Fdevices', 'but not end another')
+  await laptop.get(stale.headers.location as string)
+  const confirmed = await laptop.post('/reauthenticate', { password: PASSWORD, next: '/devices' })
+  t.equal((await laptop.visit(confirmed.headers.location as string)).statusCode, 200, 'and comes back to the list')
+  t.equal(await phone.navigation(), 'Logged in as Ada · Log out', 'the phone is still logged in')
+
+  t.equal((await laptop.post('/devices', { login: bobLogin })).statusCode, 303)
+  t.equal(noticeOf(await laptop.get('/devices')), 'That device was already logged out.', "another student's login is not found")
+  t.equal(await bob.navigation(), 'Logged in as Bob · Log out')
+})
+
+test('server.js with REDIS_URL: the logins live in Redis, and log-out ends them there', { timeout: 60000 }, async (t) => {
+  const redis = await startRedis(t)
+  const dir = mkdtempSync(join(tmpdir(), 'portal-server-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const running = await startServer(t, { EXAMPLE_DB: join(dir, 'portal.sqlite'), PORT: '0', LOGIN_SECRET: SECRET, REDIS_URL: `redis://127.0.0.1:${redis.port}` })
+  t.match(running.output(), `Logins kept in: redis://127.0.0.1:${redis.port}`)
+  const keys = async (): Promise<string> => rawCommand(redis.port, 'KEYS fastify-login:*')
+  t.notMatch(await keys(), 'fastify-login:', 'no login yet')
+
+  const loginPage = await fetch(`${running.url}/login`)
+  let cookies = cookieHeader(loginPage)
+  const csrf = /name="_csrf" value="([^"]+)"/.exec(await loginPage.text())?.[1] as string
+  const login = await fetch(`${running.url}/login`, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { cookie: cookies, 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ _csrf: csrf, name: DEMO_STUDENT.name, password: DEMO_STUDENT.password })
+  })
+  t.equal(login.status, 303)
+  cookies = cookieHeader(login, cookies)
+  t.match(await keys(), 'fastify-login:', 'the login is a record in Redis')
+  const devices = await fetch(`${running.url}/devices`, { headers: { cookie: cookies }, redirect: 'manual' })
+  t.equal(devices.status, 200)
+  const page = await devices.text()
+  t.match(page, '(this device)')
+  const token = /name="_csrf" value="([^"]+)"/.exec(page)?.[1] as string
+  const logout = await fetch(`${running.url}/logout`, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { cookie: cookieHeader(devices, cookies), 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ _csrf: token })
+  })
+  t.equal(logout.status, 303)
+  const copy = await fetch(`${running.url}/profile`, { headers: { cookie: cookies }, redirect: 'manual' })
+  t.equal(copy.status, 307, 'a copy of the logged-out cookie is anonymous')
+  t.equal(await stopServer(running), 0, 'SIGTERM closes the app and its Redis client')
 })

@@ -144,6 +144,18 @@ for (const [name, makeStore] of stores) {
   })
 }
 
+test('a login over another on the same browser ends the earlier one', async (t) => {
+  for (const [name, makeStore] of stores) {
+    const { app } = await portal(t, makeStore())
+    const first = await login(app, '1')
+    const copy = { ...first }
+    const second = cookieJar(await app.inject({ url: '/login/2', cookies: first }))
+    t.equal((await app.inject({ url: '/me', cookies: copy })).statusCode, 401, `${name}: a copy of the first cookie is anonymous`)
+    t.same(await app.loginManager.listLogins('1'), [], `${name}: and no longer listed`)
+    t.equal((await app.inject({ url: '/me', cookies: second })).json().name, 'bob')
+  }
+})
+
 test('without a store: the idle timeout travels in the signed cookie, re-issued at most once a minute', async (t) => {
   const time = clock(t)
   const users = userStore()
@@ -172,6 +184,25 @@ test('without a store: the idle timeout travels in the signed cookie, re-issued 
   t.equal(setCookieHeaders(await short.inject({ url: '/me', cookies: shortCookies })).length, 1, 'a tenth of a short timeout')
 })
 
+test('without a store: browsing unguarded pages carries the last use too', async (t) => {
+  const time = clock(t)
+  const users = userStore()
+  const app = Fastify()
+  await app.register(fastifyLogin, { secret: SECRET, userLoader: (id) => users.get(id), idleTimeout: 600 })
+  app.get('/page', (request) => request.currentUser.isAuthenticated)
+  app.get('/static', () => 'no login asked')
+  let cookies = await app.loginManager.cookiesFor(users.get('1') as User)
+  for (let i = 0; i < 4; i++) {
+    time.advance(300)
+    const response = await app.inject({ url: '/page', cookies })
+    t.equal(response.body, 'true', `still logged in after ${(i + 1) * 300} s of use`)
+    cookies = { ...cookies, ...cookieJar(response) }
+  }
+  time.advance(300)
+  t.same(setCookieHeaders(await app.inject({ url: '/static', cookies })), [], 'a route that never asks re-issues nothing')
+  t.same(setCookieHeaders(await app.inject('/page')), [], 'nor an anonymous visit')
+})
+
 test('without a store: the four store methods say to pass one', async (t) => {
   const app = Fastify()
   await app.register(fastifyLogin, { secret: SECRET, userLoader: () => null })
@@ -196,14 +227,84 @@ test('a store that fails is a server error, never a logout and never an unchecke
     for (const url of ['/me', '/login/2', '/logout', '/devices']) {
       const response = await app.inject({ url, cookies })
       t.equal(response.statusCode, 503, `${url} (${async ? 'async' : 'sync'}): 503`)
-      t.match(response.json(), { code: 'FST_LOGIN_STORE_FAILED', message: /the login store failed in `(get|create|delete)`: connection refused/ })
+      t.match(response.json(), { code: 'FST_LOGIN_STORE_FAILED', message: /the login store failed in `(get|create|delete)`\. The request cannot be answered/ })
+      t.notMatch(response.body, /connection refused/, 'what the store said stays out of the answer')
     }
     t.same(loaderCalls, [], 'nobody was loaded unchecked')
     store.fail = 'a string, not an Error'
-    t.match((await app.inject({ url: '/me', cookies })).json(), { statusCode: 503, message: /failed in `get`: a string, not an Error/ }, 'whatever the store throws')
+    t.match((await app.inject({ url: '/me', cookies })).json(), { statusCode: 503, message: /failed in `get`/ }, 'whatever the store throws')
     store.fail = null
     t.equal((await app.inject({ url: '/me', cookies })).statusCode, 200, 'back to normal without a restart')
   }
+})
+
+test('a logout while the store is down keeps the cookies, so the user can log out once it is back', async (t) => {
+  const store = tableStore(true)
+  const { app } = await portal(t, store)
+  const cookies = await login(app)
+  store.fail = new Error('down')
+  const failed = await app.inject({ url: '/logout', cookies })
+  t.equal(failed.statusCode, 503)
+  t.same(setCookieHeaders(failed), [], 'no clearing cookie: the login was not ended')
+  store.fail = null
+  const copy = { ...cookies }
+  t.equal(setCookieHeaders(await app.inject({ url: '/logout', cookies })).length, 2, 'the second try ends it')
+  t.equal((await app.inject({ url: '/me', cookies: copy })).statusCode, 401)
+})
+
+test('a logout with a planted duplicate cookie still ends the real login', async (t) => {
+  const { app } = await portal(t, memoryStore())
+  const victim = await login(app, '1')
+  const copy = { ...victim }
+  const other = await login(app, '1', 'Phone')
+  const cookie = `account=planted; flag; account=%E0%A4%A; account=${encodeURIComponent(victim.account)}; account="${other.account}"`
+  const response = await app.inject({ url: '/logout', headers: { cookie } })
+  t.equal(response.statusCode, 200)
+  t.same(await app.loginManager.listLogins('1'), [], 'both logins its cookies named are gone (a quoted value too)')
+  t.equal((await app.inject({ url: '/me', cookies: copy })).statusCode, 401, 'and every copy of their cookies is anonymous')
+})
+
+test('loginUser and logoutUser that nobody awaits: logged, never a crash', async (t) => {
+  const lines: string[] = []
+  const users = userStore()
+  const store = tableStore(true)
+  const app = Fastify({ logger: { level: 'error', stream: { write: (line: string) => lines.push(line) } } })
+  await app.register(fastifyLogin, { secret: SECRET, store, userLoader: (id) => users.get(id) })
+  app.get('/careless-login', (request, reply) => {
+    app.loginManager.loginUser(request, reply, users.get('1') as User)
+    return 'sent before the login was recorded'
+  })
+  app.get('/careless-logout', (request, reply) => {
+    app.loginManager.logoutUser(request, reply)
+    return 'sent before the logout'
+  })
+  t.teardown(() => app.close())
+  const response = await app.inject('/careless-login')
+  t.same(setCookieHeaders(response), [], 'no cookie could be written')
+  const cookies = await app.loginManager.cookiesFor(users.get('1') as User)
+  t.equal((await app.inject({ url: '/careless-logout', cookies })).statusCode, 200)
+  store.fail = new Error('down')
+  t.equal((await app.inject({ url: '/careless-logout', cookies })).statusCode, 200)
+  for (let waited = 0; waited < 2000 && lines.length < 3; waited += 10) await new Promise((resolve) => setTimeout(resolve, 10))
+  const logged = lines.map((line) => JSON.parse(line) as { msg: string, err: { code: string } })
+  t.same(logged.map((entry) => [entry.msg, entry.err.code]).sort(), [
+    ['fastify-login: loginUser() failed after the reply was sent', 'FST_LOGIN_NOT_AWAITED'],
+    ['fastify-login: logoutUser() failed after the reply was sent', 'FST_LOGIN_NOT_AWAITED'],
+    ['fastify-login: logoutUser() failed after the reply was sent', 'FST_LOGIN_STORE_FAILED']
+  ], 'each is logged, with what to do')
+})
+
+test('with an asynchronous store, an unguarded read of currentUser fails the same way, cached or not', async (t) => {
+  const { app } = await portal(t, { ...tableStore(true), subscribe: (listener: LoginStoreListener) => listener.listening(true) }, {}, (app) => {
+    app.get('/unguarded', (request) => request.currentUser.getId())
+    app.get('/loaded', async (request) => (await request.loadUser()).getId())
+  })
+  const cookies = await login(app)
+  t.equal((await app.inject({ url: '/me', cookies })).statusCode, 200, 'the guard loads it, and the cache keeps it')
+  for (let i = 0; i < 2; i++) {
+    t.match((await app.inject({ url: '/unguarded', cookies })).json(), { code: 'FST_LOGIN_USER_NOT_LOADED' }, 'unguarded: the clear error every time')
+  }
+  t.equal((await app.inject({ url: '/loaded', cookies })).body, '1', 'await request.loadUser() works')
 })
 
 test('the store methods check what they are given', async (t) => {

@@ -222,6 +222,22 @@ test('a value that is not a login record is an error naming the store, never a l
   await t.rejects(async () => await store.get(record.loginId, 'c'), /WRONGTYPE/, 'a key of another type is Redis\' own error')
 })
 
+test('a store shared by two registrations: each has its own subscriber, and close tells both', async (t) => {
+  const server = await startRedis(t)
+  const shared = redisStore({ client: redisClient(t, server.port) })
+  const other = redisStore({ client: redisClient(t, server.port) })
+  const [first, second] = [heard(), heard()]
+  await shared.subscribe?.(first)
+  await shared.subscribe?.(second)
+  const record = loginRecord({ userId: 'shared' })
+  await other.create(record)
+  const both = Promise.all([first.next('revoked'), second.next('revoked')])
+  await other.delete(record.loginId, 'shared')
+  t.same((await both).map(({ value }) => value), [[record.loginId], [record.loginId]], 'both hear a revocation')
+  await shared.close?.()
+  t.same([first.events.at(-1), second.events.at(-1)], [['listening', false], ['listening', false]], 'neither trusts its cache after close')
+})
+
 test('revocations are published and heard on another instance within 100 ms', async (t) => {
   const server = await startRedis(t)
   const one = redisStore({ client: redisClient(t, server.port) })
@@ -271,7 +287,7 @@ test('revocations are published and heard on another instance within 100 ms', as
   for (let wait = 0; wait < 50 && await subscribers() > 0; wait++) await new Promise((resolve) => setTimeout(resolve, 10))
   t.equal(await subscribers(), 0, 'close ends the subscriber')
   t.equal(await one.get(records[0].loginId, 'pub') !== null, true, 'and never the app\'s client')
-  t.same(listener.events.at(-1), ['listening', true], 'and says nothing while closing')
+  t.same(listener.events.at(-1), ['listening', false], 'and tells its listener it no longer hears revocations')
   t.equal(await one.close?.(), undefined, 'close without subscribe does nothing')
 })
 

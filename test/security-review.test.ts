@@ -163,6 +163,11 @@ test('5. tokens issued in the future beyond the clock tolerance are refused', as
 })
 
 test('6. the session-protection tag is no signature of the app\'s @fastify/cookie', async (t) => {
+  const warnings: string[] = []
+  const strong = Fastify({ logger: { level: 'warn', stream: { write: (line: string) => warnings.push(line) } } })
+  await strong.register(fastifyCookie, { secret: SECRET })
+  await strong.register(fastifyLogin, { userLoader: () => null, sessionProtection: 'strong' })
+  t.match(warnings.join(''), /rotating that secret logs every user out/, 'borrowed signer with strong protection: warned at register')
   const app = Fastify()
   await app.register(fastifyCookie, { secret: SECRET })
   await app.register(fastifyLogin, { userLoader: (id) => new User(id, 'x') }) // borrowed signer
@@ -259,6 +264,21 @@ test('10. a route with config.login declared before the plugin loaded is never s
     t.equal((await app.inject({ url: '/admin', cookies })).body, 'the admin page')
     t.equal((await app.inject({ method: 'OPTIONS', url: '/admin' })).statusCode, 404, 'an undeclared method is still a 404')
   })
+  t.test('one config object shared by routes of two registrations', async (t) => {
+    const app = Fastify()
+    const adminOnly = { config: { login: 'required' as const } }
+    await app.register(async (api) => {
+      await api.register(fastifyLogin, { secret: SECRET, userLoader: () => null })
+      api.get('/api/me', adminOnly, () => 'api')
+    })
+    await app.register(async (admin) => {
+      admin.get('/admin/report', adminOnly, () => 'SECRET REPORT')
+      await admin.register(fastifyLogin, { secret: SECRET, userLoader: () => null })
+    })
+    t.equal((await app.inject('/api/me')).statusCode, 401)
+    t.equal((await app.inject('/admin/report')).statusCode, 401, 'not taken for guarded by the other registration')
+  })
+
   t.test('routes declared after the plugin cost nothing extra', async (t) => {
     const { app } = await build()
     app.get('/declared', { config: { login: 'required' } }, () => 'ok')
@@ -299,7 +319,9 @@ test('crossOriginProtection: unsafe requests from another origin are refused wit
     [{ origin: 'https://evil.example' }, 403, 'old browser, another origin'],
     [{ origin: 'null' }, 403, 'an opaque origin'],
     [{ origin: 'not a url' }, 403, 'garbage'],
-    [{ origin: 'HTTPS://PARTNER.EXAMPLE' }, 200, 'trusted origins match case-insensitively']
+    [{ origin: 'HTTPS://PARTNER.EXAMPLE' }, 200, 'trusted origins match case-insensitively'],
+    [{ origin: 'https://bank.example:443' }, 200, 'an explicit default port is the same host'],
+    [{ origin: 'data:,x' }, 403, 'an opaque origin has no host']
   ]
   for (const [headers, status, label] of cases) t.equal(await post(headers), status, label)
   t.equal(refused.length, cases.filter(([, status]) => status === 403).length, 'crossOriginRefused fired for each refusal')

@@ -1,7 +1,6 @@
-import createError from '@fastify/error'
 import type { Cluster, Redis } from 'ioredis'
 import type { LoginRecord, LoginStore, LoginStoreListener, RedisStoreOptions } from '../../types/index'
-import { FST_LOGIN_INVALID_OPTION } from '../errors'
+import { FST_LOGIN_INVALID_OPTION, FST_LOGIN_STORE_CORRUPT } from '../errors'
 
 // Logins kept in Redis (standalone or Cluster), so every instance sees them
 // and can end them. The app's own ioredis client does the work: this file
@@ -16,12 +15,6 @@ import { FST_LOGIN_INVALID_OPTION } from '../errors'
 // over them works there; base64url keeps braces in an id from breaking
 // the tag, and the `u:` keeps an empty id from making an empty tag (which
 // Redis would ignore, hashing the whole key).
-
-export const FST_LOGIN_STORE_CORRUPT = createError(
-  'FST_LOGIN_STORE_CORRUPT',
-  'fastify-login: redisStore found %s at key `%s`, which is not a login record. Delete the key, or fix what wrote it.',
-  500
-)
 
 const DEFAULT_PREFIX = 'fastify-login:'
 const FIELDS = ['loginId', 'userId', 'createdAt', 'lastSeenAt', 'expiresAt', 'remembered', 'userAgent', 'ip'] as const
@@ -96,7 +89,10 @@ export function redisStore (options: RedisStoreOptions): LoginStore {
     return { index: `${tag}logins`, recordPrefix: `${tag}login:` }
   }
 
-  let subscriber: Subscriber | null = null
+  // One per subscribe(): a store object shared by two registrations of the
+  // plugin gives each its own, and close() stops them all (each listener
+  // then hears `listening(false)` and stops trusting its cache).
+  const subscribers = new Set<Subscriber>()
 
   return {
     async create (record) {
@@ -127,12 +123,13 @@ export function redisStore (options: RedisStoreOptions): LoginStore {
       return await client.eval(DELETE_ALL, 2, index, recordPrefix, exceptLoginId ?? '', channel) as number
     },
     async subscribe (listener) {
-      subscriber = new Subscriber(client, channel, listener)
+      const subscriber = new Subscriber(client, channel, listener)
+      subscribers.add(subscriber)
       await subscriber.start()
     },
     async close () {
-      await subscriber?.stop()
-      subscriber = null
+      await Promise.all([...subscribers].map(async (subscriber) => await subscriber.stop()))
+      subscribers.clear()
     }
   }
 }
@@ -224,6 +221,8 @@ class Subscriber {
   }
 
   async stop (): Promise<void> {
+    // Whoever still listens must stop trusting what it cached.
+    this.#setListening(false)
     this.#stopped = true
     clearTimeout(this.#retry)
     clearInterval(this.#heartbeat)

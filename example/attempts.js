@@ -1,0 +1,74 @@
+'use strict'
+
+// Limits password guessing and sign-up floods with @fastify/rate-limit's
+// counters (`createRateLimit`): the routes decide what counts, so that only
+// what costs or risks something is counted.
+//
+// Passwords (log-in, re-authentication, password change): failures are
+// counted per client address and per account name; once either has
+// PASSWORD_FAILURES in the window, every attempt through it is refused (429
+// and Retry-After) before any password is hashed. Successes never count: a
+// student who logs in ten times a day, or a class behind one school address,
+// is not slowed down by its own logins. The trade-offs (docs/example.md):
+// - by name: five wrong guesses at "Ada" from anywhere lock "Ada" out for up
+//   to 15 minutes, for her too. That is the price of stopping a guesser who
+//   spreads over many addresses; the lock ends by itself.
+// - by address: students behind one address (a school's NAT) share its
+//   five failures.
+// - checks already running when the fifth failure lands still finish: a
+//   burst gets at most HASH_SLOTS - 1 guesses past the limit (passwords.js).
+//
+// Sign-ups: each one that gets as far as hashing its password counts, per
+// address, created or refused for a taken name.
+const PASSWORD_FAILURES = 5
+const PASSWORD_WINDOW_MS = 15 * 60 * 1000
+const SIGN_UPS = 10
+const SIGN_UP_WINDOW_MS = 60 * 60 * 1000
+
+// Account names as the database compares them: case-insensitive.
+function nameKey (name) {
+  return `name:${name.toLowerCase()}`
+}
+
+function addressKey (request) {
+  return `address:${request.ip}`
+}
+
+function createAttemptLimits (app) {
+  // createRateLimit reads its key from the request: the decorator holds what
+  // this request is about to try.
+  app.decorateRequest('attemptKey', null)
+  function limiter (max, timeWindow) {
+    const limit = app.createRateLimit({ max, timeWindow, keyGenerator: (request) => request.attemptKey })
+    return async (request, key, increment) => {
+      request.attemptKey = key
+      return limit(request, { increment })
+    }
+  }
+  const passwordFailures = limiter(PASSWORD_FAILURES, PASSWORD_WINDOW_MS)
+  const signUps = limiter(SIGN_UPS, SIGN_UP_WINDOW_MS)
+
+  // Null when every key may go on, else the seconds until all of them may.
+  async function refusal (limit, request, keys) {
+    let retryAfter = null
+    for (const key of keys) {
+      const { remaining, ttlInSeconds } = await limit(request, key, false)
+      if (remaining === 0) retryAfter = Math.max(retryAfter ?? 0, ttlInSeconds)
+    }
+    return retryAfter
+  }
+
+  async function count (limit, request, keys) {
+    for (const key of keys) await limit(request, key, true)
+  }
+
+  const passwordKeys = (request, name) => [addressKey(request), nameKey(name)]
+  return {
+    passwordRefusal: (request, name) => refusal(passwordFailures, request, passwordKeys(request, name)),
+    passwordFailed: (request, name) => count(passwordFailures, request, passwordKeys(request, name)),
+    signUpRefusal: (request) => refusal(signUps, request, [addressKey(request)]),
+    signedUp: (request) => count(signUps, request, [addressKey(request)])
+  }
+}
+
+module.exports = { createAttemptLimits, PASSWORD_FAILURES, PASSWORD_WINDOW_MS, SIGN_UPS, SIGN_UP_WINDOW_MS }

@@ -1,0 +1,48 @@
+'use strict'
+
+// One-shot notices, as Flask's `flash()`: a redirect leaves a short code in a
+// signed cookie, and the next page shows its text once and clears it. Only
+// codes of this table can be shown, so no link, and no cookie planted by a
+// neighbouring site, can make a page say anything else; a link cannot make it
+// say anything at all (notices never come from the URL).
+const NOTICES = {
+  // The guards' reasons, on the log-in page.
+  'login-required': null, // the plugin's loginRequiredMessage, see app.js
+  'logged-out': 'You have been logged out.',
+  'logged-out-everywhere': 'You were logged out: someone chose “Log out everywhere else” on another device. Log in again.',
+  'password-changed-elsewhere': 'You were logged out: your password was changed on another device. Log in with the new password.',
+  'login-ended': 'Your login on this device has ended: it was logged out from another device, or it expired. Log in again.',
+  // On the profile.
+  'password-changed': 'Your password was changed. Every other device was logged out, and your API token was revoked.',
+  'logged-out-others': 'Every other device was logged out, and your API token was revoked.',
+  // On "Your devices".
+  'device-logged-out': 'That device was logged out.',
+  'device-already-gone': 'That device was already logged out.',
+  // On the re-authentication page: why the login is not fresh.
+  'stale-remembered': 'You were remembered from an earlier visit. To continue, type your password again.',
+  'stale-timeout': 'It has been a while since you typed your password. To continue, type it again.',
+  'stale-client': 'Your browser or network changed since you logged in. To continue, type your password again.'
+}
+
+const MAX_AGE = 60 // seconds: long enough for a redirect, no longer
+
+function createFlash ({ cookieName, secure, messages = {} }) {
+  const text = { ...NOTICES, ...messages }
+  const options = { path: '/', httpOnly: true, sameSite: 'lax', secure, signed: true, maxAge: MAX_AGE }
+  return {
+    set (reply, code) {
+      reply.setCookie(cookieName, code, options)
+    },
+
+    // The notice this request carries, once: the cookie is cleared on the way out.
+    take (request, reply) {
+      const cookie = request.cookies[cookieName]
+      if (cookie === undefined) return null
+      reply.clearCookie(cookieName, { path: '/', secure })
+      const { valid, value } = reply.unsignCookie(cookie)
+      return valid && Object.hasOwn(text, value) ? text[value] : null
+    }
+  }
+}
+
+module.exports = { createFlash, NOTICES }
