@@ -184,6 +184,9 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
   // has one too: the log-out button) and the notice a redirect left, if any.
   // Error pages leave the notice for the page it was meant for.
   async function render (reply, template, data, statusCode = 200) {
+    // The layout shows who is logged in. With Redis (an asynchronous store)
+    // that must be resolved first; with SQLite this answers at once.
+    await reply.request.loadUser()
     const notice = statusCode === 200 ? flash.take(reply.request, reply) : null
     const html = await reply.viewAsync(`${template}.ejs`, { csrfToken: reply.generateCsrf(), notice, ...data })
     return reply.code(statusCode).type('text/html; charset=utf-8').send(html)
@@ -282,7 +285,8 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
   // logging out an anonymous visitor does nothing. With a store, the login
   // ends on the server too: a copy of the cookie is worth nothing after.
   app.post('/logout', { preHandler: csrf }, async (request, reply) => {
-    if (request.currentUser.isAuthenticated) flash.set(reply, 'logged-out')
+    // Not guarded: with Redis the user must be resolved before it is read.
+    if ((await request.loadUser()).isAuthenticated) flash.set(reply, 'logged-out')
     await app.loginManager.logoutUser(request, reply)
     renewCsrfSecret(request, reply)
     return reply.redirect('/', 303)

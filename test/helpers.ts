@@ -121,10 +121,12 @@ export function bearerLoader (users: Map<string, User>, tokens: Map<string, stri
 }
 
 // Moves the plugin's clock (it reads Date.now) by `seconds` from now on.
+// Frozen between advances, so a slow machine cannot move it by itself.
 export function clock (t: Test): { advance: (seconds: number) => void } {
   const realNow = Date.now
+  const start = realNow()
   let offset = 0
-  Date.now = () => realNow() + offset
+  Date.now = () => start + offset
   t.teardown(() => { Date.now = realNow })
   return { advance: (seconds) => { offset += seconds * 1000 } }
 }
