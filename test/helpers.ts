@@ -3,7 +3,8 @@ import { Signer } from '@fastify/cookie'
 import fastifyLogin, { UserMixin } from '../lib/index'
 import { ClientCheck } from '../lib/client-check'
 import { clientKey, signingKey } from '../lib/signing'
-import type { FastifyLoginOptions } from '../types/index'
+import type { Test } from 'tap'
+import type { FastifyLoginOptions, LoginStore } from '../types/index'
 
 export const SECRET = 'test-secret-that-is-long-enough-0123456789'
 export const OTHER_SECRET = 'another-secret-that-is-long-enough-987654'
@@ -117,4 +118,55 @@ export function bearerLoader (users: Map<string, User>, tokens: Map<string, stri
     const match = /^Bearer (.+)$/.exec(request.headers.authorization ?? '')
     return match === null ? null : users.get(tokens.get(match[1]) ?? '')
   }
+}
+
+// Moves the plugin's clock (it reads Date.now) by `seconds` from now on.
+// Frozen between advances, so a slow machine cannot move it by itself.
+export function clock (t: Test): { advance: (seconds: number) => void } {
+  const realNow = Date.now
+  const start = realNow()
+  let offset = 0
+  Date.now = () => start + offset
+  t.teardown(() => { Date.now = realNow })
+  return { advance: (seconds) => { offset += seconds * 1000 } }
+}
+
+export interface Portal {
+  app: FastifyInstance
+  loaderCalls: string[]
+}
+
+// The app of the README's "Logins and devices": log in, a guarded page,
+// logout, and the devices of the current user.
+export async function portal (t: Test, store: LoginStore, options: Record<string, unknown> = {}, more?: (app: FastifyInstance) => void): Promise<Portal> {
+  const users = userStore()
+  const loaderCalls: string[] = []
+  const app = Fastify()
+  await app.register(fastifyLogin, {
+    secret: SECRET,
+    store,
+    userLoader: (id) => { loaderCalls.push(id); return users.get(id) },
+    ...options
+  })
+  app.get<{ Params: { id: string }, Querystring: { remember?: string } }>('/login/:id', async (request, reply) => {
+    const ok = await app.loginManager.loginUser(request, reply, users.get(request.params.id) as User, { remember: request.query.remember === '1' })
+    return { ok }
+  })
+  app.get('/logout', async (request, reply) => {
+    await app.loginManager.logoutUser(request, reply)
+    return 'bye'
+  })
+  app.get('/me', { onRequest: app.loginManager.loginRequired }, (request) => ({ name: (request.currentUser as User).name, loginId: app.loginManager.loginInfo(request)?.loginId }))
+  app.get('/devices', { onRequest: app.loginManager.loginRequired }, async (request) => await app.loginManager.listLogins(request.currentUser as User))
+  app.get('/revoke-others', { onRequest: app.loginManager.loginRequired }, async (request) => ({ revoked: await app.loginManager.revokeOtherLogins(request) }))
+  more?.(app)
+  await app.ready()
+  t.teardown(() => app.close())
+  return { app, loaderCalls }
+}
+
+export async function login (app: FastifyInstance, id = '1', userAgent = 'Firefox', remember = false): Promise<Record<string, string>> {
+  const response = await app.inject({ url: `/login/${id}`, query: { remember: remember ? '1' : '0' }, headers: { 'user-agent': userAgent } })
+  if (response.statusCode !== 200) throw new Error(`login: ${response.statusCode} ${response.body}`)
+  return cookieJar(response)
 }

@@ -1,9 +1,8 @@
 import { test } from 'tap'
-import type { Test } from 'tap'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify from 'fastify'
 import fastifyLogin, { memoryStore } from '../lib/index'
 import type { LoginRecord, LoginStore, LoginStoreListener } from '../types/index'
-import { cookieJar, SECRET, setCookieHeaders, User, userStore } from './helpers'
+import { clock, cookieJar, login, portal, SECRET, setCookieHeaders, User, userStore } from './helpers'
 
 // Logins the server can end (issue 10): records in a store, logout that
 // revokes every copy of a cookie, per-device revocation, idle timeout and
@@ -11,17 +10,6 @@ import { cookieJar, SECRET, setCookieHeaders, User, userStore } from './helpers'
 // for synchronous and asynchronous stores an app writes itself.
 
 const DAY = 24 * 60 * 60
-
-// Moves the plugin's clock (it reads Date.now) by `seconds` from now on.
-// Frozen between advances, so a slow machine cannot move it by itself.
-function clock (t: Test): { advance: (seconds: number) => void } {
-  const realNow = Date.now
-  const start = realNow()
-  let offset = 0
-  Date.now = () => start + offset
-  t.teardown(() => { Date.now = realNow })
-  return { advance: (seconds) => { offset += seconds * 1000 } }
-}
 
 // A store over a Map, as an app would write over its own database: every
 // method answers after a tick when `async`, and counts its calls.
@@ -65,46 +53,6 @@ function tableStore (async: boolean): LoginStore & { calls: Record<string, numbe
     })
   }
   return store
-}
-
-interface Portal {
-  app: FastifyInstance
-  loaderCalls: string[]
-}
-
-// The app of the README's "Logins and devices": log in, a guarded page,
-// logout, and the devices of the current user.
-async function portal (t: Test, store: LoginStore, options: Record<string, unknown> = {}, more?: (app: FastifyInstance) => void): Promise<Portal> {
-  const users = userStore()
-  const loaderCalls: string[] = []
-  const app = Fastify()
-  await app.register(fastifyLogin, {
-    secret: SECRET,
-    store,
-    userLoader: (id) => { loaderCalls.push(id); return users.get(id) },
-    ...options
-  })
-  app.get<{ Params: { id: string }, Querystring: { remember?: string } }>('/login/:id', async (request, reply) => {
-    const ok = await app.loginManager.loginUser(request, reply, users.get(request.params.id) as User, { remember: request.query.remember === '1' })
-    return { ok }
-  })
-  app.get('/logout', async (request, reply) => {
-    await app.loginManager.logoutUser(request, reply)
-    return 'bye'
-  })
-  app.get('/me', { onRequest: app.loginManager.loginRequired }, (request) => ({ name: (request.currentUser as User).name, loginId: app.loginManager.loginInfo(request)?.loginId }))
-  app.get('/devices', { onRequest: app.loginManager.loginRequired }, async (request) => await app.loginManager.listLogins(request.currentUser as User))
-  app.get('/revoke-others', { onRequest: app.loginManager.loginRequired }, async (request) => ({ revoked: await app.loginManager.revokeOtherLogins(request) }))
-  more?.(app)
-  await app.ready()
-  t.teardown(() => app.close())
-  return { app, loaderCalls }
-}
-
-async function login (app: FastifyInstance, id = '1', userAgent = 'Firefox', remember = false): Promise<Record<string, string>> {
-  const response = await app.inject({ url: `/login/${id}`, query: { remember: remember ? '1' : '0' }, headers: { 'user-agent': userAgent } })
-  if (response.statusCode !== 200) throw new Error(`login: ${response.statusCode} ${response.body}`)
-  return cookieJar(response)
 }
 
 const stores: Array<[string, () => LoginStore]> = [

@@ -33,8 +33,8 @@ main()
 `
 
 const esmScript = `
-import fastifyLogin, { fastifyLogin as named, UserMixin, AnonymousUserMixin } from 'fastify-login'
-console.log(JSON.stringify([typeof fastifyLogin, named === fastifyLogin, typeof UserMixin, new AnonymousUserMixin().isAnonymous]))
+import fastifyLogin, { fastifyLogin as named, UserMixin, AnonymousUserMixin, memoryStore, redisStore } from 'fastify-login'
+console.log(JSON.stringify([typeof fastifyLogin, named === fastifyLogin, typeof UserMixin, new AnonymousUserMixin().isAnonymous, typeof memoryStore, typeof redisStore]))
 `
 
 test('dist/ loads with require() and import, in the official plugins\' export shape', async (t) => {
@@ -44,8 +44,10 @@ test('dist/ loads with require() and import, in the official plugins\' export sh
   t.equal(cjs.fastifyLogin, cjs)
   t.equal(typeof cjs.UserMixin, 'function')
   t.equal(typeof cjs.AnonymousUserMixin, 'function')
+  t.equal(typeof cjs.memoryStore, 'function')
+  t.equal(typeof cjs.redisStore, 'function')
   const output = execFileSync(process.execPath, ['--input-type=module', '-e', esmScript.replace("'fastify-login'", JSON.stringify(join(root, 'dist/index.js')))], { encoding: 'utf8' })
-  t.same(JSON.parse(output), ['function', true, 'function', true])
+  t.same(JSON.parse(output), ['function', true, 'function', true, 'function', 'function'])
 })
 
 test('npm pack produces a package that works installed into a fresh project', { timeout: 180000 }, async (t) => {
@@ -69,5 +71,5 @@ test('npm pack produces a package that works installed into a fresh project', { 
   t.same(cjs, { shape: ['function', true, true, 'function'], me: '3', anonymous: 401 })
 
   writeFileSync(join(app, 'consumer.mjs'), esmScript)
-  t.same(JSON.parse(execFileSync(process.execPath, ['consumer.mjs'], { cwd: app, encoding: 'utf8' })), ['function', true, 'function', true])
+  t.same(JSON.parse(execFileSync(process.execPath, ['consumer.mjs'], { cwd: app, encoding: 'utf8' })), ['function', true, 'function', true, 'function', 'function'])
 })

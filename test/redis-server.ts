@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import type { Test } from 'tap'
+import { Cluster, Redis, type RedisOptions } from 'ioredis'
 
 // Real Redis servers for the tests: Debian's redis-server on a free loopback
 // port, in a directory of its own, stopped and removed when the test ends.
@@ -178,4 +179,20 @@ export async function startCluster (t: Test): Promise<RedisServer[]> {
       (await rawCommand(server.port, 'CLUSTER INFO')).includes('cluster_state:ok'))
   }
   return servers
+}
+
+// A client whose commands fail fast when Redis is gone, as docs/redis-store.md
+// tells apps to configure theirs.
+export function redisClient (t: Test, port: number, options: RedisOptions = {}): Redis {
+  const client = new Redis({ host: HOST, port, maxRetriesPerRequest: 1, ...options })
+  client.on('error', () => {})
+  t.teardown(() => client.disconnect())
+  return client
+}
+
+export function clusterClient (t: Test, ports: number[], redisOptions: RedisOptions = {}): Cluster {
+  const client = new Cluster(ports.map((port) => ({ host: HOST, port })), { redisOptions: { maxRetriesPerRequest: 1, ...redisOptions } })
+  client.on('error', () => {})
+  t.teardown(() => client.disconnect())
+  return client
 }

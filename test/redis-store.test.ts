@@ -1,16 +1,15 @@
 import { once } from 'node:events'
 import { test } from 'tap'
 import type { Test } from 'tap'
-import { Redis, Cluster, type RedisOptions } from 'ioredis'
+import type { Cluster, Redis } from 'ioredis'
 import { redisStore } from '../lib/stores/redis'
 import type { LoginRecord, LoginStore, LoginStoreListener } from '../types/index'
-import { freePort, startCluster, startRedis } from './redis-server'
+import { clusterClient, freePort, redisClient, startCluster, startRedis } from './redis-server'
 
 // The Redis store against a real redis-server (standalone and a 3-master
 // Cluster), started by the tests on loopback: records, expiry, revocation
 // broadcast, reconnection and faults.
 
-const HOST = '127.0.0.1'
 const ODD_IDS = ['a{b}c', '}{', 'x:y:z', '', 'élève 学生 🙂', '{u:YQ}']
 
 function nowInSeconds (): number {
@@ -31,22 +30,6 @@ function loginRecord (fields: Partial<LoginRecord> = {}): LoginRecord {
     ip: '127.0.0.1',
     ...fields
   }
-}
-
-// A client whose commands fail fast when Redis is gone, as docs/redis-store.md
-// tells apps to configure theirs.
-function redisClient (t: Test, port: number, options: RedisOptions = {}): Redis {
-  const client = new Redis({ host: HOST, port, maxRetriesPerRequest: 1, ...options })
-  client.on('error', () => {})
-  t.teardown(() => client.disconnect())
-  return client
-}
-
-function clusterClient (t: Test, ports: number[]): Cluster {
-  const client = new Cluster(ports.map((port) => ({ host: HOST, port })), { redisOptions: { maxRetriesPerRequest: 1 } })
-  client.on('error', () => {})
-  t.teardown(() => client.disconnect())
-  return client
 }
 
 interface Heard extends LoginStoreListener {
@@ -176,7 +159,9 @@ test('records: create, get, touch, delete, list, deleteAll', async (t) => {
     const oldest = loginRecord({ userId: 'lister', createdAt: now - 30 })
     const newest = loginRecord({ userId: 'lister', createdAt: now - 10 })
     const middle = loginRecord({ userId: 'lister', createdAt: now - 20 })
-    const shortLived = loginRecord({ userId: 'lister', createdAt: now, expiresAt: now + 1 })
+    // Two seconds, not one: `now` is rounded down, and on a busy machine the
+    // next second can begin before the first list.
+    const shortLived = loginRecord({ userId: 'lister', createdAt: now, expiresAt: now + 2 })
     const vanishing = loginRecord({ userId: 'lister', createdAt: now - 5 })
     for (const record of [oldest, newest, middle, shortLived, vanishing]) await store.create(record)
     t.same(await store.list('lister'), [shortLived, vanishing, newest, middle, oldest])
