@@ -304,7 +304,16 @@ declare namespace fastifyLogin {
     getId (): null
   }
 
-  export const fastifyLogin: FastifyLogin
+  /**
+   * The plugin, as the default import and `fastifyLogin` give it: the classes
+   * hang off it too, so `fastifyLogin.UserMixin` works with every import form.
+   */
+  export type FastifyLoginPlugin = FastifyLogin & {
+    readonly UserMixin: typeof UserMixin
+    readonly AnonymousUserMixin: typeof AnonymousUserMixin
+  }
+
+  export const fastifyLogin: FastifyLoginPlugin
   export { fastifyLogin as default }
 }
 

@@ -62,8 +62,11 @@ const userLoader = (id: string): Student | null => (id === '1' ? new Student(1, 
 
 type Plugin = FastifyPluginAsync<FastifyLoginOptions>
 
-expectType<Plugin>(fastifyLogin)
-expectType<Plugin>(namedFastifyLogin)
+expectAssignable<Plugin>(fastifyLogin)
+expectAssignable<Plugin>(namedFastifyLogin)
+// The classes hang off the plugin, as they do at run time.
+expectType<typeof UserMixin>(fastifyLogin.UserMixin)
+expectType<typeof AnonymousUserMixin>(namedFastifyLogin.AnonymousUserMixin)
 expectType<typeof namedFastifyLogin>(fastifyLogin)
 expectType<typeof namedFastifyLogin>(fastifyLoginCjs.default)
 expectType<typeof namedFastifyLogin>(fastifyLoginCjs.fastifyLogin)
