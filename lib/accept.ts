@@ -6,9 +6,14 @@
 const JSON_TYPE = ['application', 'json']
 const HTML_TYPE = ['text', 'html']
 
+// Real clients send a handful of ranges; a refusal must stay cheap however
+// long the header an attacker sends.
+const MAX_RANGES = 32
+const MAX_LENGTH = 2048
+
 export function prefersJson (accept: string | undefined): boolean {
   if (typeof accept !== 'string' || accept.length === 0) return false
-  const ranges = accept.split(',').map(parseRange)
+  const ranges = accept.slice(0, MAX_LENGTH).split(',', MAX_RANGES).map(parseRange)
   const json = preference(ranges, JSON_TYPE)
   const html = preference(ranges, HTML_TYPE)
   // Higher quality wins; at equal quality, the type named outright beats one

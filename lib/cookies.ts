@@ -2,8 +2,9 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { SerializeOptions } from '@fastify/cookie'
 import type { LoginConfig } from '../types/index'
 import { FST_LOGIN_INVALID_USER } from './errors'
+import type { Signer } from './signing'
 import type { LoginState } from './state'
-import { encodeAccount, encodeFresh, fitsInBrowser, type AccountToken, type Signer } from './token'
+import { encodeAccount, encodeFresh, fitsInBrowser, type AccountToken } from './token'
 
 // Reads and writes the login cookies with @fastify/cookie's parse and
 // serialize, never through its hooks: those run on every route of an app, and
@@ -21,71 +22,128 @@ export interface CookieCodec {
   serialize (name: string, value: string, options: SerializeOptions): string
 }
 
-export function parseRequestCookies (request: FastifyRequest, codec: CookieCodec): CookieJar {
-  // An app that registered @fastify/cookie with its parsing hook already did the work.
-  if (request.cookies !== null && request.cookies !== undefined) return request.cookies
-  const header = request.headers.cookie
-  return typeof header === 'string' && header.length > 0 ? codec.parse(header) : {}
-}
+// The login cookies of one manager: its names, attributes and signer, built once.
+export class LoginCookies {
+  #codec: CookieCodec
+  #config: LoginConfig
+  #signer: Signer
 
-function cookieOptions (config: LoginConfig, request: FastifyRequest, maxAge: number | null): SerializeOptions {
-  // Browsers drop SameSite=None cookies that are not Secure.
-  const secure = config.cookieSameSite === 'none' || (config.cookieSecure === 'auto' ? request.protocol === 'https' : config.cookieSecure)
-  return {
-    path: config.cookiePath,
-    domain: config.cookieDomain,
-    httpOnly: config.cookieHttpOnly,
-    sameSite: config.cookieSameSite,
-    // 'auto' follows the request's protocol, which honours Fastify's trustProxy.
-    secure,
-    maxAge: maxAge ?? undefined,
-    expires: maxAge === null ? undefined : new Date(Date.now() + maxAge * 1000)
+  constructor (codec: CookieCodec, config: LoginConfig, signer: Signer) {
+    this.#codec = codec
+    this.#config = config
+    this.#signer = signer
+  }
+
+  // The request's cookies, and whether a login cookie came more than once.
+  // A duplicate is how a cookie planted by a sibling subdomain (with a
+  // longer Path, so sent first) would override the real login.
+  read (request: FastifyRequest): { jar: CookieJar, duplicated: boolean } {
+    const header = request.headers.cookie
+    if (typeof header !== 'string' || header.length === 0) return { jar: {}, duplicated: false }
+    const { account, isFresh } = this.#config.cookieName
+    const duplicated = occursTwice(header, account) || occursTwice(header, isFresh)
+    // An app that registered @fastify/cookie with its parsing hook already did the work.
+    const parsed = request.cookies
+    return { jar: parsed !== null && parsed !== undefined ? parsed : this.#codec.parse(header), duplicated }
+  }
+
+  // Signs the account token and writes it, with a fresh cookie naming the same
+  // login when freshIssuedAt is given.
+  writeLogin (reply: FastifyReply, state: LoginState, account: AccountToken, freshIssuedAt: number | null): void {
+    const { cookieName, cookieRememberMe } = this.#config
+    const signed = this.signAccount(account)
+    const lifetime = Math.max(0, account.expiresAt - Math.floor(Date.now() / 1000))
+    // Responses that set a login must not be kept by shared caches.
+    reply.header('cache-control', 'no-store')
+    this.#set(reply, state, cookieName.account, signed, this.#options(reply.request, account.remember ? lifetime : null))
+    if (freshIssuedAt === null) return
+    this.#set(reply, state, cookieName.isFresh, this.signFresh(account, freshIssuedAt), this.#options(reply.request, cookieRememberMe.isFresh ? lifetime : null))
+  }
+
+  signAccount (account: AccountToken): string {
+    const signed = this.#signer.sign(encodeAccount(account))
+    if (!fitsInBrowser(this.#config.cookieName.account, signed)) {
+      throw new FST_LOGIN_INVALID_USER('the user id is too long: the account cookie would exceed the 4096 bytes browsers keep')
+    }
+    return signed
+  }
+
+  // The fresh cookie names the account cookie's login.
+  signFresh (account: AccountToken, issuedAt: number): string {
+    return this.#signer.sign(encodeFresh({ loginId: account.loginId, issuedAt }))
+  }
+
+  // Expires the login cookies this request sent or this response set, and no
+  // others: a logout of a visitor without cookies sends no Set-Cookie.
+  clear (reply: FastifyReply, state: LoginState, jar: CookieJar): void {
+    for (const name of [this.#config.cookieName.account, this.#config.cookieName.isFresh]) {
+      if (cookieValue(jar, name) === undefined && state.written?.has(name) !== true) continue
+      reply.header('cache-control', 'no-store')
+      this.#set(reply, state, name, '', { ...this.#options(reply.request, 0), expires: new Date(0) })
+    }
+  }
+
+  #options (request: FastifyRequest, maxAge: number | null): SerializeOptions {
+    const config = this.#config
+    // Browsers drop SameSite=None cookies that are not Secure.
+    const secure = config.cookieSameSite === 'none' || (config.cookieSecure === 'auto' ? request.protocol === 'https' : config.cookieSecure)
+    return {
+      path: config.cookiePath,
+      domain: config.cookieDomain,
+      httpOnly: config.cookieHttpOnly,
+      sameSite: config.cookieSameSite,
+      // 'auto' follows the request's protocol, which honours Fastify's trustProxy.
+      secure,
+      maxAge: maxAge ?? undefined,
+      expires: maxAge === null ? undefined : new Date(Date.now() + maxAge * 1000)
+    }
+  }
+
+  // One Set-Cookie per login cookie and response: a second write in the same
+  // response (a login, then a logout) replaces the first, which the browser
+  // would otherwise apply too, in order.
+  #set (reply: FastifyReply, state: LoginState, name: string, value: string, options: SerializeOptions): void {
+    const header = this.#codec.serialize(name, value, options)
+    const previous = state.written?.get(name)
+    if (previous !== undefined) {
+      const kept = [reply.getHeader('set-cookie')].flat().filter((line) => typeof line === 'string' && line !== previous)
+      reply.removeHeader('set-cookie')
+      if (kept.length > 0) reply.header('set-cookie', kept)
+    }
+    reply.header('set-cookie', header)
+    state.written ??= new Map()
+    state.written.set(name, header)
   }
 }
 
-// Signs the account token and writes it, with a fresh cookie naming the same
-// login when freshIssuedAt is given.
-export function writeLoginCookies (reply: FastifyReply, state: LoginState, codec: CookieCodec, config: LoginConfig, signer: Signer, account: AccountToken, freshIssuedAt: number | null): void {
-  const { cookieName, cookieRememberMe } = config
-  const signed = signAccount(signer, cookieName.account, account)
-  const lifetime = Math.max(0, account.expiresAt - Math.floor(Date.now() / 1000))
-  // Responses that set a login must not be kept by shared caches.
-  reply.header('cache-control', 'no-store')
-  setCookie(reply, state, codec, cookieName.account, signed, cookieOptions(config, reply.request, account.remember ? lifetime : null))
-  if (freshIssuedAt === null) return
-  setCookie(reply, state, codec, cookieName.isFresh, signFresh(signer, account, freshIssuedAt), cookieOptions(config, reply.request, cookieRememberMe.isFresh ? lifetime : null))
+// A parsed jar may be a plain object: `constructor` or `__proto__` must not
+// read as cookies the request sent.
+export function cookieValue (jar: CookieJar, name: string): string | undefined {
+  return Object.hasOwn(jar, name) ? jar[name] : undefined
 }
 
-export function signAccount (signer: Signer, name: string, account: AccountToken): string {
-  const signed = signer.sign(encodeAccount(account))
-  if (!fitsInBrowser(name, signed)) {
-    throw new FST_LOGIN_INVALID_USER('the user id is too long: the account cookie would exceed the 4096 bytes browsers keep')
+// Whether `name=` starts two of the header's cookie pairs. Cheap enough for
+// every request that asks who is logged in: one indexOf in the common case.
+function occursTwice (header: string, name: string): boolean {
+  let count = 0
+  let from = 0
+  for (;;) {
+    const at = header.indexOf(name, from)
+    if (at === -1) return false
+    from = at + name.length
+    // Parsers trim the name: `account =x` is a cookie named account too.
+    let equals = from
+    while (isBlank(header.charCodeAt(equals))) equals++
+    if (header.charCodeAt(equals) === 61 /* = */ && startsPair(header, at) && ++count === 2) return true
   }
-  return signed
 }
 
-// The fresh cookie names the account cookie's login.
-export function signFresh (signer: Signer, account: AccountToken, issuedAt: number): string {
-  return signer.sign(encodeFresh({ loginId: account.loginId, issuedAt }))
+function startsPair (header: string, at: number): boolean {
+  let i = at - 1
+  while (i >= 0 && isBlank(header.charCodeAt(i))) i--
+  return i < 0 || header.charCodeAt(i) === 59 /* ; */
 }
 
-export function clearLoginCookie (reply: FastifyReply, state: LoginState, codec: CookieCodec, config: LoginConfig, name: string): void {
-  reply.header('cache-control', 'no-store')
-  setCookie(reply, state, codec, name, '', { ...cookieOptions(config, reply.request, 0), expires: new Date(0) })
-}
-
-// One Set-Cookie per login cookie and response: a second write in the same
-// response (a login, then a logout) replaces the first, which the browser
-// would otherwise apply too, in order.
-function setCookie (reply: FastifyReply, state: LoginState, codec: CookieCodec, name: string, value: string, options: SerializeOptions): void {
-  const header = codec.serialize(name, value, options)
-  const previous = state.written?.get(name)
-  if (previous !== undefined) {
-    const kept = [reply.getHeader('set-cookie')].flat().filter((line) => typeof line === 'string' && line !== previous)
-    reply.removeHeader('set-cookie')
-    if (kept.length > 0) reply.header('set-cookie', kept)
-  }
-  reply.header('set-cookie', header)
-  state.written ??= new Map()
-  state.written.set(name, header)
+function isBlank (code: number): boolean {
+  return code === 32 || code === 9
 }

@@ -46,3 +46,15 @@ export const FST_LOGIN_INVALID_USER = createError(
   'fastify-login: cannot log in: %s.',
   500
 )
+
+export const FST_LOGIN_NO_STORE = createError(
+  'FST_LOGIN_NO_STORE',
+  'fastify-login: %s needs a login store: logins are stateless without one. Pass `store` to the plugin, for example `store: memoryStore()` for one process or `store: redisStore({ client })` for many.',
+  500
+)
+
+export const FST_LOGIN_STORE_FAILED = createError(
+  'FST_LOGIN_STORE_FAILED',
+  'fastify-login: the login store failed in `%s`: %s. The request cannot be answered until the store works again.',
+  503
+)

@@ -3,7 +3,7 @@ import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fast
 import type { CurrentUser, Guard, GuardHandler, GuardOptions, LoginConfig, Message } from '../types/index'
 import { prefersJson } from './accept'
 import { FST_LOGIN_INVALID_OPTION } from './errors'
-import type { LoginInternals } from './manager'
+import type { LoginInternals } from './internals'
 import { checkMessage, checkRoute } from './options'
 import { isThenable } from './state'
 
@@ -95,9 +95,11 @@ export function createGuard (login: LoginInternals, config: LoginConfig, options
   // Fastify hands a hook the whole request and reply; the public Guard type
   // names only their raw parts (see types/index.d.ts for why).
   return function loginGuard (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
-    // CORS preflights carry no cookies: let them reach the CORS handler.
+    // CORS preflights carry no cookies, so they cannot pass a guard; a CORS
+    // plugin answers them before route hooks run. One that reaches the guard
+    // gets an empty answer: never the guarded handler, run anonymously.
     if (exempt.has(request.method)) {
-      done()
+      reply.code(204).send()
       return
     }
     // The answer depends on the login cookie: caches must key on it.

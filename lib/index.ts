@@ -2,6 +2,8 @@ import fp = require('fastify-plugin')
 import type PublicTypes = require('../types/index')
 import mixins = require('./mixins')
 import pluginModule = require('./plugin')
+import memory = require('./stores/memory')
+import redis = require('./stores/redis')
 
 // No `export` statement here: TypeScript would mark the module with
 // `__esModule`, and a bundler that sees it beside `default` may give ESM code
@@ -12,7 +14,9 @@ const fastifyLogin = Object.assign(fp(pluginModule.plugin, {
   name: 'fastify-login'
 }), {
   UserMixin: mixins.UserMixin,
-  AnonymousUserMixin: mixins.AnonymousUserMixin
+  AnonymousUserMixin: mixins.AnonymousUserMixin,
+  memoryStore: memory.memoryStore,
+  redisStore: redis.redisStore
 })
 
 // The export shape of the official plugins: `require('fastify-login')` is the
@@ -30,3 +34,5 @@ module.exports.default = publicApi
 module.exports.fastifyLogin = publicApi
 module.exports.UserMixin = mixins.UserMixin
 module.exports.AnonymousUserMixin = mixins.AnonymousUserMixin
+module.exports.memoryStore = memory.memoryStore
+module.exports.redisStore = redis.redisStore

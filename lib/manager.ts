@@ -1,117 +1,95 @@
 import { EventEmitter } from 'node:events'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type {
-  AnonymousUser,
   CookiesForOptions,
-  CurrentUser,
   Guard,
   GuardHandler,
   GuardOptions,
   LoginConfig,
   LoginEvents,
   LoginInfo,
+  LoginRecord,
+  LoginStore,
   LoginUserOptions,
   RequestLoader,
   User,
   UserLoader
 } from '../types/index'
-import { clearLoginCookie, parseRequestCookies, signAccount, signFresh, writeLoginCookies, type CookieCodec } from './cookies'
+import { nowInSeconds } from './clock'
+import { LoginCookies, type CookieCodec } from './cookies'
 import {
   FST_LOGIN_INVALID_OPTION,
   FST_LOGIN_INVALID_USER,
+  FST_LOGIN_NO_STORE,
   FST_LOGIN_NO_USER_ID,
   FST_LOGIN_NO_USER_LOADER,
-  FST_LOGIN_NOT_LOGGED_IN,
-  FST_LOGIN_USER_NOT_LOADED
+  FST_LOGIN_NOT_LOGGED_IN
 } from './errors'
+import { createCrossOriginProtection } from './cross-origin'
 import { createGuard } from './guards'
+import { kInternals, type LoginInternals } from './internals'
+import { LoginIds } from './login-ids'
+import { LoginRecords } from './login-records'
 import { userId } from './mixins'
 import { safeNextPath } from './next'
 import { checkDuration } from './options'
-import { isThenable, loginState, type LoginState } from './state'
-import {
-  clientTag,
-  KnownClients,
-  LoginIds,
-  nowInSeconds,
-  readFresh,
-  VerifiedAccounts,
-  VerifiedCookies,
-  type AccountToken,
-  type Signer
-} from './token'
-
-type MaybeUser = User | null | undefined
-type LoadEvent = 'userLoadedFromCookie' | 'userLoadedFromRequest'
-
-// What the guards and the request decorators need from the manager, and apps
-// must not call: kept under a Symbol, like Fastify's own internals.
-export const kInternals = Symbol('fastify-login.internals')
-
-export interface LoginInternals {
-  resolveUser (request: FastifyRequest): CurrentUser | Promise<CurrentUser>
-  currentUser (request: FastifyRequest): CurrentUser
-  isAuthenticated (request: FastifyRequest): boolean
-  isFresh (request: FastifyRequest): boolean
-  refreshCookies (request: FastifyRequest, reply: FastifyReply): void
-  emit<K extends keyof LoginEvents> (request: FastifyRequest, event: K, ...args: LoginEvents[K]): void
-  handlers: { unauthorized: GuardHandler | null, authorized: GuardHandler | null, needsRefresh: GuardHandler | null }
-  hasLoader (): boolean
-}
+import { Resolution } from './resolution'
+import type { Keys } from './signing'
+import { andThen, loginState, type MaybePromise } from './state'
+import type { AccountToken } from './token'
 
 // What `app.inject` sends unless told otherwise: cookiesFor() binds to it.
 const INJECT_USER_AGENT = 'lightMyRequest'
 const INJECT_IP = '127.0.0.1'
 
-// `app.loginManager`: the callbacks, the guards, logging in and out, and the
-// events. One per plugin registration; all per-request data lives on the request.
+// `app.loginManager`: the callbacks, the guards, logging in and out, the
+// logins of a user, and the events. One per plugin registration; all
+// per-request data lives on the request, the engine in Resolution.
 export class LoginManager extends EventEmitter<LoginEvents> {
   readonly config: LoginConfig
   readonly loginRequired: Guard
   readonly loginProhibited: Guard
   readonly freshLoginRequired: Guard
+  readonly crossOriginProtection: Guard
   readonly [kInternals]: LoginInternals
 
-  #signer: Signer
-  #codec: CookieCodec
-  // Verified cookies and client checks: one HMAC per cookie or client, not one
-  // per request. They hold what this manager's one signer verified: never share them.
-  #accounts = new VerifiedAccounts(5000)
-  #freshCookies = new VerifiedCookies(5000, readFresh)
-  #clients = new KnownClients()
+  #resolution: Resolution
+  #records: LoginRecords | null
   #loginIds = new LoginIds()
-  #userLoader: UserLoader | null = null
-  #requestLoader: RequestLoader | null = null
 
-  constructor (config: LoginConfig, signer: Signer, codec: CookieCodec, userLoader?: UserLoader, requestLoader?: RequestLoader) {
+  constructor (config: LoginConfig, keys: Keys, codec: CookieCodec, store: LoginStore | null, userLoader?: UserLoader, requestLoader?: RequestLoader) {
     super()
     this.config = config
-    this.#signer = signer
-    this.#codec = codec
+    this.#records = store === null ? null : new LoginRecords(store, config)
+    this.#resolution = new Resolution(config, keys, new LoginCookies(codec, config, keys.signer), this.#records, this)
     if (userLoader !== undefined) this.userLoader(userLoader)
     if (requestLoader !== undefined) this.requestLoader(requestLoader)
+    const resolution = this.#resolution
     this[kInternals] = {
-      resolveUser: (request) => this.#resolveUser(request),
-      currentUser: (request) => this.#currentUser(request),
+      resolveUser: (request) => resolution.resolveUser(request),
+      currentUser: (request) => resolution.currentUser(request),
       isAuthenticated: (request) => loginState(request).authenticated,
-      isFresh: (request) => this.#isFresh(request),
-      refreshCookies: (request, reply) => this.#refreshCookies(request, reply),
-      emit: (request, event, ...args) => this.#emitSafely(request, event, ...args),
+      isFresh: (request) => resolution.isFresh(request),
+      refreshCookies: (request, reply) => resolution.refreshCookies(request, reply),
+      emit: (request, event, ...args) => resolution.emit(request, event, ...args),
       handlers: { unauthorized: null, authorized: null, needsRefresh: null },
-      hasLoader: () => this.#userLoader !== null || this.#requestLoader !== null
+      hasLoader: () => resolution.userLoader !== null || resolution.requestLoader !== null,
+      ready: async () => { await this.#records?.listen() },
+      close: async () => { await this.#records?.close() }
     }
     this.loginRequired = this.guard({ mode: 'required' })
     this.loginProhibited = this.guard({ mode: 'prohibited' })
     this.freshLoginRequired = this.guard({ mode: 'fresh' })
+    this.crossOriginProtection = createCrossOriginProtection(this[kInternals], config)
   }
 
   userLoader (loader: UserLoader): this {
-    this.#userLoader = checkFunction('userLoader', loader)
+    this.#resolution.userLoader = checkFunction('userLoader', loader)
     return this
   }
 
   requestLoader (loader: RequestLoader): this {
-    this.#requestLoader = checkFunction('requestLoader', loader)
+    this.#resolution.requestLoader = checkFunction('requestLoader', loader)
     return this
   }
 
@@ -134,62 +112,76 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     return createGuard(this[kInternals], this.config, options)
   }
 
-  loginUser (request: FastifyRequest, reply: FastifyReply, user: User, options: LoginUserOptions = {}): boolean {
+  // With a store, the login is recorded before its cookies are written: a
+  // cookie never names a login the server does not know.
+  loginUser (request: FastifyRequest, reply: FastifyReply, user: User, options: LoginUserOptions = {}): MaybePromise<boolean> {
     checkLoginUser(user)
     // Without a user loader the cookie could never be read back.
-    if (this.#userLoader === null) throw new FST_LOGIN_NO_USER_LOADER()
+    if (this.#resolution.userLoader === null) throw new FST_LOGIN_NO_USER_LOADER()
     const { fresh = true, force = false } = options
     if (force !== true && (user as { isActive?: unknown }).isActive === false) return false
 
-    const account = this.#newAccount(user, options, this.#clientOf(request.headers['user-agent'], request.ip))
-    const state = loginState(request)
-    writeLoginCookies(reply, state, this.#codec, this.config, this.#signer, account, fresh ? account.issuedAt : null)
-    this.#replaceLogin(state, account, fresh)
-    this.#settle(request, state, user, null)
-    this.#emitSafely(request, 'login', request, user)
-    return true
+    const account = this.#newAccount(user, options, this.#resolution.clientOf(request.headers['user-agent'], request.ip))
+    const recorded = this.#records === null ? undefined : this.#records.create(account, request.headers['user-agent'], request.ip)
+    return andThen(recorded, () => {
+      const state = loginState(request)
+      this.#resolution.cookies.writeLogin(reply, state, account, fresh ? account.issuedAt : null)
+      this.#resolution.replaceLogin(state, account, fresh)
+      this.#resolution.settle(request, state, user, null)
+      this.#resolution.emit(request, 'login', request, user)
+      return true
+    })
   }
 
-  logoutUser (request: FastifyRequest, reply: FastifyReply): void {
+  // Expires the login cookies and, with a store, ends the login itself:
+  // every copy of its cookie is anonymous from then on, on every instance.
+  logoutUser (request: FastifyRequest, reply: FastifyReply): MaybePromise<void> {
+    const resolution = this.#resolution
     const state = loginState(request)
+    const token = resolution.readToken(request, state)
     if (state.authenticated) {
-      this.#emitSafely(request, 'logout', request, state.user as User)
+      resolution.emit(request, 'logout', request, state.user as User)
     } else if (state.user === undefined && this.listenerCount('logout') > 0) {
-      this.#announceLogout(request, state)
+      this.#announceLogout(request, token)
     }
-    this.#clearCookies(request, reply, state)
-    this.#replaceLogin(state, null, false)
-    this.#settle(request, state, null, null)
+    resolution.clearCookies(request, reply, state)
+    resolution.replaceLogin(state, null, false)
+    resolution.settle(request, state, null, null)
+    if (this.#records === null || token === null) return
+    return andThen(this.#records.delete(token.id, token.loginId), () => undefined)
   }
 
   confirmLogin (request: FastifyRequest, reply: FastifyReply): void {
-    const user = this.#currentUser(request)
+    const user = this.#resolution.currentUser(request)
     const state = loginState(request)
     const account = state.account
     if (!state.authenticated || account === null || account === undefined) {
       throw new FST_LOGIN_NOT_LOGGED_IN('confirmLogin()')
     }
     // The user proved who they are from this client: bind the login to it again.
-    const confirmed = { ...account, client: this.#clientOf(request.headers['user-agent'], request.ip) }
-    writeLoginCookies(reply, state, this.#codec, this.config, this.#signer, confirmed, nowInSeconds())
+    const confirmed = { ...account, client: this.#resolution.clientOf(request.headers['user-agent'], request.ip) }
+    // A new fresh cookie restarts the freshDuration clock.
+    this.#resolution.cookies.writeLogin(reply, state, confirmed, nowInSeconds())
     state.account = confirmed
+    state.token = confirmed
     state.renewAccount = false
     state.fresh = true
-    this.#emitSafely(request, 'loginConfirmed', request, user as User)
+    this.#resolution.emit(request, 'loginConfirmed', request, user as User)
   }
 
   loginInfo (request: FastifyRequest): LoginInfo | null {
-    this.#currentUser(request)
+    this.#resolution.currentUser(request)
     const state = loginState(request)
     if (!state.authenticated) return null
     const account = state.account
     if (account === null || account === undefined) {
-      return { source: 'request', remembered: false, fresh: false, issuedAt: null, expiresAt: null }
+      return { source: 'request', loginId: null, remembered: false, fresh: false, issuedAt: null, expiresAt: null }
     }
     return {
       source: 'cookie',
+      loginId: account.loginId,
       remembered: account.remember,
-      fresh: this.#isFresh(request),
+      fresh: this.#resolution.isFresh(request),
       issuedAt: account.issuedAt,
       expiresAt: account.expiresAt
     }
@@ -202,229 +194,67 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     return safeNextPath(candidate) ?? fallback
   }
 
+  // With a store, the cookies name a recorded login, as a real one would.
   async cookiesFor (user: User, options: CookiesForOptions = {}): Promise<Record<string, string>> {
     checkLoginUser(user)
     const { fresh = true, userAgent = INJECT_USER_AGENT, ip = INJECT_IP } = options
     const { cookieName } = this.config
-    const account = this.#newAccount(user, options, this.#clientOf(userAgent, ip))
-    const cookies: Record<string, string> = { [cookieName.account]: signAccount(this.#signer, cookieName.account, account) }
-    if (fresh) cookies[cookieName.isFresh] = signFresh(this.#signer, account, account.issuedAt)
+    const account = this.#newAccount(user, options, this.#resolution.clientOf(userAgent, ip))
+    if (this.#records !== null) {
+      await this.#records.create(account, userAgent, ip)
+    }
+    const cookies: Record<string, string> = { [cookieName.account]: this.#resolution.cookies.signAccount(account) }
+    if (fresh) cookies[cookieName.isFresh] = this.#resolution.cookies.signFresh(account, account.issuedAt)
     return cookies
   }
 
-  // The user of this request: resolved at most once, then cached. Returns a
-  // promise only while an asynchronous loader is still working.
-  #resolveUser (request: FastifyRequest): CurrentUser | Promise<CurrentUser> {
+  /** The user's live logins, newest first. */
+  async listLogins (user: User | string): Promise<LoginRecord[]> {
+    return await this.#store('listLogins()').list(idOf(user))
+  }
+
+  async revokeLogin (user: User | string, loginId: string): Promise<boolean> {
+    const records = this.#store('revokeLogin()')
+    if (typeof loginId !== 'string' || loginId.length === 0) {
+      throw new FST_LOGIN_INVALID_OPTION('loginId', 'must be the `loginId` of one of the user\'s logins (see listLogins)')
+    }
+    return await records.delete(idOf(user), loginId)
+  }
+
+  // Every login of the request's user but the request's own.
+  async revokeOtherLogins (request: FastifyRequest): Promise<number> {
+    const records = this.#store('revokeOtherLogins()')
+    await this.#resolution.resolveUser(request)
     const state = loginState(request)
-    if (state.user !== undefined) return state.user
-    if (state.error !== undefined) throw state.error
-    if (state.pending !== null) return state.pending
-
-    // The loaders are the app's code: their errors (a database outage) must
-    // reach Fastify's error handler, never pass for a logout.
-    try {
-      const account = this.#readAccount(request, state)
-      if (account !== null && this.#userLoader !== null) {
-        return this.#load(request, state, this.#userLoader(account.id, request), 'userLoadedFromCookie')
-      }
-      // Only a request without a valid login cookie is asked about its headers.
-      if (this.#requestLoader !== null) {
-        state.account = null
-        return this.#load(request, state, this.#requestLoader(request), 'userLoadedFromRequest')
-      }
-    } catch (error) {
-      state.error = error
-      throw error
-    }
-    return this.#settle(request, state, null, null)
-  }
-
-  #currentUser (request: FastifyRequest): CurrentUser {
-    const user = this.#resolveUser(request)
-    if (isThenable(user)) throw new FST_LOGIN_USER_NOT_LOADED()
-    return user
-  }
-
-  #isFresh (request: FastifyRequest): boolean {
-    this.#currentUser(request)
-    const state = loginState(request)
-    if (state.fresh === undefined) state.fresh = this.#checkFresh(request, state)
-    return state.fresh
-  }
-
-  // The verified account cookie of the request, read once. With 'strong'
-  // session protection a cookie from another client counts as no cookie.
-  #readAccount (request: FastifyRequest, state: LoginState): AccountToken | null {
-    if (state.account === undefined) {
-      const verified = this.#accounts.read(this.#signer, this.#cookies(request, state)[this.config.cookieName.account], nowInSeconds())
-      state.account = verified === null ? null : verified.token
-      state.renewAccount = verified !== null && verified.renew
-      if (state.account !== null && this.config.sessionProtection === 'strong' && !this.#sameClient(request, state.account)) {
-        state.account = null
-        state.protectionFailed = true
-        this.#emitSafely(request, 'sessionProtected', request)
-      }
-    }
-    return state.account
-  }
-
-  #readFresh (request: FastifyRequest, state: LoginState) {
-    if (state.freshCookie === undefined) {
-      state.freshCookie = this.#freshCookies.read(this.#signer, this.#cookies(request, state)[this.config.cookieName.isFresh], nowInSeconds())
-    }
-    return state.freshCookie
-  }
-
-  // Called by the guards, which hold the reply: clears cookies refused by
-  // 'strong' protection, re-signs cookies signed with a secret that is being
-  // rotated out, and slides the expiry of remembered logins when asked to.
-  #refreshCookies (request: FastifyRequest, reply: FastifyReply): void {
-    const state = loginState(request)
-    if (state.protectionFailed) {
-      state.protectionFailed = false
-      this.#clearCookies(request, reply, state)
-      return
-    }
     const account = state.account
-    if (!state.authenticated || account === null || account === undefined) return
-    const slide = this.config.cookieRefreshEachRequest && account.remember
-    if (!state.renewAccount && !slide) return
-
-    let next = account
-    if (state.renewAccount && account.client !== '' && this.#sameClient(request, account)) {
-      // Its client tag is from the old secret too: tag it with the current one
-      // before that secret is dropped.
-      next = { ...next, client: this.#clientOf(request.headers['user-agent'], request.ip) }
+    if (!state.authenticated || account === null || account === undefined) {
+      throw new FST_LOGIN_NOT_LOGGED_IN('revokeOtherLogins()')
     }
-    if (slide) {
-      const now = nowInSeconds()
-      next = { ...next, issuedAt: now, expiresAt: now + (account.expiresAt - account.issuedAt) }
-    }
-    state.account = next
-    const fresh = this.#readFresh(request, state)
-    // The fresh cookie names the login, not its times: re-sign it only when
-    // its signature is from an old secret.
-    const freshIssuedAt = fresh !== null && fresh.renew && fresh.token.loginId === account.loginId ? fresh.token.issuedAt : null
-    state.renewAccount = false
-    writeLoginCookies(reply, state, this.#codec, this.config, this.#signer, next, freshIssuedAt)
+    return await records.deleteAll(account.id, account.loginId)
   }
 
-  #checkFresh (request: FastifyRequest, state: LoginState): boolean {
-    const account = state.account
-    if (!state.authenticated || account === null || account === undefined) return false
-    const fresh = this.#readFresh(request, state)
-    if (fresh === null || fresh.token.loginId !== account.loginId) return false
-    // 'basic' protection: a login used from another client is no longer fresh.
-    if (this.config.sessionProtection === 'basic' && !this.#sameClient(request, account)) {
-      this.#emitSafely(request, 'sessionProtected', request)
-      return false
-    }
-    return true
+  async revokeAllLogins (user: User | string): Promise<number> {
+    return await this.#store('revokeAllLogins()').deleteAll(idOf(user))
   }
 
-  #load (request: FastifyRequest, state: LoginState, loaded: MaybeUser | PromiseLike<MaybeUser>, event: LoadEvent): CurrentUser | Promise<CurrentUser> {
-    if (!isThenable(loaded)) return this.#settle(request, state, loaded, event)
-    // A login or logout in the meantime supersedes the load: it must not
-    // overwrite the user they set, nor fail a request they already answered.
-    const pending: Promise<CurrentUser> = Promise.resolve(loaded).then(
-      (user) => state.pending === pending ? this.#settle(request, state, user, event) : state.user as CurrentUser,
-      (error: unknown) => {
-        if (state.pending !== pending) return state.user as CurrentUser
-        state.error = error
-        state.pending = null
-        throw error
-      }
-    )
-    // Read through the getter, the promise may have no other listener yet.
-    pending.catch(noop)
-    state.pending = pending
-    return pending
-  }
-
-  #settle (request: FastifyRequest, state: LoginState, user: MaybeUser, event: LoadEvent | null): CurrentUser {
-    state.pending = null
-    state.authenticated = user !== null && user !== undefined
-    if (state.authenticated) {
-      state.user = user as User
-      if (event !== null) this.#emitSafely(request, event, request, user as User)
-    } else {
-      state.user = this.#anonymousUser()
-    }
-    return state.user
+  #store (method: string): LoginRecords {
+    if (this.#records === null) throw new FST_LOGIN_NO_STORE(method)
+    return this.#records
   }
 
   // A logout on a route that never resolved the user: the 'logout' listeners
   // still hear who it was, without the logout waiting for the loader.
-  #announceLogout (request: FastifyRequest, state: LoginState): void {
-    const account = this.#readAccount(request, state)
-    const userLoader = this.#userLoader
-    const requestLoader = this.#requestLoader
-    let load: () => MaybeUser | PromiseLike<MaybeUser>
-    if (account !== null && userLoader !== null) load = () => userLoader(account.id, request)
+  #announceLogout (request: FastifyRequest, token: AccountToken | null): void {
+    const { userLoader, requestLoader } = this.#resolution
+    let load: () => unknown
+    if (token !== null && userLoader !== null) load = () => userLoader(token.id, request)
     else if (requestLoader !== null) load = () => requestLoader(request)
     else return
     Promise.resolve()
       .then(load)
       .then((user) => {
-        if (user !== null && user !== undefined) this.#emitSafely(request, 'logout', request, user)
+        if (user !== null && user !== undefined) this.#resolution.emit(request, 'logout', request, user as User)
       }, (error: unknown) => request.log.error({ err: error }, 'fastify-login: could not load the user for the \'logout\' event'))
-  }
-
-  #anonymousUser (): AnonymousUser {
-    const Anonymous = this.config.anonymousUser
-    // Classes need `new`; arrow functions cannot take it. A plain function
-    // factory works either way, since `new` returns the object it returns.
-    return (Anonymous.prototype === undefined
-      ? (Anonymous as () => AnonymousUser)()
-      : new (Anonymous as new () => AnonymousUser)())
-  }
-
-  // Listeners are the app's code too, but an observer must not break the
-  // request it observes: a throwing or rejecting listener is logged.
-  #emitSafely<K extends keyof LoginEvents> (request: FastifyRequest, event: K, ...args: LoginEvents[K]): void {
-    if (this.listenerCount(event) === 0) return
-    // rawListeners: once() wrappers remove themselves when called.
-    for (const listener of this.rawListeners(event) as Array<(...values: unknown[]) => unknown>) {
-      try {
-        const result = listener.apply(this, args)
-        if (isThenable(result)) result.then(undefined, (error: unknown) => logListenerError(request, event, error))
-      } catch (error) {
-        logListenerError(request, event, error)
-      }
-    }
-  }
-
-  #sameClient (request: FastifyRequest, account: AccountToken): boolean {
-    return this.#clients.isSame(this.#signer, account.client, request.headers['user-agent'], request.ip)
-  }
-
-  #clientOf (userAgent: string | undefined, ip: string): string {
-    return this.config.sessionProtection === false ? '' : clientTag(this.#signer, userAgent, ip)
-  }
-
-  #cookies (request: FastifyRequest, state: LoginState) {
-    if (state.cookies === null) state.cookies = parseRequestCookies(request, this.#codec)
-    return state.cookies
-  }
-
-  // The request's login as loginUser or logoutUser leaves it: whatever its
-  // cookies said no longer counts.
-  #replaceLogin (state: LoginState, account: AccountToken | null, fresh: boolean): void {
-    state.account = account
-    state.renewAccount = false
-    state.protectionFailed = false
-    state.error = undefined
-    state.freshCookie = null
-    state.fresh = fresh
-  }
-
-  // Expires the login cookies this request sent or this response set, and no
-  // others: a logout of a visitor without cookies sends no Set-Cookie.
-  #clearCookies (request: FastifyRequest, reply: FastifyReply, state: LoginState): void {
-    const cookies = this.#cookies(request, state)
-    for (const name of [this.config.cookieName.account, this.config.cookieName.isFresh]) {
-      if (cookies[name] !== undefined || state.written?.has(name) === true) clearLoginCookie(reply, state, this.#codec, this.config, name)
-    }
   }
 
   #newAccount (user: User, options: LoginUserOptions, client: string): AccountToken {
@@ -438,11 +268,20 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     if (typeof remember !== 'boolean') {
       throw new FST_LOGIN_INVALID_OPTION('remember', 'must be true or false')
     }
-    const duration = options.duration ?? this.config.cookieDuration
+    // A login that is not remembered ends with the browser session; the
+    // server gives it sessionDuration, not the remembered lifetime.
+    const duration = options.duration ?? (remember ? this.config.cookieDuration : this.config.sessionDuration)
     checkDuration('duration', duration)
     const now = nowInSeconds()
-    return { id, issuedAt: now, expiresAt: now + Math.ceil(duration), loginId: this.#loginIds.next(), remember, client }
+    return { id, issuedAt: now, expiresAt: now + Math.ceil(duration), lastSeenAt: now, loginId: this.#loginIds.next(), remember, client }
   }
+}
+
+function idOf (user: User | string): string {
+  if (typeof user === 'string') return user
+  const id = user !== null && typeof user === 'object' ? userId(user as object) : null
+  if (id === null) throw new FST_LOGIN_INVALID_USER('expected a user object with an id, or a user id')
+  return id
 }
 
 function checkLoginUser (user: unknown): void {
@@ -465,9 +304,3 @@ function fieldOf (source: unknown, field: string): unknown {
   if (source === null || typeof source !== 'object') return undefined
   return Object.hasOwn(source, field) ? (source as Record<string, unknown>)[field] : undefined
 }
-
-function logListenerError (request: FastifyRequest, event: string, error: unknown): void {
-  request.log.error({ err: error }, `fastify-login: a '${event}' listener failed`)
-}
-
-function noop (): void {}

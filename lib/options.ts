@@ -2,7 +2,8 @@ import type { FastifyLoginOptions, LoginConfig, Message, Secret } from '../types
 import { FST_LOGIN_INVALID_OPTION, FST_LOGIN_WEAK_SECRET } from './errors'
 import { AnonymousUserMixin } from './mixins'
 
-const DAY = 24 * 60 * 60
+const HOUR = 60 * 60
+const DAY = 24 * HOUR
 const SIXTY_DAYS = 60 * DAY
 // Browsers cap cookie lifetimes at 400 days; longer would only be a surprise.
 const MAX_DURATION = 400 * DAY
@@ -60,6 +61,9 @@ export function resolveConfig (options: FastifyLoginOptions): LoginConfig {
   if (cookieDomain !== undefined && (typeof cookieDomain !== 'string' || !/^[A-Za-z0-9.-]+$/.test(cookieDomain))) {
     throw new FST_LOGIN_INVALID_OPTION('cookieDomain', 'must be a host name such as example.com')
   }
+  for (const [key, name] of Object.entries(cookieName)) {
+    checkPrefix(`cookieName.${key}`, name, { cookieSecure, cookiePath, cookieDomain })
+  }
 
   const anonymousUser = options.anonymousUser ?? AnonymousUserMixin
   if (typeof anonymousUser !== 'function') {
@@ -84,6 +88,16 @@ export function resolveConfig (options: FastifyLoginOptions): LoginConfig {
   const cookieRefreshEachRequest = options.cookieRefreshEachRequest ?? false
   checkBoolean('cookieRefreshEachRequest', cookieRefreshEachRequest)
 
+  const sessionDuration = options.sessionDuration ?? DAY
+  checkDuration('sessionDuration', sessionDuration)
+  const freshDuration = checkOptionalDuration('freshDuration', options.freshDuration, HOUR)
+  const idleTimeout = checkOptionalDuration('idleTimeout', options.idleTimeout, null)
+  const storeCacheWindow = options.storeCacheWindow ?? 0
+  if (typeof storeCacheWindow !== 'number' || !Number.isFinite(storeCacheWindow) || storeCacheWindow < 0 || storeCacheWindow > HOUR) {
+    throw new FST_LOGIN_INVALID_OPTION('storeCacheWindow', 'must be a number of seconds from 0 (no cache) to 3600')
+  }
+  const trustedOrigins = checkOrigins(options.trustedOrigins)
+
   return deepFreeze({
     cookieName,
     cookieRememberMe,
@@ -103,6 +117,11 @@ export function resolveConfig (options: FastifyLoginOptions): LoginConfig {
     exemptMethods: exemptMethods.map((method: string) => method.toUpperCase()),
     sessionProtection,
     cookieRefreshEachRequest,
+    sessionDuration,
+    freshDuration,
+    idleTimeout,
+    storeCacheWindow,
+    trustedOrigins,
     anonymousUser
   })
 }
@@ -138,6 +157,51 @@ export function checkDuration (name: string, value: unknown): asserts value is n
   if (value > MAX_DURATION) {
     throw new FST_LOGIN_INVALID_OPTION(name, `must be at most 400 days (${MAX_DURATION} seconds), the longest browsers keep a cookie`)
   }
+}
+
+// `null` turns it off; undefined takes the default.
+function checkOptionalDuration<T extends number | null> (name: string, value: unknown, fallback: T): number | T {
+  if (value === undefined) return fallback
+  if (value === null) return null as T
+  checkDuration(name, value)
+  return value
+}
+
+// RFC 6265bis 4.1.3: browsers (and strict clients such as curl) drop a
+// `__Secure-` cookie without Secure, and a `__Host-` cookie without Secure,
+// with a Domain, or with a Path other than `/`: the login would silently fail.
+function checkPrefix (option: string, name: string, cookie: { cookieSecure: boolean | 'auto', cookiePath: string, cookieDomain: string | undefined }): void {
+  const lower = name.toLowerCase()
+  const host = lower.startsWith('__host-')
+  if (!host && !lower.startsWith('__secure-')) return
+  const prefix = host ? '__Host-' : '__Secure-'
+  if (cookie.cookieSecure === false) {
+    throw new FST_LOGIN_INVALID_OPTION(option, `starts with ${prefix}, which browsers accept only with Secure: set \`cookieSecure\` to true (or 'auto', which sets it on https requests only)`)
+  }
+  if (host && cookie.cookieDomain !== undefined) {
+    throw new FST_LOGIN_INVALID_OPTION(option, 'starts with __Host-, which browsers accept only without a Domain: remove `cookieDomain`, or use the __Secure- prefix')
+  }
+  if (host && cookie.cookiePath !== '/') {
+    throw new FST_LOGIN_INVALID_OPTION(option, "starts with __Host-, which browsers accept only with Path=/: set `cookiePath` to '/', or use the __Secure- prefix")
+  }
+}
+
+// Origins as browsers send them: scheme, host and port, nothing else.
+function checkOrigins (value: unknown): readonly string[] {
+  if (value === undefined) return []
+  if (!Array.isArray(value)) {
+    throw new FST_LOGIN_INVALID_OPTION('trustedOrigins', "must be an array of origins such as ['https://app.example.com']")
+  }
+  return value.map((origin: unknown) => {
+    let url: URL | null = null
+    try {
+      url = typeof origin === 'string' ? new URL(origin) : null
+    } catch {}
+    if (url === null || url.origin === 'null' || url.origin !== (origin as string).replace(/\/$/, '').toLowerCase()) {
+      throw new FST_LOGIN_INVALID_OPTION('trustedOrigins', `has ${JSON.stringify(origin)}, which is not an origin: give scheme, host and optional port only, such as 'https://app.example.com'`)
+    }
+    return url.origin
+  })
 }
 
 function checkBoolean (name: string, value: unknown): void {

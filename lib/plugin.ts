@@ -1,19 +1,22 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import fastifyCookie, { Signer as CookieSigner } from '@fastify/cookie'
-import type { FastifyLoginOptions, Guard } from '../types/index'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import fastifyCookie from '@fastify/cookie'
+import type { FastifyLoginOptions, Guard, LoginRouteConfig, LoginStore } from '../types/index'
 import type { CookieCodec } from './cookies'
-import { FST_LOGIN_NO_SECRET, FST_LOGIN_NO_USER_LOADER, FST_LOGIN_USER_NOT_LOADED } from './errors'
-import { kInternals, LoginManager, type LoginInternals } from './manager'
+import { FST_LOGIN_INVALID_OPTION, FST_LOGIN_NO_SECRET, FST_LOGIN_NO_USER_LOADER } from './errors'
+import { kInternals } from './internals'
+import { LoginManager } from './manager'
 import { checkSecret, resolveConfig } from './options'
-import { isThenable, kLoginState, loginState } from './state'
-import { signingKey, type Signer } from './token'
+import { borrowedKeys, ownKeys, type Keys } from './signing'
+import { isGuarded, kLoginState, markGuarded } from './state'
+import { exposeToTemplates } from './templates'
 
 // Options → decorators → hooks. No global hook is added: a route that never
 // asks who is logged in does no work for this plugin.
 export async function plugin (fastify: FastifyInstance, options: FastifyLoginOptions): Promise<void> {
   const config = resolveConfig(options)
-  const { signer, codec } = await cookieSupport(fastify, options)
-  const manager = new LoginManager(config, signer, codec, options.userLoader, options.requestLoader)
+  const store = checkStore(options.store)
+  const { keys, codec } = await cookieSupport(fastify, options)
+  const manager = new LoginManager(config, keys, codec, store, options.userLoader, options.requestLoader)
   const login = manager[kInternals]
 
   fastify.decorate('loginManager', manager)
@@ -33,46 +36,85 @@ export async function plugin (fastify: FastifyInstance, options: FastifyLoginOpt
   })
   exposeToTemplates(fastify, login)
 
-  // `config: { login: 'required' }` on a route adds the guard to that route
-  // alone, when the route is declared: nothing runs for other routes. Routes
-  // declared before this plugin has loaded are not seen: `await` its register.
+  guardDeclaredRoutes(fastify, manager)
+
+  fastify.addHook('onReady', async function checkUserLoader () {
+    if (!login.hasLoader()) throw new FST_LOGIN_NO_USER_LOADER()
+    // A store that reports revocations from other instances starts listening.
+    await login.ready()
+  })
+  fastify.addHook('onClose', async function closeStore () {
+    await login.close()
+  })
+}
+
+// `config: { login: 'required' }` on a route adds the guard to that route
+// alone, when the route is declared: nothing runs for other routes.
+function guardDeclaredRoutes (fastify: FastifyInstance, manager: LoginManager): void {
   const standardGuards: Record<string, Guard> = {
     required: manager.loginRequired,
     prohibited: manager.loginProhibited,
     fresh: manager.freshLoginRequired
   }
-  fastify.addHook('onRoute', function guardDeclaredRoutes (routeOptions) {
+  const guardOf = (declared: LoginRouteConfig): Guard => typeof declared === 'string' && Object.hasOwn(standardGuards, declared)
+    ? standardGuards[declared]
+    : manager.guard(typeof declared === 'string' ? { mode: declared } : declared)
+
+  fastify.addHook('onRoute', function guardDeclaredRoute (routeOptions) {
     const declared = routeOptions.config?.login
     if (declared === undefined) return
-    const guard = typeof declared === 'string' && Object.hasOwn(standardGuards, declared)
-      ? standardGuards[declared]
-      : manager.guard(typeof declared === 'string' ? { mode: declared } : declared)
+    const guard = guardOf(declared)
+    markGuarded(routeOptions.config as object)
+    // Last among the route's onRequest hooks so far: a rate limit registered
+    // before this plugin counts the requests the guard refuses.
     const existing = routeOptions.onRequest
-    routeOptions.onRequest = existing === undefined ? [guard] : [guard, ...(Array.isArray(existing) ? existing : [existing])]
+    routeOptions.onRequest = existing === undefined ? [guard] : [...(Array.isArray(existing) ? existing : [existing]), guard]
   })
 
-  fastify.addHook('onReady', async function checkUserLoader () {
-    if (!login.hasLoader()) throw new FST_LOGIN_NO_USER_LOADER()
+  // Routes declared before this plugin loaded (an un-awaited register) were
+  // not seen above. Only then, one hook for this scope guards those that ask
+  // for a login; an app that registers the plugin first pays nothing for it.
+  // find-my-way prints exactly this for a router without routes.
+  if (fastify.printRoutes() === '(empty tree)') return
+  const lateGuards = new WeakMap<object, Guard>()
+  fastify.addHook('onRequest', function guardEarlierRoutes (request, reply, done) {
+    const config = request.routeOptions.config as { login?: LoginRouteConfig } | undefined
+    if (config?.login === undefined || isGuarded(config)) {
+      done()
+      return
+    }
+    let guard = lateGuards.get(config)
+    if (guard === undefined) lateGuards.set(config, guard = guardOf(config.login))
+    guard.call(this, request, reply, done)
   })
 }
 
-// Our own secret gets its own signer; without one we borrow the signer of an
+const STORE_METHODS = ['create', 'get', 'touch', 'delete', 'list', 'deleteAll'] as const
+
+function checkStore (store: LoginStore | undefined | null): LoginStore | null {
+  if (store === undefined || store === null) return null
+  const missing = STORE_METHODS.filter((method) => typeof (store as unknown as Record<string, unknown>)?.[method] !== 'function')
+  if (typeof store !== 'object' || missing.length > 0) {
+    throw new FST_LOGIN_INVALID_OPTION('store', `must be a LoginStore (memoryStore(), redisStore({ client }) or your own), but ${typeof store === 'object' ? `it has no ${missing.join(', ')} method` : `it is a ${typeof store}`}`)
+  }
+  for (const method of ['subscribe', 'close'] as const) {
+    if (store[method] !== undefined && typeof store[method] !== 'function') {
+      throw new FST_LOGIN_INVALID_OPTION(`store.${method}`, 'must be a function when present')
+    }
+  }
+  return store
+}
+
+// Our own secret gets its own keys; without one we borrow the signer of an
 // @fastify/cookie the app registered with a secret.
-async function cookieSupport (fastify: FastifyInstance, options: FastifyLoginOptions): Promise<{ signer: Signer, codec: CookieCodec }> {
+async function cookieSupport (fastify: FastifyInstance, options: FastifyLoginOptions): Promise<{ keys: Keys, codec: CookieCodec }> {
   const secrets = checkSecret(options.secret)
   const hasCookiePlugin = fastify.hasPlugin('@fastify/cookie')
   if (secrets === null && !(hasCookiePlugin && fastify.hasDecorator('unsignCookie'))) {
     throw new FST_LOGIN_NO_SECRET()
   }
   const codec = hasCookiePlugin ? codecOf(fastify) : await ownCodec(fastify)
-  if (secrets !== null) return { signer: new CookieSigner(secrets.map(signingKey)), codec }
-  return {
-    signer: {
-      sign: (value) => fastify.signCookie(value),
-      unsign: (value) => fastify.unsignCookie(value)
-    },
-    codec
-  }
+  return { keys: secrets !== null ? ownKeys(secrets) : borrowedKeys(fastify), codec }
 }
 
 // Without the app's @fastify/cookie, ours is registered in a scope of its own
@@ -93,56 +135,3 @@ function codecOf (instance: FastifyInstance): CookieCodec {
     serialize: (name, value, options) => instance.serializeCookie(name, value, options)
   }
 }
-
-// `reply.locals` is what @fastify/view merges into every template's data.
-// Declaring it here, lazily, lets templates read `currentUser` without a
-// per-request hook; @fastify/view skips its own hook when `locals` exists.
-function exposeToTemplates (fastify: FastifyInstance, login: LoginInternals): void {
-  if (fastify.hasReplyDecorator('locals')) {
-    // @fastify/view came first and fills `reply.locals` in its own hook.
-    fastify.addHook('preHandler', function addCurrentUserToLocals (request, reply, done) {
-      const locals = (reply as FastifyReply & { locals?: Record<string, unknown> }).locals
-      if (locals !== null && typeof locals === 'object') defineCurrentUser(locals, request, login)
-      done()
-    })
-    return
-  }
-  // The locals live in the request's login state: a reply field of their own
-  // would be set on every reply of the app.
-  fastify.decorateReply('locals', {
-    getter (this: FastifyReply) {
-      const state = loginState(this.request)
-      if (state.locals === null) state.locals = defineCurrentUser({}, this.request, login)
-      return state.locals
-    },
-    setter (this: FastifyReply, value: Record<string, unknown> | null) {
-      // Locals an app assigns keep `currentUser` too.
-      loginState(this.request).locals = value !== null && typeof value === 'object' && !Object.hasOwn(value, 'currentUser')
-        ? defineCurrentUser(value, this.request, login)
-        : value
-    }
-  })
-}
-
-function defineCurrentUser (locals: Record<string, unknown>, request: FastifyRequest, login: LoginInternals): Record<string, unknown> {
-  return Object.defineProperty(locals, 'currentUser', {
-    enumerable: true,
-    configurable: true,
-    get: () => templateUser(request, login)
-  })
-}
-
-// @fastify/view copies every local into the template data, whether the
-// template uses it or not. A page that never shows the user must render even
-// when an async loader has not run: it gets a stand-in that throws the clear
-// error only if the template does touch it.
-function templateUser (request: FastifyRequest, login: LoginInternals): unknown {
-  const user = login.resolveUser(request)
-  return isThenable(user) ? NOT_LOADED : user
-}
-
-const NOT_LOADED = new Proxy(Object.freeze({}), {
-  get () {
-    throw new FST_LOGIN_USER_NOT_LOADED()
-  }
-})

@@ -10,8 +10,16 @@ export const kLoginState = Symbol('fastify-login.state')
 
 export interface LoginState {
   cookies: CookieJar | null
-  // undefined: not read yet; null: no valid account cookie.
+  // A login cookie came twice: the request has no login.
+  duplicated: boolean
+  // The verified account cookie. undefined: not read yet; null: none valid.
+  token: AccountToken | null | undefined
+  // The login of the request: the token, once its record (with a store) is
+  // known to be alive. undefined: not known yet; null: no login.
   account: AccountToken | null | undefined
+  // Bumped by loginUser and logoutUser: a resolution still under way when
+  // they ran must not overwrite what they set.
+  generation: number
   // The account cookie was signed with an older secret: re-sign it.
   renewAccount: boolean
   // 'strong' session protection refused the account cookie: clear it.
@@ -30,15 +38,19 @@ export interface LoginState {
   locals: Record<string, unknown> | null
 }
 
-export type StatefulRequest = FastifyRequest & { [kLoginState]: LoginState | null }
+export type StatefulRequest = FastifyRequest & { [kLoginState]: LoginState | null | undefined }
 
 export function loginState (request: FastifyRequest): LoginState {
   const holder = request as StatefulRequest
   let state = holder[kLoginState]
-  if (state === null) {
+  // undefined: a request of a scope made before the plugin decorated requests.
+  if (state === null || state === undefined) {
     state = {
       cookies: null,
+      duplicated: false,
+      token: undefined,
       account: undefined,
+      generation: 0,
       renewAccount: false,
       protectionFailed: false,
       written: null,
@@ -55,7 +67,27 @@ export function loginState (request: FastifyRequest): LoginState {
   return state
 }
 
-// Loaders and handlers may answer with a promise or a plain value.
+// Marks the config of a route whose `config.login` got its guard when
+// declared. Fastify copies the config (symbol keys too) into the route.
+const kGuardedRoute = Symbol('fastify-login.guarded-route')
+
+export function markGuarded (config: object): void {
+  (config as { [kGuardedRoute]?: true })[kGuardedRoute] = true
+}
+
+export function isGuarded (config: object): boolean {
+  return (config as { [kGuardedRoute]?: true })[kGuardedRoute] === true
+}
+
+// Loaders, stores and handlers may answer with a promise or a plain value.
 export function isThenable<T> (value: unknown): value is PromiseLike<T> {
   return value !== null && typeof value === 'object' && typeof (value as { then?: unknown }).then === 'function'
+}
+
+export type MaybePromise<T> = T | Promise<T>
+
+// Runs `next` on the value now, or once it arrives: synchronous stores and
+// loaders keep a synchronous path.
+export function andThen<T, R> (value: T | PromiseLike<T>, next: (value: T) => R | PromiseLike<R>): R | Promise<R> {
+  return isThenable<T>(value) ? Promise.resolve(value).then(next) : next(value) as R | Promise<R>
 }

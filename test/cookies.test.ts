@@ -44,7 +44,7 @@ test('cookie names, path, domain, SameSite, HttpOnly and remember-me follow the 
     cookieSameSite: 'strict',
     cookieHttpOnly: false,
     cookieRememberMe: { account: false, isFresh: true },
-    cookieDuration: 3600
+    sessionDuration: 3600
   })
   const response = await app.inject('/login/1')
   const [account, fresh] = response.cookies as Array<Record<string, unknown>>
@@ -103,12 +103,12 @@ test('logging in inside a request makes that request authenticated and fresh', a
 test('the server refuses an account cookie past its lifetime even with a valid signature', async (t) => {
   const { app, loaderCalls } = await build()
   const loginId = 'AAAAAAAAAAAAAAAA'
-  const expired = signToken(encodeAccount({ id: '1', issuedAt: now() - 61 * DAY, expiresAt: now() - DAY, loginId, remember: true, client: '' }))
+  const expired = signToken(encodeAccount({ id: '1', issuedAt: now() - 61 * DAY, expiresAt: now() - DAY, lastSeenAt: now() - 61 * DAY, loginId, remember: true, client: '' }))
   const fresh = signToken(encodeFresh({ loginId, issuedAt: now() - 61 * DAY }))
   const response = await app.inject({ url: '/who', cookies: { account: expired, fresh } })
   t.same(response.json(), { authenticated: false, id: null, fresh: false })
   t.same(loaderCalls, [], 'the loader is not asked about an expired login')
-  const valid = signToken(encodeAccount({ id: '1', issuedAt: now() - 10, expiresAt: now() + 10, loginId, remember: true, client: '' }))
+  const valid = signToken(encodeAccount({ id: '1', issuedAt: now() - 10, expiresAt: now() + 10, lastSeenAt: now() - 10, loginId, remember: true, client: '' }))
   t.same((await app.inject({ url: '/who', cookies: { account: valid } })).json(), { authenticated: true, id: '1', fresh: false }, 'the same token before its expiry works')
 })
 
@@ -122,15 +122,15 @@ test('bad account cookies resolve to the anonymous user without calling the load
     unsigned: payload,
     'empty signature': `${payload}.`,
     truncated: account.slice(0, -3),
-    'payload tampered': account.replace('a1.MQ.', 'a1.Mg.'),
+    'payload tampered': account.replace('a2.MQ.', 'a2.Mg.'),
     'signature tampered': `${payload}.${signature.startsWith('A') ? 'B' : 'A'}${signature.slice(1)}`,
     'signed by another secret': signToken(payload, OTHER_SECRET),
     oversized: `${payload}${'x'.repeat(5000)}.${signature}`,
     'not UTF-8': '%FF%FE%80.abc',
-    'wrong type tag': signToken(payload.replace(/^a1/, 'f1')),
-    'too few fields': signToken('a1.MQ.1'),
-    'bad id encoding': signToken(payload.replace('a1.MQ.', 'a1.M=Q.')),
-    'bad time': signToken(payload.replace(/^a1\.MQ\.[^.]+/, 'a1.MQ.-5')),
+    'wrong type tag': signToken(payload.replace(/^a2/, 'f1')),
+    'too few fields': signToken('a2.MQ.1'),
+    'bad id encoding': signToken(payload.replace('a2.MQ.', 'a2.M=Q.')),
+    'bad time': signToken(payload.replace(/^a2\.MQ\.[^.]+/, 'a2.MQ.-5')),
     'bad login id': signToken(payload.replace(/\.[A-Za-z0-9_-]{16}\./, '.short.')),
     'bad remember flag': signToken(payload.replace(/\.r\.([^.]*)$/, '.x.$1')),
     'bad client hash': signToken(payload.replace(/\.r\.([^.]*)$/, '.r.$1!')),
@@ -178,9 +178,9 @@ test('key rotation: cookies signed with a listed older secret are accepted and r
   t.same(response.json(), { name: 'ann', fresh: true })
   const renewed = cookieJar(response)
   t.same(Object.keys(renewed).sort(), ['account', 'fresh'])
-  const login = (account: string): string => account.split('.').slice(0, 6).join('.')
+  const login = (account: string): string => account.split('.').slice(0, 7).join('.')
   t.equal(login(renewed.account), login(cookies.account), 'same login (id, times, login id), new signature')
-  t.not(renewed.account.split('.')[6], cookies.account.split('.')[6], 'its client tag re-made with the current secret')
+  t.not(renewed.account.split('.')[7], cookies.account.split('.')[7], 'its client tag re-made with the current secret')
   const { app: newOnly } = await build({ secret: SECRET })
   t.same((await newOnly.inject({ url: '/me', cookies: renewed })).json(), { name: 'ann', fresh: true }, 'the re-signed cookies work once the old secret is gone')
   t.equal((await newOnly.inject({ url: '/me', cookies })).statusCode, 401, 'the old cookies do not')

@@ -1,7 +1,8 @@
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions, type LightMyRequestResponse } from 'fastify'
 import { Signer } from '@fastify/cookie'
 import fastifyLogin, { UserMixin } from '../lib/index'
-import { clientTag, signingKey } from '../lib/token'
+import { ClientCheck } from '../lib/client-check'
+import { clientKey, signingKey } from '../lib/signing'
 import type { FastifyLoginOptions } from '../types/index'
 
 export const SECRET = 'test-secret-that-is-long-enough-0123456789'
@@ -107,7 +108,7 @@ export function unsignToken (value: string, secret: string = SECRET): { valid: b
 
 // The session-protection tag a login from this client records.
 export function clientOf (userAgent: string | undefined, ip: string, secret: string = SECRET): string {
-  return clientTag(new Signer(signingKey(secret)), userAgent, ip)
+  return new ClientCheck([clientKey(secret)]).tag(userAgent, ip)
 }
 
 // A request loader for `Authorization: Bearer <token>`, tokens mapping to user ids.

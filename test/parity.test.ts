@@ -130,14 +130,15 @@ test('a loader-only app (no userLoader) is valid, async request loaders work, an
   t.equal((await app.inject({ url: '/api', cookies })).statusCode, 401, 'without a user loader a cookie cannot be loaded')
 })
 
-test('exempt methods pass the guards so CORS preflights work', async (t) => {
+test('exempt methods get an empty answer from the guards, never the guarded handler', async (t) => {
   const { app } = await build()
   app.options('/me', () => 'preflight ok')
   app.route({ method: ['GET', 'HEAD'], url: '/report', onRequest: app.loginManager.loginRequired, handler: () => 'report' })
-  t.equal((await app.inject({ method: 'OPTIONS', url: '/me' })).body, 'preflight ok')
+  t.equal((await app.inject({ method: 'OPTIONS', url: '/me' })).body, 'preflight ok', 'an unguarded OPTIONS route is the app\'s')
   const custom = await build({ exemptMethods: ['options', 'head'] })
   custom.app.route({ method: ['GET', 'HEAD'], url: '/report', onRequest: custom.app.loginManager.loginRequired, handler: () => 'report' })
-  t.equal((await custom.app.inject({ method: 'HEAD', url: '/report' })).statusCode, 200, 'lower-case names are normalised')
+  const head = await custom.app.inject({ method: 'HEAD', url: '/report' })
+  t.equal(head.statusCode, 204, 'lower-case names are normalised; the exempt method is answered by the guard')
   t.equal((await custom.app.inject('/report')).statusCode, 401)
   t.equal((await app.inject({ method: 'HEAD', url: '/report' })).statusCode, 401, 'HEAD is guarded by default')
 })
@@ -170,7 +171,8 @@ test('declarative route config applies the matching guard', async (t) => {
   t.equal((await app.inject('/custom')).headers.location, '/admin/login?next=%2Fcustom', 'per-route login page')
   t.equal((await app.inject('/message-only')).body, 'members only', 'route: null turns the redirect off for this route')
   t.equal((await app.inject('/hooked')).statusCode, 307)
-  t.same(order, [], 'the guard runs before the route\'s own hooks')
+  t.same(order, ['route hook'], 'the guard comes after the route\'s own onRequest hooks (and a rate limit\'s), and still refuses')
+  order.length = 0
   t.equal((await app.inject({ url: '/hooked-array', cookies })).body, 'hooked')
   t.equal((await app.inject({ url: '/hooked', cookies })).body, 'hooked')
   t.same(order, ['array hook', 'route hook'])

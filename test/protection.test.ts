@@ -35,10 +35,10 @@ function cookieSummary (response: LightMyRequestResponse): Array<[string, string
 }
 
 // Reads the payload of a signed account cookie:
-// a1.<id b64url>.<issuedAt base36>.<expiresAt base36>.<loginId>.<r|s>.<client>.<signature>
+// a2.<id b64url>.<issuedAt base36>.<expiresAt base36>.<lastSeenAt base36>.<loginId>.<r|s>.<client>.<signature>
 function accountOf (signed: string) {
   const payload = signed.slice(0, signed.lastIndexOf('.'))
-  const [tag, id64, issued, expires, loginId, remember, client] = payload.split('.')
+  const [tag, id64, issued, expires, , loginId, remember, client] = payload.split('.')
   return {
     tag,
     id: Buffer.from(id64, 'base64url').toString('utf8'),
@@ -63,7 +63,7 @@ interface Forged {
 // An account cookie and its fresh cookie as a login at `issuedAt` would have set them.
 function forge ({ id = '1', issuedAt, expiresAt, loginId = LOGIN_ID, remember = true, client = clientOf(INJECT_UA, INJECT_IP), secret = SECRET }: Forged) {
   return {
-    account: signToken(encodeAccount({ id, issuedAt, expiresAt, loginId, remember, client }), secret),
+    account: signToken(encodeAccount({ id, issuedAt, expiresAt, lastSeenAt: issuedAt, loginId, remember, client }), secret),
     fresh: signToken(encodeFresh({ loginId, issuedAt }), secret)
   }
 }
@@ -111,7 +111,7 @@ test('session protection', async (t) => {
     app.get('/fresh-without-ua', { onRequest: [stripUserAgent, app.loginManager.loginRequired] }, (request) => ({ fresh: request.isFresh }))
     const cookies = await loginCookies(app)
     t.ok(unsignToken(cookies.account, SECRET).valid, 'the account cookie is signed')
-    t.match(accountOf(cookies.account), { tag: 'a1', id: '1', remember: true, client: clientOf(INJECT_UA, INJECT_IP) })
+    t.match(accountOf(cookies.account), { tag: 'a2', id: '1', remember: true, client: clientOf(INJECT_UA, INJECT_IP) })
     const elsewhere = cookieJar(await app.inject({ url: '/login/2', headers: FIREFOX, remoteAddress: OTHER_IP }))
     t.equal(accountOf(elsewhere.account).client, clientOf(FIREFOX['user-agent'], OTHER_IP))
     t.not(accountOf(elsewhere.account).client, accountOf(cookies.account).client)
@@ -323,7 +323,7 @@ test('sliding expiry (cookieRefreshEachRequest)', async (t) => {
   t.test('a remembered login gets a new account cookie with the full duration on each guarded request', async (t) => {
     const { app } = await build({ cookieRefreshEachRequest: true })
     app.get('/settings', { onRequest: app.loginManager.freshLoginRequired }, (request) => ({ fresh: request.isFresh }))
-    const issuedAt = now() - 3600
+    const issuedAt = now() - 1800
     const old = forge({ issuedAt, expiresAt: issuedAt + SIXTY_DAYS })
 
     const start = now()
@@ -376,7 +376,7 @@ test('sliding expiry (cookieRefreshEachRequest)', async (t) => {
       t.same(response.json(), { name: 'ann', fresh: true })
       t.same(setCookieHeaders(response), [], 'no Set-Cookie at all')
     }
-    const forged = forge({ issuedAt: now() - 3600, expiresAt: now() + DAY, remember: false })
+    const forged = forge({ issuedAt: now() - 1800, expiresAt: now() + DAY, remember: false })
     const response = await app.inject({ url: '/me', cookies: forged })
     t.equal(response.statusCode, 200)
     t.same(setCookieHeaders(response), [], 'an old browser-session login is not turned into a remembered one')
@@ -385,7 +385,7 @@ test('sliding expiry (cookieRefreshEachRequest)', async (t) => {
   t.test('by default nothing is re-issued', async (t) => {
     const { app } = await build()
     t.equal(app.loginManager.config.cookieRefreshEachRequest, false)
-    const response = await app.inject({ url: '/me', cookies: forge({ issuedAt: now() - 3600, expiresAt: now() + DAY }) })
+    const response = await app.inject({ url: '/me', cookies: forge({ issuedAt: now() - 1800, expiresAt: now() + DAY }) })
     t.same(response.json(), { name: 'ann', fresh: true })
     t.same(setCookieHeaders(response), [])
   })
@@ -421,7 +421,7 @@ test('sliding expiry (cookieRefreshEachRequest)', async (t) => {
 
   t.test('with a rotated secret, the slide re-signs the fresh cookie of the same login only', async (t) => {
     const { app } = await build({ secret: [SECRET, OTHER_SECRET], cookieRefreshEachRequest: true })
-    const issuedAt = now() - 3600
+    const issuedAt = now() - 1800
     const old = forge({ issuedAt, expiresAt: issuedAt + SIXTY_DAYS, secret: OTHER_SECRET })
     const response = await app.inject({ url: '/me', cookies: old })
     t.same(response.json(), { name: 'ann', fresh: true })

@@ -63,7 +63,7 @@ class Browser {
 
   // The random login id inside the account cookie (lib/token.ts): the same login keeps it.
   get loginId (): string | undefined {
-    return this.jar.get('account')?.split('.')[4]
+    return this.jar.get('account')?.split('.')[5]
   }
 }
 

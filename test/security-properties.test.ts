@@ -67,6 +67,13 @@ async function issue (app: FastifyInstance, ids: string[]): Promise<{ issued: Is
   return { issued, fragments }
 }
 
+// Whether the header names a login cookie in more than one of its pairs
+// (parsers trim blanks around a name).
+function loginCookieRepeated (header: string): boolean {
+  const pairs = header.split(';')
+  return ['account', 'fresh'].some((name) => pairs.filter((pair) => new RegExp(`^[ \\t]*${name}[ \\t]*=`).test(pair)).length > 1)
+}
+
 // What the server makes of a Cookie header: checks the invariants and returns
 // the id it authenticated, or null.
 async function probe (app: FastifyInstance, issued: Issued[], header: string, loaderCalls: string[]): Promise<string | null> {
@@ -78,10 +85,11 @@ async function probe (app: FastifyInstance, issued: Issued[], header: string, lo
   const { authenticated, id, fresh } = who.json()
   if (setCookieHeaders(who).length + setCookieHeaders(me).length + setCookieHeaders(guest).length > 0) throw new Error('a Set-Cookie without a login state change')
 
-  // The cookie the server read, with its own parser: the only way in is a cookie it issued, verbatim.
+  // The cookie the server read, with its own parser: the only way in is a cookie it issued, verbatim,
+  // and sent once: a login cookie name sent twice is a planted cookie, and no login at all.
   const read = header.length === 0 ? {} : fastifyCookie.parse(header)
   const login = issued.find((one) => one.account === read.account)
-  if (login === undefined) {
+  if (login === undefined || loginCookieRepeated(header)) {
     if (authenticated !== false || id !== null || fresh !== false) throw new Error(`authenticated as ${JSON.stringify(id)} without an issued cookie`)
     if (me.statusCode !== 401 || guest.statusCode !== 200) throw new Error(`guards: /me ${me.statusCode}, /guest ${guest.statusCode}`)
     if (loaderCalls.length > 0) throw new Error(`the loader was asked about ${JSON.stringify(loaderCalls)}`)
@@ -102,7 +110,8 @@ test('arbitrary Cookie headers: never a 500, never a login without a cookie the 
     if (await probe(app, issued, header, loaderCalls) !== null) authenticated++
   }), 500)
 
-  // An issued cookie first, then anything at all: still exactly that login.
+  // An issued cookie first, then anything at all: still exactly that login,
+  // unless a login cookie name comes again.
   const otherName = fc.stringMatching(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,12}$/).filter((name) => name !== 'account' && name !== 'fresh')
   const otherCookie = fc.tuple(otherName, fc.string({ unit: 'binary', maxLength: 30 })).map(([name, value]) => `${name}=${encodeURIComponent(value)}`)
   await holds(t, 'an issued cookie followed by arbitrary cookies and junk', fc.asyncProperty(
@@ -110,8 +119,10 @@ test('arbitrary Cookie headers: never a 500, never a login without a cookie the 
     async (login, withFresh, others, junk) => {
       loaderCalls.length = 0
       const first = [`account=${encodeURIComponent(login.account)}`, ...(withFresh ? [`fresh=${encodeURIComponent(login.fresh)}`] : [])]
-      const id = await probe(app, issued, [...first, ...others].join('; ') + '; ' + junk, loaderCalls)
-      if (id !== login.id) throw new Error(`expected ${login.id}, got ${id}`)
+      const header = [...first, ...others].join('; ') + '; ' + junk
+      const id = await probe(app, issued, header, loaderCalls)
+      const expected = loginCookieRepeated(header) ? null : login.id
+      if (id !== expected) throw new Error(`expected ${expected}, got ${id}`)
     }))
   t.comment(`${authenticated} of the arbitrary headers carried an issued cookie verbatim`)
 })

@@ -1,12 +1,16 @@
 import { test } from 'tap'
 import { Signer } from '@fastify/cookie'
-import { clientTag, encodeAccount, encodeFresh, KnownClients, LoginIds, readFresh, VerifiedAccounts, VerifiedCookies, type AccountToken } from '../lib/token'
+import { ClientCheck } from '../lib/client-check'
+import { LoginIds } from '../lib/login-ids'
+import { hmacTag } from '../lib/signing'
+import { encodeAccount, encodeFresh, readFresh, type AccountToken } from '../lib/token'
+import { VerifiedAccounts, VerifiedCookies } from '../lib/verified-cookies'
 
 const signer = new Signer(['a-secret-of-at-least-32-characters!!'])
 const NOW = 1_000_000
 
 function cookie (id: string, expiresAt: number): string {
-  const token: AccountToken = { id, issuedAt: NOW, expiresAt, loginId: 'A'.repeat(16), remember: true, client: '' }
+  const token: AccountToken = { id, issuedAt: NOW, expiresAt, lastSeenAt: NOW, loginId: 'A'.repeat(16), remember: true, client: '' }
   return signer.sign(encodeAccount(token))
 }
 
@@ -86,22 +90,36 @@ test('fresh cookies are verified once too; tampered ones never kept', async (t) 
 })
 
 test('client checks: a match is remembered for that tag and client only', async (t) => {
-  const clients = new KnownClients()
-  const hmac = counting()
-  const tag = clientTag(signer, 'Firefox', '192.0.2.1')
-  t.ok(clients.isSame(hmac, tag, 'Firefox', '192.0.2.1'))
-  t.ok(clients.isSame(hmac, tag, 'Firefox', '192.0.2.1'))
-  t.equal(hmac.calls, 1, 'the second check is a hit')
-  t.notOk(clients.isSame(hmac, tag, 'Chrome', '192.0.2.1'), 'another user agent does not match, after a hit')
-  t.notOk(clients.isSame(hmac, tag, 'Firefox', '192.0.2.2'), 'nor another address')
-  t.notOk(clients.isSame(hmac, tag, 'Chrome', '192.0.2.1'))
-  t.equal(hmac.calls, 4, 'misses are checked every time')
-  t.notOk(clients.isSame(hmac, '', 'Firefox', '192.0.2.1'), 'a login without a tag matches no client')
-  t.equal(hmac.calls, 4, 'without an HMAC')
+  let calls = 0
+  const key = Buffer.alloc(32, 7)
+  const clients = new ClientCheck([key], (k, message) => {
+    calls++
+    return hmacTag(k, message)
+  })
+  const tag = hmacTag(key, 'Firefox\n192.0.2.1')
+  t.equal(clients.tag('Firefox', '192.0.2.1'), tag, 'the tag is the HMAC of user agent and address')
+  calls = 0
+  t.ok(clients.check(tag, 'Firefox', '192.0.2.1'))
+  t.ok(clients.check(tag, 'Firefox', '192.0.2.1'))
+  t.equal(calls, 1, 'the second check is a hit')
+  t.equal(clients.check(tag, 'Chrome', '192.0.2.1'), null, 'another user agent does not match, after a hit')
+  t.equal(clients.check(tag, 'Firefox', '192.0.2.2'), null, 'nor another address')
+  t.equal(clients.check(tag, 'Chrome', '192.0.2.1'), null)
+  t.equal(calls, 4, 'misses are checked every time')
+  t.equal(clients.check('', 'Firefox', '192.0.2.1'), null, 'a login without a tag matches no client')
+  t.equal(calls, 4, 'without an HMAC')
 
   const huge = 'x'.repeat(600)
-  const hugeTag = clientTag(signer, huge, '192.0.2.1')
-  t.ok(clients.isSame(hmac, hugeTag, huge, '192.0.2.1'))
-  t.ok(clients.isSame(hmac, hugeTag, huge, '192.0.2.1'))
-  t.equal(hmac.calls, 6, 'a huge user agent is checked each time, never kept')
+  const hugeTag = hmacTag(key, `${huge}\n192.0.2.1`)
+  t.ok(clients.check(hugeTag, huge, '192.0.2.1'))
+  t.ok(clients.check(hugeTag, huge, '192.0.2.1'))
+  t.equal(calls, 6, 'a huge user agent is checked each time, never kept')
+})
+
+test('client checks during a rotation: an old key still matches, and says to re-tag', async (t) => {
+  const [current, old] = [Buffer.alloc(32, 1), Buffer.alloc(32, 2)]
+  const clients = new ClientCheck([current, old])
+  t.same(clients.check(hmacTag(old, 'Firefox\n192.0.2.1'), 'Firefox', '192.0.2.1'), { renew: true })
+  t.same(clients.check(hmacTag(current, 'Firefox\n192.0.2.1'), 'Firefox', '192.0.2.1'), { renew: false })
+  t.equal(clients.check(hmacTag(Buffer.alloc(32, 3), 'Firefox\n192.0.2.1'), 'Firefox', '192.0.2.1'), null, 'another key does not')
 })

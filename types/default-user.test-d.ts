@@ -44,8 +44,8 @@ expectType<LoginManager>(app.loginManager.userLoader(async (id) => new Member(id
 expectError(app.loginManager.userLoader(() => 'user'))
 
 app.post('/login', async (request, reply) => {
-  expectType<boolean>(app.loginManager.loginUser(request, reply, new Member('1'), { remember: false }))
-  expectType<boolean>(app.loginManager.loginUser(request, reply, new UserMixin()))
+  expectType<boolean>(await app.loginManager.loginUser(request, reply, new Member('1'), { remember: false }))
+  expectType<boolean>(await app.loginManager.loginUser(request, reply, new UserMixin()))
   expectError(app.loginManager.loginUser(request, reply, new AnonymousUserMixin()))
   expectError(app.loginManager.loginUser(request, reply, { id: '1' }))
   return 'ok'

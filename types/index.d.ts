@@ -178,6 +178,21 @@ declare namespace fastifyLogin {
     sessionProtection?: SessionProtection
     /** Re-issue a remembered login with a new expiry on each guarded request. Default `false`. */
     cookieRefreshEachRequest?: boolean
+    /** Seconds a login that is not remembered lasts on the server. Default: 1 day. */
+    sessionDuration?: number
+    /** Seconds a fresh login stays fresh after it was made or confirmed; `null` for no limit. Default 3600. */
+    freshDuration?: number | null
+    /** Seconds without use after which a login is refused; `null` (default) for none. */
+    idleTimeout?: number | null
+    /** Where logins are recorded, so the server can end them. Default: none (stateless). */
+    store?: LoginStore
+    /**
+     * For a store that cannot report revocations (no `subscribe`): seconds a
+     * store read may be reused, and so how stale a revocation may be. Default 0.
+     */
+    storeCacheWindow?: number
+    /** Origins besides the request's own that `crossOriginProtection` lets through. */
+    trustedOrigins?: readonly string[]
   }
 
   /** The resolved options, as `app.loginManager.config` shows them (never the secret). */
@@ -200,6 +215,11 @@ declare namespace fastifyLogin {
     readonly exemptMethods: readonly string[]
     readonly sessionProtection: SessionProtection
     readonly cookieRefreshEachRequest: boolean
+    readonly sessionDuration: number
+    readonly freshDuration: number | null
+    readonly idleTimeout: number | null
+    readonly storeCacheWindow: number
+    readonly trustedOrigins: readonly string[]
     readonly anonymousUser: AnonymousUserFactory
   }
 
@@ -218,6 +238,8 @@ declare namespace fastifyLogin {
   export interface LoginInfo {
     /** The login cookie, or the request loader (which sets no cookie). */
     source: 'cookie' | 'request'
+    /** The login's id (as in `listLogins`); null for a user of the request loader. */
+    loginId: string | null
     /** The login outlives the browser session. */
     remembered: boolean
     fresh: boolean
@@ -307,6 +329,10 @@ declare namespace fastifyLogin {
     userLoadedFromCookie: [request: FastifyRequest, user: User]
     userLoadedFromRequest: [request: FastifyRequest, user: User]
     sessionProtected: [request: FastifyRequest]
+    /** A login cookie came more than once (a cookie planted by another site): the request is anonymous. */
+    duplicateCookie: [request: FastifyRequest]
+    /** `crossOriginProtection` refused a request sent from another origin. */
+    crossOriginRefused: [request: FastifyRequest]
   }
 
   export interface LoginManager<
@@ -328,10 +354,14 @@ declare namespace fastifyLogin {
     readonly freshLoginRequired: Guard<RawServer, RawRequest, RawReply>
     /** A guard with its own redirect route or message: for a scope's `addHook`. */
     guard (options: GuardOptions): Guard<RawServer, RawRequest, RawReply>
-    /** Logs the user in; `false` (and no cookie) for an inactive user unless `force`. */
-    loginUser (request: LoginRequest<RawServer, RawRequest>, reply: LoginReply<RawServer, RawRequest, RawReply>, user: User, options?: LoginUserOptions): boolean
-    logoutUser (request: LoginRequest<RawServer, RawRequest>, reply: LoginReply<RawServer, RawRequest, RawReply>): void
-    /** Makes the current login fresh again, after the user re-entered a password. Needs a cookie login. */
+    /**
+     * Logs the user in: `true`, or `false` (and no cookie) for an inactive
+     * user unless `force`. A promise when the store is asynchronous: `await` it.
+     */
+    loginUser (request: LoginRequest<RawServer, RawRequest>, reply: LoginReply<RawServer, RawRequest, RawReply>, user: User, options?: LoginUserOptions): MaybePromise<boolean>
+    /** Expires the login cookies; with a store, ends the login on the server too. A promise with an asynchronous store. */
+    logoutUser (request: LoginRequest<RawServer, RawRequest>, reply: LoginReply<RawServer, RawRequest, RawReply>): MaybePromise<void>
+    /** Makes the current login fresh again, after the user re-entered a password. Needs a login made with the cookie. */
     confirmLogin (request: LoginRequest<RawServer, RawRequest>, reply: LoginReply<RawServer, RawRequest, RawReply>): void
     /** How the current user logged in; `null` for an anonymous visitor. */
     loginInfo (request: LoginRequest<RawServer, RawRequest>): LoginInfo | null
@@ -339,6 +369,16 @@ declare namespace fastifyLogin {
     nextUrl (request: LoginRequest<RawServer, RawRequest>, fallback?: string): string
     /** The cookies a login would set, for `app.inject({ cookies })` in tests. */
     cookiesFor (user: User, options?: CookiesForOptions): Promise<Record<string, string>>
+    /** Refuses (403) unsafe methods sent by a browser from another origin: for login, logout and other state-changing routes. */
+    readonly crossOriginProtection: Guard<RawServer, RawRequest, RawReply>
+    /** The user's live logins (a user object or its id), newest first. Needs `store`. */
+    listLogins (user: User | string): Promise<LoginRecord[]>
+    /** Ends one login of the user; `true` if it existed. Needs `store`. */
+    revokeLogin (user: User | string, loginId: string): Promise<boolean>
+    /** Ends every login of the request's user but the request's own; how many. Needs `store`. */
+    revokeOtherLogins (request: LoginRequest<RawServer, RawRequest>): Promise<number>
+    /** Ends every login of the user; how many. Needs `store`. */
+    revokeAllLogins (user: User | string): Promise<number>
   }
 
   /** Give it an `id` (a field or a getter), or override `getId()`. */
@@ -357,13 +397,21 @@ declare namespace fastifyLogin {
     getId (): null
   }
 
+  /** Logins in this process's memory: tests and single-instance apps. */
+  export function memoryStore (): LoginStore
+  /** Logins in Redis, through the ioredis client (or Cluster) the app gives. */
+  export function redisStore (options: RedisStoreOptions): LoginStore
+
   /**
    * The plugin, as the default import and `fastifyLogin` give it: the classes
-   * hang off it too, so `fastifyLogin.UserMixin` works with every import form.
+   * and stores hang off it too, so `fastifyLogin.UserMixin` works with every
+   * import form.
    */
   export type FastifyLoginPlugin = FastifyLogin & {
     readonly UserMixin: typeof UserMixin
     readonly AnonymousUserMixin: typeof AnonymousUserMixin
+    readonly memoryStore: typeof memoryStore
+    readonly redisStore: typeof redisStore
   }
 
   export const fastifyLogin: FastifyLoginPlugin

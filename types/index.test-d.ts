@@ -38,8 +38,13 @@ import fastifyLogin, {
   type LoginConfig,
   type LoginManager,
   type LoginInfo,
+  type LoginRecord,
+  type LoginStore,
+  type MaybePromise,
   type User,
-  type UserLoader
+  type UserLoader,
+  memoryStore,
+  redisStore
 } from '..'
 import fastifyLoginCjs = require('..')
 import * as fastifyLoginNamespace from '..'
@@ -263,16 +268,17 @@ expectNotAssignable<FastifyLoginOptions>({
 
   app.post('/login', async (request, reply) => {
     const student = new Student(1, 'Ada', 3)
-    expectType<boolean>(manager.loginUser(request, reply, student))
-    expectType<boolean>(manager.loginUser(request, reply, student, { remember: true }))
-    expectType<boolean>(manager.loginUser(request, reply, student, {}))
+    expectType<MaybePromise<boolean>>(manager.loginUser(request, reply, student))
+    expectType<MaybePromise<boolean>>(manager.loginUser(request, reply, student, { remember: true }))
+    expectType<MaybePromise<boolean>>(manager.loginUser(request, reply, student, {}))
     expectError(manager.loginUser(request, reply, student, { remember: 'yes' }))
     expectError(manager.loginUser(request, reply, student, { rememberMe: true }))
     expectError(manager.loginUser(request, reply, new UserMixin()))
     expectError(manager.loginUser(request, reply, new AnonymousUserMixin()))
     expectError(manager.loginUser(request, reply, null))
     expectError(manager.loginUser(request, reply))
-    expectType<void>(manager.logoutUser(request, reply))
+    expectType<MaybePromise<void>>(manager.logoutUser(request, reply))
+    expectType<boolean>(await manager.loginUser(request, reply, student))
     expectError(manager.logoutUser(request))
     return 'ok'
   })
@@ -400,7 +406,7 @@ expectError(Fastify().register(fastifyLogin, { secret, sessionProtection: 'basic
 
   app.post('/session', async (request, reply) => {
     const student = new Student(1, 'Ada', 3)
-    expectType<boolean>(manager.loginUser(request, reply, student, { remember: false, duration: 3600, fresh: false, force: true }))
+    expectType<MaybePromise<boolean>>(manager.loginUser(request, reply, student, { remember: false, duration: 3600, fresh: false, force: true }))
     expectError(manager.loginUser(request, reply, student, { duration: '1h' }))
     expectType<void>(manager.confirmLogin(request, reply))
     expectType<string>(manager.nextUrl(request))
@@ -436,6 +442,38 @@ expectError(Fastify().register(fastifyLogin, { secret, sessionProtection: 'basic
   manager.on('sessionProtected', (request) => { expectType<FastifyRequest>(request) })
   expectError(manager.on('login', (_request: FastifyRequest, user: number) => user))
   expectError(manager.emit('login', {} as FastifyRequest))
+}
+
+// Logins the server can end: stores and the methods over them.
+{
+  const app = Fastify()
+  const store: LoginStore = memoryStore()
+  app.register(fastifyLogin, { secret, userLoader, store, idleTimeout: 1800, sessionDuration: 3600, freshDuration: null, storeCacheWindow: 5, trustedOrigins: ['https://a.example'] })
+  expectType<LoginStore>(redisStore({ client: {}, prefix: 'app:' }))
+  expectError(redisStore({ prefix: 'app:' }))
+  expectError(app.register(fastifyLogin, { secret, userLoader, store: {} }))
+  const manager = app.loginManager
+  const student = new Student(1, 'Ada', 3)
+  expectType<Promise<LoginRecord[]>>(manager.listLogins(student))
+  expectType<Promise<LoginRecord[]>>(manager.listLogins('1'))
+  expectType<Promise<boolean>>(manager.revokeLogin(student, 'id'))
+  expectType<Promise<number>>(manager.revokeAllLogins('1'))
+  app.get('/devices', { onRequest: manager.crossOriginProtection }, async (request) => {
+    expectType<number>(await manager.revokeOtherLogins(request))
+    expectType<string | null | undefined>(manager.loginInfo(request)?.loginId)
+    return 'ok'
+  })
+  const custom: LoginStore = {
+    create: async () => {},
+    get: () => null,
+    touch: () => {},
+    delete: async () => true,
+    list: () => [],
+    deleteAll: async () => 0
+  }
+  expectAssignable<LoginStore>(custom)
+  manager.on('duplicateCookie', (request) => expectType<string>(request.url))
+  manager.on('crossOriginRefused', (request) => expectType<string>(request.url))
 }
 
 // 7. Types that follow the guards --------------------------------------------
@@ -512,7 +550,7 @@ expectError(Fastify().register(fastifyLogin, { secret, sessionProtection: 'basic
     return user.isAuthenticated ? user.name : ''
   })
   app.get('/login', { onRequest: manager.loginProhibited }, (request, reply) => {
-    expectType<boolean>(manager.loginUser(request, reply, new Student(1, 'Ada', 3), { remember: true }))
+    expectType<boolean | Promise<boolean>>(manager.loginUser(request, reply, new Student(1, 'Ada', 3), { remember: true }))
     return reply.redirect(manager.nextUrl(request, '/'))
   })
   app.get('/settings', { preHandler: [manager.freshLoginRequired, manager.guard({ mode: 'fresh', route: '/again' })] }, (request, reply) => {

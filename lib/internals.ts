@@ -1,0 +1,19 @@
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { CurrentUser, GuardHandler, LoginEvents } from '../types/index'
+
+// What the guards and the request decorators need from the manager, and apps
+// must not call: kept under a Symbol, like Fastify's own internals.
+export const kInternals = Symbol('fastify-login.internals')
+
+export interface LoginInternals {
+  resolveUser (request: FastifyRequest): CurrentUser | Promise<CurrentUser>
+  currentUser (request: FastifyRequest): CurrentUser
+  isAuthenticated (request: FastifyRequest): boolean
+  isFresh (request: FastifyRequest): boolean
+  refreshCookies (request: FastifyRequest, reply: FastifyReply): void
+  emit<K extends keyof LoginEvents> (request: FastifyRequest, event: K, ...args: LoginEvents[K]): void
+  handlers: { unauthorized: GuardHandler | null, authorized: GuardHandler | null, needsRefresh: GuardHandler | null }
+  hasLoader (): boolean
+  ready (): Promise<void>
+  close (): Promise<void>
+}

@@ -1,0 +1,288 @@
+import type { EventEmitter } from 'node:events'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { AnonymousUser, CurrentUser, LoginConfig, LoginEvents, RequestLoader, User, UserLoader } from '../types/index'
+import { ClientCheck } from './client-check'
+import { nowInSeconds } from './clock'
+import { cookieValue, LoginCookies, type CookieJar } from './cookies'
+import { FST_LOGIN_USER_NOT_LOADED } from './errors'
+import { emitSafely } from './events'
+import { touchInterval, type LoginRecords } from './login-records'
+import { isThenable, loginState, type LoginState, type MaybePromise } from './state'
+import type { Keys } from './signing'
+import type { AccountToken } from './token'
+import { VerifiedAccounts, VerifiedFreshCookies } from './verified-cookies'
+
+type MaybeUser = User | null | undefined
+type LoadEvent = 'userLoadedFromCookie' | 'userLoadedFromRequest'
+type Loaded = [user: MaybeUser | PromiseLike<MaybeUser>, event: LoadEvent | null]
+
+// Who is logged in on a request: the account cookie verified (signature,
+// times, duplicates, client), the login's record checked when there is a
+// store, then the app's loader. Each step runs at most once per request and
+// only when something asks; synchronous stores and loaders keep it synchronous.
+export class Resolution {
+  readonly config: LoginConfig
+  readonly cookies: LoginCookies
+  readonly records: LoginRecords | null
+  userLoader: UserLoader | null = null
+  requestLoader: RequestLoader | null = null
+
+  #keys: Keys
+  #emitter: EventEmitter<LoginEvents>
+  // Verified cookies and client checks: one HMAC per cookie or client, not one
+  // per request. They hold what this manager's keys verified: never share them.
+  #accounts = new VerifiedAccounts(5000)
+  #freshCookies = new VerifiedFreshCookies(5000)
+  #clients: ClientCheck
+
+  constructor (config: LoginConfig, keys: Keys, cookies: LoginCookies, records: LoginRecords | null, emitter: EventEmitter<LoginEvents>) {
+    this.config = config
+    this.cookies = cookies
+    this.records = records
+    this.#keys = keys
+    this.#emitter = emitter
+    this.#clients = new ClientCheck(keys.clientKeys)
+  }
+
+  // The user of this request: resolved at most once, then cached. Returns a
+  // promise only while a store or loader is still working.
+  resolveUser (request: FastifyRequest): CurrentUser | Promise<CurrentUser> {
+    const state = loginState(request)
+    if (state.user !== undefined) return state.user
+    if (state.error !== undefined) throw state.error
+    if (state.pending !== null) return state.pending
+
+    // The store and the loaders are the app's: their errors (a database
+    // outage) must reach Fastify's error handler, never pass for a logout.
+    try {
+      const account = this.readLogin(request, state)
+      if (isThenable(account)) {
+        const generation = state.generation
+        return this.#wait(request, state, Promise.resolve(account).then((login) => {
+          return state.generation === generation ? this.#callLoader(request, state, login) : [state.user as User, null]
+        }))
+      }
+      const [loaded, event] = this.#callLoader(request, state, account)
+      if (!isThenable(loaded)) return this.settle(request, state, loaded, event)
+      return this.#wait(request, state, Promise.resolve([loaded, event]))
+    } catch (error) {
+      state.error = error
+      throw error
+    }
+  }
+
+  currentUser (request: FastifyRequest): CurrentUser {
+    const user = this.resolveUser(request)
+    if (isThenable(user)) throw new FST_LOGIN_USER_NOT_LOADED()
+    return user
+  }
+
+  isFresh (request: FastifyRequest): boolean {
+    this.currentUser(request)
+    const state = loginState(request)
+    if (state.fresh === undefined) state.fresh = this.#checkFresh(request, state)
+    return state.fresh
+  }
+
+  // The verified account cookie of the request, read once. A duplicated
+  // login cookie, a cookie of another client under 'strong' protection, or
+  // (without a store) one idle for too long counts as no cookie.
+  readToken (request: FastifyRequest, state: LoginState): AccountToken | null {
+    if (state.token !== undefined) return state.token
+    const jar = this.jar(request, state)
+    if (state.duplicated) {
+      state.token = null
+      this.emit(request, 'duplicateCookie', request)
+      return null
+    }
+    const now = nowInSeconds()
+    const verified = this.#accounts.read(this.#keys.signer, cookieValue(jar, this.config.cookieName.account), now)
+    let token = verified === null ? null : verified.token
+    state.renewAccount = verified !== null && verified.renew
+    if (token !== null && this.config.sessionProtection === 'strong' && !this.sameClient(request, token)) {
+      token = null
+      state.protectionFailed = true
+      this.emit(request, 'sessionProtected', request)
+    }
+    const idle = this.config.idleTimeout
+    if (token !== null && this.records === null && idle !== null && now - token.lastSeenAt >= idle) token = null
+    state.token = token
+    return token
+  }
+
+  // The login of the request: its token, once the store (if any) says the
+  // login is alive.
+  readLogin (request: FastifyRequest, state: LoginState): MaybePromise<AccountToken | null> {
+    const token = this.readToken(request, state)
+    if (token === null || this.records === null) {
+      state.account = token
+      return token
+    }
+    const record = this.records.check(token)
+    if (!isThenable(record)) {
+      state.account = record === null ? null : token
+      return state.account
+    }
+    const generation = state.generation
+    return Promise.resolve(record).then((alive) => {
+      const account = alive === null ? null : token
+      if (state.generation === generation) state.account = account
+      return account
+    })
+  }
+
+  // Called by the guards, which hold the reply: clears cookies refused by
+  // 'strong' protection, re-signs cookies signed with a secret that is being
+  // rotated out, slides the expiry of remembered logins when asked to, and
+  // (without a store) carries the last use for the idle timeout.
+  refreshCookies (request: FastifyRequest, reply: FastifyReply): void {
+    const state = loginState(request)
+    if (state.protectionFailed) {
+      state.protectionFailed = false
+      this.clearCookies(request, reply, state)
+      return
+    }
+    const account = state.account
+    if (!state.authenticated || account === null || account === undefined) return
+    const now = nowInSeconds()
+    const slide = this.config.cookieRefreshEachRequest && account.remember
+    const idle = this.config.idleTimeout
+    const seen = this.records === null && idle !== null && now - account.lastSeenAt >= touchInterval(idle)
+    const client = state.renewAccount && account.client !== '' ? this.#clients.check(account.client, request.headers['user-agent'], request.ip) : null
+    if (!state.renewAccount && !slide && !seen) return
+
+    let next = account
+    if (client !== null) {
+      // Its client tag is from the old secret too: tag it with the current one
+      // before that secret is dropped.
+      next = { ...next, client: this.clientOf(request.headers['user-agent'], request.ip) }
+    }
+    if (slide) next = { ...next, issuedAt: now, expiresAt: now + (account.expiresAt - account.issuedAt) }
+    if (slide || seen) next = { ...next, lastSeenAt: now }
+    state.account = next
+    state.token = next
+    const fresh = this.#readFresh(request, state)
+    // The fresh cookie names the login, not its times: re-sign it only when
+    // its signature is from an old secret.
+    const freshIssuedAt = fresh !== null && fresh.renew && fresh.token.loginId === account.loginId ? fresh.token.issuedAt : null
+    state.renewAccount = false
+    this.cookies.writeLogin(reply, state, next, freshIssuedAt)
+  }
+
+  settle (request: FastifyRequest, state: LoginState, user: MaybeUser, event: LoadEvent | null): CurrentUser {
+    state.pending = null
+    state.authenticated = user !== null && user !== undefined
+    if (state.authenticated) {
+      state.user = user as User
+      if (event !== null) this.emit(request, event, request, user as User)
+    } else {
+      state.user = this.#anonymousUser()
+    }
+    return state.user
+  }
+
+  // The request's login as loginUser or logoutUser leaves it: whatever its
+  // cookies said no longer counts, and a resolution under way is superseded.
+  replaceLogin (state: LoginState, account: AccountToken | null, fresh: boolean): void {
+    state.generation++
+    state.token = account
+    state.account = account
+    state.renewAccount = false
+    state.protectionFailed = false
+    state.error = undefined
+    state.freshCookie = null
+    state.fresh = fresh
+  }
+
+  jar (request: FastifyRequest, state: LoginState): CookieJar {
+    if (state.cookies === null) {
+      const { jar, duplicated } = this.cookies.read(request)
+      state.cookies = jar
+      state.duplicated = duplicated
+    }
+    return state.cookies
+  }
+
+  clearCookies (request: FastifyRequest, reply: FastifyReply, state: LoginState): void {
+    this.cookies.clear(reply, state, this.jar(request, state))
+  }
+
+  sameClient (request: FastifyRequest, account: AccountToken): boolean {
+    return this.#clients.check(account.client, request.headers['user-agent'], request.ip) !== null
+  }
+
+  clientOf (userAgent: string | undefined, ip: string): string {
+    return this.config.sessionProtection === false ? '' : this.#clients.tag(userAgent, ip)
+  }
+
+  emit<K extends keyof LoginEvents> (request: FastifyRequest, event: K, ...args: LoginEvents[K]): void {
+    emitSafely(this.#emitter, request, event, ...args)
+  }
+
+  #callLoader (request: FastifyRequest, state: LoginState, account: AccountToken | null): Loaded {
+    if (account !== null && this.userLoader !== null) return [this.userLoader(account.id, request), 'userLoadedFromCookie']
+    // Only a request without a valid login cookie is asked about its headers.
+    if (this.requestLoader !== null) {
+      state.account = null
+      return [this.requestLoader(request), 'userLoadedFromRequest']
+    }
+    return [null, null]
+  }
+
+  // A login or logout in the meantime supersedes the work: it must not
+  // overwrite the user they set, nor fail a request they already answered.
+  #wait (request: FastifyRequest, state: LoginState, work: Promise<Loaded>): Promise<CurrentUser> {
+    const generation = state.generation
+    const pending: Promise<CurrentUser> = work
+      .then(async ([loaded, event]) => [await loaded, event] as const)
+      .then(
+        ([user, event]) => state.generation === generation ? this.settle(request, state, user, event) : state.user as CurrentUser,
+        (error: unknown) => {
+          if (state.generation !== generation) return state.user as CurrentUser
+          state.error = error
+          state.pending = null
+          throw error
+        }
+      )
+    // Read through the getter, the promise may have no other listener yet.
+    pending.catch(noop)
+    state.pending = pending
+    return pending
+  }
+
+  #readFresh (request: FastifyRequest, state: LoginState) {
+    if (state.freshCookie === undefined) {
+      // A duplicated fresh cookie already made the request anonymous (readToken).
+      const jar = this.jar(request, state)
+      state.freshCookie = this.#freshCookies.read(this.#keys.signer, cookieValue(jar, this.config.cookieName.isFresh), nowInSeconds())
+    }
+    return state.freshCookie
+  }
+
+  #checkFresh (request: FastifyRequest, state: LoginState): boolean {
+    const account = state.account
+    if (!state.authenticated || account === null || account === undefined) return false
+    const fresh = this.#readFresh(request, state)
+    if (fresh === null || fresh.token.loginId !== account.loginId) return false
+    // "Sudo mode" ends: a fresh cookie counts for freshDuration after it was issued.
+    const freshFor = this.config.freshDuration
+    if (freshFor !== null && nowInSeconds() - fresh.token.issuedAt >= freshFor) return false
+    // 'basic' protection: a login used from another client is no longer fresh.
+    if (this.config.sessionProtection === 'basic' && !this.sameClient(request, account)) {
+      this.emit(request, 'sessionProtected', request)
+      return false
+    }
+    return true
+  }
+
+  #anonymousUser (): AnonymousUser {
+    const Anonymous = this.config.anonymousUser
+    // Classes need `new`; arrow functions cannot take it. A plain function
+    // factory works either way, since `new` returns the object it returns.
+    return (Anonymous.prototype === undefined
+      ? (Anonymous as () => AnonymousUser)()
+      : new (Anonymous as new () => AnonymousUser)())
+  }
+}
+
+function noop (): void {}

@@ -1,0 +1,416 @@
+import { test } from 'tap'
+import type { Test } from 'tap'
+import Fastify, { type FastifyInstance } from 'fastify'
+import fastifyLogin, { memoryStore } from '../lib/index'
+import type { LoginRecord, LoginStore, LoginStoreListener } from '../types/index'
+import { cookieJar, SECRET, setCookieHeaders, User, userStore } from './helpers'
+
+// Logins the server can end (issue 10): records in a store, logout that
+// revokes every copy of a cookie, per-device revocation, idle timeout and
+// the lifetime of logins that are not remembered, for the memory store and
+// for synchronous and asynchronous stores an app writes itself.
+
+const DAY = 24 * 60 * 60
+
+// Moves the plugin's clock (it reads Date.now) by `seconds` from now on.
+function clock (t: Test): { advance: (seconds: number) => void } {
+  const realNow = Date.now
+  let offset = 0
+  Date.now = () => realNow() + offset
+  t.teardown(() => { Date.now = realNow })
+  return { advance: (seconds) => { offset += seconds * 1000 } }
+}
+
+// A store over a Map, as an app would write over its own database: every
+// method answers after a tick when `async`, and counts its calls.
+function tableStore (async: boolean): LoginStore & { calls: Record<string, number>, rows: Map<string, LoginRecord>, fail: unknown } {
+  const rows = new Map<string, LoginRecord>()
+  const calls: Record<string, number> = {}
+  const answer = <T>(method: string, value: () => T): T | Promise<T> => {
+    calls[method] = (calls[method] ?? 0) + 1
+    if (store.fail !== null) {
+      const failure = store.fail
+      if (async) return Promise.reject(failure)
+      throw failure
+    }
+    return async ? new Promise((resolve) => setImmediate(() => resolve(value()))) : value()
+  }
+  const now = () => Math.floor(Date.now() / 1000)
+  const store = {
+    calls,
+    rows,
+    fail: null as unknown,
+    create: (record: LoginRecord) => answer('create', () => { rows.set(record.loginId, { ...record }) }),
+    get: (loginId: string) => answer('get', () => {
+      const row = rows.get(loginId)
+      return row !== undefined && row.expiresAt > now() ? { ...row } : null
+    }),
+    touch: (loginId: string, lastSeenAt: number) => answer('touch', () => {
+      const row = rows.get(loginId)
+      if (row !== undefined) row.lastSeenAt = lastSeenAt
+    }),
+    delete: (loginId: string) => answer('delete', () => rows.delete(loginId)),
+    list: (userId: string) => answer('list', () => [...rows.values()].filter((row) => row.userId === userId && row.expiresAt > now()).sort((a, b) => b.createdAt - a.createdAt)),
+    deleteAll: (userId: string, except?: string) => answer('deleteAll', () => {
+      let count = 0
+      for (const row of [...rows.values()]) {
+        if (row.userId === userId && row.loginId !== except) {
+          rows.delete(row.loginId)
+          count++
+        }
+      }
+      return count
+    })
+  }
+  return store
+}
+
+interface Portal {
+  app: FastifyInstance
+  loaderCalls: string[]
+}
+
+// The app of the README's "Logins and devices": log in, a guarded page,
+// logout, and the devices of the current user.
+async function portal (t: Test, store: LoginStore, options: Record<string, unknown> = {}, more?: (app: FastifyInstance) => void): Promise<Portal> {
+  const users = userStore()
+  const loaderCalls: string[] = []
+  const app = Fastify()
+  await app.register(fastifyLogin, {
+    secret: SECRET,
+    store,
+    userLoader: (id) => { loaderCalls.push(id); return users.get(id) },
+    ...options
+  })
+  app.get<{ Params: { id: string }, Querystring: { remember?: string } }>('/login/:id', async (request, reply) => {
+    const ok = await app.loginManager.loginUser(request, reply, users.get(request.params.id) as User, { remember: request.query.remember === '1' })
+    return { ok }
+  })
+  app.get('/logout', async (request, reply) => {
+    await app.loginManager.logoutUser(request, reply)
+    return 'bye'
+  })
+  app.get('/me', { onRequest: app.loginManager.loginRequired }, (request) => ({ name: (request.currentUser as User).name, loginId: app.loginManager.loginInfo(request)?.loginId }))
+  app.get('/devices', { onRequest: app.loginManager.loginRequired }, async (request) => await app.loginManager.listLogins(request.currentUser as User))
+  app.get('/revoke-others', { onRequest: app.loginManager.loginRequired }, async (request) => ({ revoked: await app.loginManager.revokeOtherLogins(request) }))
+  more?.(app)
+  await app.ready()
+  t.teardown(() => app.close())
+  return { app, loaderCalls }
+}
+
+async function login (app: FastifyInstance, id = '1', userAgent = 'Firefox', remember = false): Promise<Record<string, string>> {
+  const response = await app.inject({ url: `/login/${id}`, query: { remember: remember ? '1' : '0' }, headers: { 'user-agent': userAgent } })
+  if (response.statusCode !== 200) throw new Error(`login: ${response.statusCode} ${response.body}`)
+  return cookieJar(response)
+}
+
+const stores: Array<[string, () => LoginStore]> = [
+  ['memoryStore', memoryStore],
+  ['a synchronous store of the app', () => tableStore(false)],
+  ['an asynchronous store of the app', () => tableStore(true)]
+]
+
+for (const [name, makeStore] of stores) {
+  test(`${name}: a login is recorded, and logout ends every copy of its cookie`, async (t) => {
+    const { app, loaderCalls } = await portal(t, makeStore())
+    const before = Math.floor(Date.now() / 1000)
+    const cookies = await login(app, '1', 'Firefox/1 '.repeat(100))
+    const me = (await app.inject({ url: '/me', cookies })).json()
+    t.equal(me.name, 'ann')
+    const [record] = await app.loginManager.listLogins('1')
+    t.match(record, { loginId: me.loginId, userId: '1', remembered: false, ip: '127.0.0.1' }, 'the record of the login')
+    t.equal(record.userAgent.length, 512, 'the user agent cut to 512 characters')
+    t.ok(record.createdAt >= before && record.lastSeenAt === record.createdAt)
+    t.equal(record.expiresAt - record.createdAt, DAY, 'not remembered: sessionDuration (1 day), not 60 days')
+    const copy = { ...cookies } // a stolen copy, a shared computer
+    const logout = await app.inject({ url: '/logout', cookies })
+    t.equal(setCookieHeaders(logout).length, 2, 'the browser is told to forget')
+    loaderCalls.length = 0
+    t.equal((await app.inject({ url: '/me', cookies: copy })).statusCode, 401, 'the copy is anonymous now')
+    t.same(loaderCalls, [], 'and the loader is not called for it')
+    t.same(await app.loginManager.listLogins('1'), [])
+  })
+
+  test(`${name}: devices: list newest first, revoke one, revoke the others, revoke all`, async (t) => {
+    const clock1 = clock(t)
+    const { app } = await portal(t, makeStore())
+    const laptop = await login(app, '1', 'Laptop', true)
+    clock1.advance(5)
+    const phone = await login(app, '1', 'Phone')
+    clock1.advance(5)
+    const tablet = await login(app, '1', 'Tablet')
+    const bob = await login(app, '2', 'Bob')
+    const devices = (await app.inject({ url: '/devices', cookies: phone })).json() as LoginRecord[]
+    t.same(devices.map((d) => d.userAgent), ['Tablet', 'Phone', 'Laptop'], 'newest first, only ann\'s')
+    t.equal(devices[2].remembered, true)
+    const phoneId = (await app.inject({ url: '/me', cookies: phone })).json().loginId
+    t.equal(devices[1].loginId, phoneId, 'loginInfo().loginId marks "this device"')
+
+    t.equal(await app.loginManager.revokeLogin(new User(1, 'ann'), devices[0].loginId), true, 'the tablet revoked')
+    t.equal(await app.loginManager.revokeLogin('1', devices[0].loginId), false, 'already gone')
+    t.equal((await app.inject({ url: '/me', cookies: tablet })).statusCode, 401)
+    t.same((await app.inject({ url: '/revoke-others', cookies: phone })).json(), { revoked: 1 }, 'the laptop')
+    t.equal((await app.inject({ url: '/me', cookies: laptop })).statusCode, 401)
+    t.equal((await app.inject({ url: '/me', cookies: phone })).statusCode, 200, 'this device kept')
+    t.equal((await app.inject({ url: '/me', cookies: bob })).statusCode, 200, 'another user untouched')
+    t.equal(await app.loginManager.revokeAllLogins('1'), 1)
+    t.equal((await app.inject({ url: '/me', cookies: phone })).statusCode, 401)
+    t.equal(await app.loginManager.revokeAllLogins(new User(2, 'bob')), 1)
+    t.equal((await app.inject({ url: '/me', cookies: bob })).statusCode, 401)
+  })
+
+  test(`${name}: idle timeout and session lifetime, with a controlled clock`, async (t) => {
+    const time = clock(t)
+    const { app, loaderCalls } = await portal(t, makeStore(), { idleTimeout: 600 })
+    const cookies = await login(app)
+    time.advance(599)
+    t.equal((await app.inject({ url: '/me', cookies })).statusCode, 200, 'used within the timeout')
+    time.advance(599)
+    t.equal((await app.inject({ url: '/me', cookies })).statusCode, 200, 'each use restarts it')
+    const [record] = await app.loginManager.listLogins('1')
+    t.ok(Math.floor(Date.now() / 1000) - record.lastSeenAt < 60, 'lastSeenAt written')
+    t.same(setCookieHeaders(await app.inject({ url: '/me', cookies })), [], 'with a store the cookie is not re-issued')
+    time.advance(600)
+    loaderCalls.length = 0
+    t.equal((await app.inject({ url: '/me', cookies })).statusCode, 401, 'idle for 600 s: refused')
+    t.same(loaderCalls, [])
+
+    const session = await login(app, '2')
+    time.advance(DAY - 60)
+    t.equal((await app.inject({ url: '/me', cookies: session })).statusCode, 401, 'idle, again')
+  })
+
+  test(`${name}: a login that is not remembered ends after sessionDuration on the server`, async (t) => {
+    const time = clock(t)
+    const { app } = await portal(t, makeStore(), { sessionDuration: 3600 })
+    const session = await login(app, '1', 'Firefox', false)
+    const remembered = await login(app, '2', 'Firefox', true)
+    time.advance(3599)
+    t.equal((await app.inject({ url: '/me', cookies: session })).statusCode, 200)
+    time.advance(1)
+    t.equal((await app.inject({ url: '/me', cookies: session })).statusCode, 401, 'the browser-session login ends')
+    t.equal((await app.inject({ url: '/me', cookies: remembered })).statusCode, 200, 'the remembered one lasts cookieDuration')
+  })
+}
+
+test('without a store: the idle timeout travels in the signed cookie, re-issued at most once a minute', async (t) => {
+  const time = clock(t)
+  const users = userStore()
+  const app = Fastify()
+  await app.register(fastifyLogin, { secret: SECRET, userLoader: (id) => users.get(id), idleTimeout: 1800 })
+  app.get('/me', { onRequest: app.loginManager.loginRequired }, () => 'me')
+  let cookies = await app.loginManager.cookiesFor(users.get('1') as User)
+  const issued = setCookieHeaders(await app.inject({ url: '/me', cookies }))
+  t.same(issued, [], 'a cookie just issued is not re-sent')
+  time.advance(59)
+  t.same(setCookieHeaders(await app.inject({ url: '/me', cookies })), [], 'nor within the minute')
+  time.advance(1)
+  const renewed = await app.inject({ url: '/me', cookies })
+  t.equal(setCookieHeaders(renewed).length, 1, 'after a minute: the account cookie, with the new last use')
+  cookies = { ...cookies, ...cookieJar(renewed) }
+  time.advance(1799)
+  t.equal((await app.inject({ url: '/me', cookies })).statusCode, 200, 'its clock restarted')
+  time.advance(1800)
+  t.equal((await app.inject({ url: '/me', cookies })).statusCode, 401, 'idle for the timeout: refused')
+
+  const short = Fastify()
+  await short.register(fastifyLogin, { secret: SECRET, userLoader: (id) => users.get(id), idleTimeout: 100 })
+  short.get('/me', { onRequest: short.loginManager.loginRequired }, () => 'me')
+  const shortCookies = await short.loginManager.cookiesFor(users.get('1') as User)
+  time.advance(10)
+  t.equal(setCookieHeaders(await short.inject({ url: '/me', cookies: shortCookies })).length, 1, 'a tenth of a short timeout')
+})
+
+test('without a store: the four store methods say to pass one', async (t) => {
+  const app = Fastify()
+  await app.register(fastifyLogin, { secret: SECRET, userLoader: () => null })
+  const calls: Array<() => Promise<unknown>> = [
+    () => app.loginManager.listLogins('1'),
+    () => app.loginManager.revokeLogin('1', 'x'),
+    () => app.loginManager.revokeAllLogins('1'),
+    () => app.loginManager.revokeOtherLogins({} as never)
+  ]
+  for (const call of calls) {
+    await t.rejects(call, { code: 'FST_LOGIN_NO_STORE', message: /needs a login store: logins are stateless without one\. Pass `store`/ })
+  }
+})
+
+test('a store that fails is a server error, never a logout and never an unchecked login', async (t) => {
+  for (const async of [false, true]) {
+    const store = tableStore(async)
+    const { app, loaderCalls } = await portal(t, store)
+    const cookies = await login(app)
+    store.fail = new Error('connection refused')
+    loaderCalls.length = 0
+    for (const url of ['/me', '/login/2', '/logout', '/devices']) {
+      const response = await app.inject({ url, cookies })
+      t.equal(response.statusCode, 503, `${url} (${async ? 'async' : 'sync'}): 503`)
+      t.match(response.json(), { code: 'FST_LOGIN_STORE_FAILED', message: /the login store failed in `(get|create|delete)`: connection refused/ })
+    }
+    t.same(loaderCalls, [], 'nobody was loaded unchecked')
+    store.fail = 'a string, not an Error'
+    t.match((await app.inject({ url: '/me', cookies })).json(), { statusCode: 503, message: /failed in `get`: a string, not an Error/ }, 'whatever the store throws')
+    store.fail = null
+    t.equal((await app.inject({ url: '/me', cookies })).statusCode, 200, 'back to normal without a restart')
+  }
+})
+
+test('the store methods check what they are given', async (t) => {
+  const { app } = await portal(t, memoryStore(), {}, (app) => {
+    app.get('/anonymous-revoke', async (request) => await app.loginManager.revokeOtherLogins(request))
+  })
+  await t.rejects(app.loginManager.revokeLogin('1', ''), { code: 'FST_LOGIN_INVALID_OPTION', message: /`loginId` must be the `loginId` of one of the user's logins/ })
+  await t.rejects(app.loginManager.listLogins({} as User), { code: 'FST_LOGIN_INVALID_USER', message: /a user object with an id, or a user id/ })
+  await t.rejects(app.loginManager.revokeAllLogins(null as unknown as User), { code: 'FST_LOGIN_INVALID_USER' })
+  t.match((await app.inject('/anonymous-revoke')).json(), { code: 'FST_LOGIN_NOT_LOGGED_IN', message: /revokeOtherLogins\(\) needs a user logged in/ })
+})
+
+test('a login without a user agent is recorded with an empty one', async (t) => {
+  const { app } = await portal(t, memoryStore(), {}, (app) => {
+    app.get('/login-bare', {
+      onRequest: async (request) => { delete request.headers['user-agent'] }
+    }, async (request, reply) => await app.loginManager.loginUser(request, reply, new User(1, 'ann')))
+  })
+  await app.inject('/login-bare')
+  t.match(await app.loginManager.listLogins('1'), [{ userAgent: '' }])
+})
+
+test('a login or logout while the store is still answering supersedes that answer', async (t) => {
+  const inner = tableStore(false)
+  const slowReads: LoginStore = { ...inner, get: (loginId, userId) => new Promise((resolve) => setTimeout(() => resolve(inner.get(loginId, userId)), 20)) }
+  const { app } = await portal(t, slowReads, {}, (app) => {
+    app.get('/switch', async (request, reply) => {
+      const pending = request.loadUser() // the store is asked about ann's login…
+      await app.loginManager.loginUser(request, reply, new User(2, 'bob')) // …and bob logs in meanwhile
+      const user = await pending
+      return { pending: user.getId(), current: request.currentUser.getId() }
+    })
+  })
+  const cookies = await login(app, '1')
+  t.same((await app.inject({ url: '/switch', cookies })).json(), { pending: '2', current: '2' }, 'the earlier answer does not overwrite the login')
+})
+
+test('memoryStore drops expired logins when it looks at them', async (t) => {
+  const store = memoryStore()
+  const now = Math.floor(Date.now() / 1000)
+  const record = (loginId: string, expiresAt: number): LoginRecord => ({ loginId, userId: 'u', createdAt: now - 10, lastSeenAt: now - 10, expiresAt, remembered: false, userAgent: '', ip: '' })
+  store.create(record('old', now - 1))
+  store.create(record('live', now + 60))
+  t.equal(store.get('old', 'u'), null, 'expired')
+  t.same((store.list('u') as LoginRecord[]).map((r) => r.loginId), ['live'])
+  t.equal(store.get('live', 'someone else'), null, 'another user\'s login id')
+  t.equal(store.delete('live', 'someone else'), false)
+  store.touch('live', now, 'someone else')
+  t.equal((store.get('live', 'u') as LoginRecord).lastSeenAt, now - 10, 'nor touched for another user')
+  store.create(record('gone', now - 1))
+  t.equal(store.deleteAll('u', 'live'), 0, 'the expired one is not counted')
+  t.equal(store.deleteAll('u'), 1)
+  t.same(store.list('nobody'), [])
+  t.equal(store.deleteAll('nobody'), 0)
+})
+
+test('a known login costs no store read; a revocation on another instance is heard', async (t) => {
+  const shared = memoryStore()
+  const one = await portal(t, shared)
+  const two = await portal(t, shared)
+  const cookies = await login(one.app)
+  t.equal((await two.app.inject({ url: '/me', cookies })).statusCode, 200, 'a login made on one instance works on another')
+  const counted = tableStore(false)
+  const { app } = await portal(t, counted)
+  const mine = await login(app)
+  for (let i = 0; i < 5; i++) await app.inject({ url: '/me', cookies: mine })
+  t.equal(counted.calls.get, 5, 'a store without subscribe is read on every request (storeCacheWindow 0)')
+  const onDevice = (await one.app.inject({ url: '/me', cookies })).json().loginId
+  await one.app.loginManager.revokeLogin('1', onDevice)
+  t.equal((await two.app.inject({ url: '/me', cookies })).statusCode, 401, 'revoked on one, refused by the other')
+})
+
+test('storeCacheWindow: a store without subscribe may be cached for a window, with that staleness', async (t) => {
+  const time = clock(t)
+  const store = tableStore(false)
+  const { app } = await portal(t, store, { storeCacheWindow: 30 })
+  const cookies = await login(app)
+  for (let i = 0; i < 3; i++) await app.inject({ url: '/me', cookies })
+  t.equal(store.calls.get, 1, 'one read, then the window')
+  store.rows.clear() // revoked behind this instance's back
+  t.equal((await app.inject({ url: '/me', cookies })).statusCode, 200, 'stale within the window, as documented')
+  time.advance(30)
+  t.equal((await app.inject({ url: '/me', cookies })).statusCode, 401, 'and refused after it')
+  for (const storeCacheWindow of [-1, 3601, 'long']) {
+    const bad = Fastify()
+    bad.register(fastifyLogin, { secret: SECRET, userLoader: () => null, storeCacheWindow: storeCacheWindow as number })
+    await t.rejects(async () => { await bad.ready() }, { code: 'FST_LOGIN_INVALID_OPTION', message: /`storeCacheWindow`/ })
+  }
+})
+
+test('a revocation that races a read of the same login leaves no stale entry', async (t) => {
+  let release: () => void = () => {}
+  let listener: LoginStoreListener | null = null
+  const inner = tableStore(false)
+  // get() answers only when released: the revocation happens in between.
+  const racing: LoginStore = {
+    ...inner,
+    get: (loginId, userId) => new Promise((resolve) => { release = () => resolve(inner.get(loginId, userId)) }),
+    subscribe: (l) => { listener = l; l.listening(true) }
+  }
+  const { app } = await portal(t, racing)
+  const cookies = await login(app)
+  const reading = app.inject({ url: '/me', cookies })
+  await new Promise((resolve) => setImmediate(resolve))
+  const loginId = [...inner.rows.keys()][0]
+  const record = { ...inner.rows.get(loginId) as LoginRecord }
+  inner.rows.delete(loginId)
+  ;(listener as unknown as LoginStoreListener).revoked([loginId]) // heard from another instance
+  inner.rows.set(loginId, record) // the read below still sees the old row
+  release()
+  t.equal((await reading).statusCode, 200, 'the read that began before the revocation answers as it read')
+  inner.rows.delete(loginId)
+  const after = app.inject({ url: '/me', cookies })
+  await new Promise((resolve) => setImmediate(resolve))
+  release()
+  t.equal((await after).statusCode, 401, 'the next request reads the store again: nothing stale was cached')
+})
+
+test('while revocations cannot be heard, the cache is not trusted; when heard again, it is emptied', async (t) => {
+  let listener: LoginStoreListener | null = null
+  const inner = tableStore(false)
+  const deafening: LoginStore = { ...inner, subscribe: (l) => { listener = l; l.listening(true) } }
+  const { app } = await portal(t, deafening)
+  const cookies = await login(app)
+  await app.inject({ url: '/me', cookies })
+  await app.inject({ url: '/me', cookies })
+  t.equal(inner.calls.get, 1, 'listening: one read, then the cache')
+  const hear = listener as unknown as LoginStoreListener
+  hear.listening(false)
+  await app.inject({ url: '/me', cookies })
+  await app.inject({ url: '/me', cookies })
+  t.equal(inner.calls.get, 3, 'deaf: a read per request')
+  inner.rows.clear() // revoked while this instance could not hear it
+  hear.listening(true)
+  t.equal((await app.inject({ url: '/me', cookies })).statusCode, 401, 'heard again: the cache was emptied, the store says gone')
+})
+
+test('store option: a clear error at register for what is not a store', async (t) => {
+  const cases: Array<[unknown, RegExp]> = [
+    [{}, /`store` must be a LoginStore .* it has no create, get, touch, delete, list, deleteAll method/],
+    ['redis://localhost', /`store` must be a LoginStore .* it is a string/],
+    [{ ...memoryStore(), subscribe: 'yes' }, /`store.subscribe` must be a function when present/]
+  ]
+  for (const [store, message] of cases) {
+    const app = Fastify()
+    app.register(fastifyLogin, { secret: SECRET, userLoader: () => null, store: store as LoginStore })
+    await t.rejects(async () => { await app.ready() }, { code: 'FST_LOGIN_INVALID_OPTION', message })
+  }
+})
+
+test('cookiesFor records the login it makes cookies for; close() reaches the store', async (t) => {
+  let closed = 0
+  const store = { ...memoryStore(), close: () => { closed++ } }
+  const { app } = await portal(t, store)
+  const cookies = await app.loginManager.cookiesFor(new User(1, 'ann'), { userAgent: 'test-agent' })
+  t.equal((await app.inject({ url: '/me', cookies })).statusCode, 200)
+  t.match(await app.loginManager.listLogins('1'), [{ userAgent: 'test-agent' }])
+  await app.close()
+  t.equal(closed, 1)
+})

@@ -1,0 +1,460 @@
+import { once } from 'node:events'
+import { test } from 'tap'
+import type { Test } from 'tap'
+import { Redis, Cluster, type RedisOptions } from 'ioredis'
+import { redisStore } from '../lib/stores/redis'
+import type { LoginRecord, LoginStore, LoginStoreListener } from '../types/index'
+import { freePort, startCluster, startRedis } from './redis-server'
+
+// The Redis store against a real redis-server (standalone and a 3-master
+// Cluster), started by the tests on loopback: records, expiry, revocation
+// broadcast, reconnection and faults.
+
+const HOST = '127.0.0.1'
+const ODD_IDS = ['a{b}c', '}{', 'x:y:z', '', 'élève 学生 🙂', '{u:YQ}']
+
+function nowInSeconds (): number {
+  return Math.floor(Date.now() / 1000)
+}
+
+let sequence = 0
+function loginRecord (fields: Partial<LoginRecord> = {}): LoginRecord {
+  const now = nowInSeconds()
+  return {
+    loginId: `login-${++sequence}`,
+    userId: 'ann',
+    createdAt: now,
+    lastSeenAt: now,
+    expiresAt: now + 3600,
+    remembered: false,
+    userAgent: 'Mozilla/5.0 (tests)',
+    ip: '127.0.0.1',
+    ...fields
+  }
+}
+
+// A client whose commands fail fast when Redis is gone, as docs/redis-store.md
+// tells apps to configure theirs.
+function redisClient (t: Test, port: number, options: RedisOptions = {}): Redis {
+  const client = new Redis({ host: HOST, port, maxRetriesPerRequest: 1, ...options })
+  client.on('error', () => {})
+  t.teardown(() => client.disconnect())
+  return client
+}
+
+function clusterClient (t: Test, ports: number[]): Cluster {
+  const client = new Cluster(ports.map((port) => ({ host: HOST, port })), { redisOptions: { maxRetriesPerRequest: 1 } })
+  client.on('error', () => {})
+  t.teardown(() => client.disconnect())
+  return client
+}
+
+interface Heard extends LoginStoreListener {
+  events: Array<['revoked', readonly string[]] | ['listening', boolean]>
+  next (what: 'revoked' | 'listening', timeoutMs?: number): Promise<{ value: unknown, at: number }>
+}
+
+// A listener that records what it hears, and can wait for the next of a kind.
+function heard (): Heard {
+  const events: Heard['events'] = []
+  const waiting: Array<{ what: string, resolve: (found: { value: unknown, at: number }) => void }> = []
+  function push (what: 'revoked' | 'listening', value: readonly string[] | boolean): void {
+    events.push([what, value] as Heard['events'][number])
+    const at = performance.now()
+    const index = waiting.findIndex((waiter) => waiter.what === what)
+    if (index !== -1) waiting.splice(index, 1)[0].resolve({ value, at })
+  }
+  return {
+    events,
+    revoked: (loginIds) => push('revoked', loginIds),
+    listening: (listening) => push('listening', listening),
+    next: async (what, timeoutMs = 5000) => await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`heard no ${what} in ${timeoutMs} ms`)), timeoutMs)
+      waiting.push({ what, resolve: (found) => { clearTimeout(timer); resolve(found) } })
+    })
+  }
+}
+
+async function closeWith (t: Test, store: LoginStore): Promise<void> {
+  t.teardown(async () => { await store.close?.() })
+}
+
+async function expiryOf (client: Redis | Cluster, key: string): Promise<number> {
+  return await client.call('EXPIRETIME', key) as number
+}
+
+test('options are checked when the store is made', async (t) => {
+  const server = await startRedis(t)
+  const client = redisClient(t, server.port)
+  const message = /^fastify-login: option `client` must be an ioredis client/
+  for (const bad of [undefined, null, {}, { eval () {}, hgetall () {} }, 'redis://localhost']) {
+    t.throws(() => redisStore({ client: bad }), { code: 'FST_LOGIN_INVALID_OPTION', message }, String(bad))
+  }
+  t.throws(() => redisStore(undefined as never), { code: 'FST_LOGIN_INVALID_OPTION', message })
+  for (const prefix of ['app{1}:', 'app}', 42]) {
+    t.throws(() => redisStore({ client, prefix: prefix as string }), {
+      code: 'FST_LOGIN_INVALID_OPTION',
+      message: /^fastify-login: option `prefix` must be a string without `\{` or `\}`/
+    }, String(prefix))
+  }
+  // The default prefix, and a client's own keyPrefix on top of it.
+  const prefixed = redisClient(t, server.port, { keyPrefix: 'app:' })
+  await redisStore({ client: prefixed }).create(loginRecord({ loginId: 'l1' }))
+  await redisStore({ client: prefixed }).create(loginRecord({ loginId: 'l2' }))
+  t.same((await client.keys('*')).sort(), ['app:fastify-login:{u:YW5u}:login:l1', 'app:fastify-login:{u:YW5u}:login:l2', 'app:fastify-login:{u:YW5u}:logins'])
+  t.same((await redisStore({ client: prefixed }).list('ann')).map((record) => record.loginId).sort(), ['l1', 'l2'])
+  t.equal(await redisStore({ client: prefixed }).deleteAll('ann', 'l2'), 1)
+  t.same(await client.keys('*:login:*'), ['app:fastify-login:{u:YW5u}:login:l2'])
+  // keyPrefix applies to keys, not to channels: publisher and subscriber agree.
+  const listening = redisStore({ client: prefixed })
+  const listener = heard()
+  await closeWith(t, listening)
+  await listening.subscribe?.(listener)
+  const revoked = listener.next('revoked')
+  t.equal(await redisStore({ client: prefixed }).delete('l2', 'ann'), true)
+  t.same((await revoked).value, ['l2'])
+})
+
+test('records: create, get, touch, delete, list, deleteAll', async (t) => {
+  const server = await startRedis(t)
+  const client = redisClient(t, server.port)
+  const store = redisStore({ client, prefix: 'test:' })
+
+  t.test('create then get gives back the same record', async (t) => {
+    const record = loginRecord({ remembered: true, userAgent: 'curl/8 "quoted" \n', ip: '::1' })
+    t.equal(await store.create(record), undefined)
+    t.same(await store.get(record.loginId, 'ann'), record)
+    t.equal(await store.get(record.loginId, 'bob'), null, 'another user cannot read it')
+    t.equal(await store.get('nope', 'ann'), null, 'a missing login is null')
+    t.same(await store.get(loginRecord({ remembered: false }).loginId, 'ann'), null)
+  })
+
+  t.test('every key expires with its login', async (t) => {
+    const late = loginRecord({ userId: 'ttl', expiresAt: nowInSeconds() + 7200 })
+    const early = loginRecord({ userId: 'ttl', expiresAt: nowInSeconds() + 60 })
+    await store.create(late)
+    await store.create(early)
+    const index = 'test:{u:dHRs}:logins'
+    t.equal(await expiryOf(client, `test:{u:dHRs}:login:${late.loginId}`), late.expiresAt)
+    t.equal(await expiryOf(client, `test:{u:dHRs}:login:${early.loginId}`), early.expiresAt)
+    t.equal(await expiryOf(client, index), late.expiresAt, 'the index lives as long as its latest login, not shortened by an earlier one')
+    const later = loginRecord({ userId: 'ttl', expiresAt: nowInSeconds() + 9000 })
+    await store.create(later)
+    t.equal(await expiryOf(client, index), later.expiresAt, 'and is extended by a later one')
+    for (const key of await client.keys('test:*')) {
+      t.ok(await client.pttl(key) > 0, `${key} has an expiry`)
+    }
+  })
+
+  t.test('touch moves lastSeenAt forward, keeps the expiry, and never resurrects', async (t) => {
+    const record = loginRecord({ userId: 'touchy', lastSeenAt: nowInSeconds() - 100 })
+    const key = `test:{u:dG91Y2h5}:login:${record.loginId}`
+    await store.create(record)
+    t.equal(await store.touch(record.loginId, record.lastSeenAt + 50, 'touchy'), undefined)
+    t.equal((await store.get(record.loginId, 'touchy'))?.lastSeenAt, record.lastSeenAt + 50)
+    await store.touch(record.loginId, record.lastSeenAt + 10, 'touchy')
+    t.equal((await store.get(record.loginId, 'touchy'))?.lastSeenAt, record.lastSeenAt + 50, 'a late, older touch does not move it back')
+    t.equal(await expiryOf(client, key), record.expiresAt)
+    t.equal(await store.delete(record.loginId, 'touchy'), true)
+    await store.touch(record.loginId, record.lastSeenAt + 90, 'touchy')
+    t.equal(await client.exists(key), 0, 'a touch after logout does not bring the login back')
+    t.equal(await store.get(record.loginId, 'touchy'), null)
+  })
+
+  t.test('delete removes the record and its index entry, once', async (t) => {
+    const record = loginRecord({ userId: 'del' })
+    await store.create(record)
+    t.equal(await store.delete(record.loginId, 'other'), false, 'not another user\'s')
+    t.equal(await store.delete(record.loginId, 'del'), true)
+    t.equal(await store.delete(record.loginId, 'del'), false)
+    t.equal(await store.get(record.loginId, 'del'), null)
+    t.same(await client.keys('test:{u:ZGVs}*'), [], 'the emptied index is gone too')
+  })
+
+  t.test('list: newest first, without the expired or vanished ones', async (t) => {
+    const now = nowInSeconds()
+    const oldest = loginRecord({ userId: 'lister', createdAt: now - 30 })
+    const newest = loginRecord({ userId: 'lister', createdAt: now - 10 })
+    const middle = loginRecord({ userId: 'lister', createdAt: now - 20 })
+    const shortLived = loginRecord({ userId: 'lister', createdAt: now, expiresAt: now + 1 })
+    const vanishing = loginRecord({ userId: 'lister', createdAt: now - 5 })
+    for (const record of [oldest, newest, middle, shortLived, vanishing]) await store.create(record)
+    t.same(await store.list('lister'), [shortLived, vanishing, newest, middle, oldest])
+    t.same(await store.list('nobody'), [])
+    // Gone from under the index: evicted, or deleted by hand.
+    await client.del(`test:{u:bGlzdGVy}:login:${vanishing.loginId}`)
+    await new Promise((resolve) => setTimeout(resolve, (shortLived.expiresAt + 1) * 1000 - Date.now()))
+    t.same(await store.list('lister'), [newest, middle, oldest])
+    t.same(await client.zrange('test:{u:bGlzdGVy}:logins', '0', '-1'), [oldest.loginId, newest.loginId, middle.loginId],
+      'the index forgot them too: it does not grow')
+  })
+
+  t.test('deleteAll, with and without a login to keep', async (t) => {
+    const mine = [1, 2, 3].map((i) => loginRecord({ userId: 'many', createdAt: nowInSeconds() - i }))
+    for (const record of mine) await store.create(record)
+    const theirs = loginRecord({ userId: 'someone else' })
+    await store.create(theirs)
+    t.equal(await store.deleteAll('many', mine[0].loginId), 2)
+    t.same(await store.list('many'), [mine[0]])
+    t.equal(await store.deleteAll('many', mine[0].loginId), 0)
+    t.equal(await store.deleteAll('many'), 1)
+    t.same(await store.list('many'), [])
+    t.equal(await store.deleteAll('many'), 0)
+    t.same(await store.get(theirs.loginId, 'someone else'), theirs, 'other users keep theirs')
+  })
+
+  t.test('user ids with braces, colons, unicode, or nothing', async (t) => {
+    for (const userId of ODD_IDS) {
+      const record = loginRecord({ userId })
+      await store.create(record)
+      t.same(await store.get(record.loginId, userId), record, JSON.stringify(userId))
+      t.same(await store.list(userId), [record])
+    }
+    for (const userId of ODD_IDS) t.equal(await store.deleteAll(userId), 1, JSON.stringify(userId))
+  })
+})
+
+test('a value that is not a login record is an error naming the store, never a login', async (t) => {
+  const server = await startRedis(t)
+  const client = redisClient(t, server.port)
+  const store = redisStore({ client })
+  const record = loginRecord({ userId: 'c' })
+  const key = `fastify-login:{u:Yw}:login:${record.loginId}`
+  const corrupt = (message: RegExp): { code: string, statusCode: number, message: RegExp } => ({ code: 'FST_LOGIN_STORE_CORRUPT', statusCode: 500, message })
+  await store.create(record)
+  await client.hset(key, 'createdAt', 'yesterday')
+  await t.rejects(async () => await store.get(record.loginId, 'c'), corrupt(/^fastify-login: redisStore found `createdAt` = "yesterday" at key `fastify-login:\{u:Yw\}:login:login-\d+`/))
+  await t.rejects(async () => await store.list('c'), corrupt(/`createdAt` = "yesterday"/), 'list too')
+  await client.hset(key, 'createdAt', '1', 'remembered', 'true')
+  await t.rejects(async () => await store.get(record.loginId, 'c'), corrupt(/`remembered` = "true"/))
+  await client.hset(key, 'remembered', '0', 'userId', 'mallory')
+  await t.rejects(async () => await store.get(record.loginId, 'c'), corrupt(/found the login "login-\d+" of user "mallory"/))
+  await client.hset(key, 'userId', 'c', 'loginId', 'other')
+  await t.rejects(async () => await store.get(record.loginId, 'c'), corrupt(/found the login "other" of user "c"/))
+  await client.hdel(key, 'ip')
+  await t.rejects(async () => await store.get(record.loginId, 'c'), corrupt(/found a hash without `ip`/))
+  await client.set(key, 'not a hash')
+  await t.rejects(async () => await store.get(record.loginId, 'c'), /WRONGTYPE/, 'a key of another type is Redis\' own error')
+})
+
+test('revocations are published and heard on another instance within 100 ms', async (t) => {
+  const server = await startRedis(t)
+  const one = redisStore({ client: redisClient(t, server.port) })
+  const two = redisStore({ client: redisClient(t, server.port) })
+  const listener = heard()
+  await closeWith(t, two)
+  t.equal(await two.subscribe?.(listener), undefined)
+  t.same(listener.events, [['listening', true]], 'listening once subscribed')
+
+  const records = [1, 2, 3].map(() => loginRecord({ userId: 'pub' }))
+  for (const record of records) await one.create(record)
+  const figures: number[] = []
+  for (let i = 0; i < 20; i++) {
+    const record = loginRecord({ userId: 'pub' })
+    await one.create(record)
+    const next = listener.next('revoked')
+    const start = performance.now()
+    await one.delete(record.loginId, 'pub')
+    const { value, at } = await next
+    t.same(value, [record.loginId])
+    figures.push(at - start)
+  }
+  figures.sort((a, b) => a - b)
+  const worst = figures[figures.length - 1]
+  t.comment(`delete → revoked heard on another client: median ${figures[10].toFixed(2)} ms, worst of 20 ${worst.toFixed(2)} ms`)
+  t.ok(worst < 100, `heard within 100 ms (${worst.toFixed(2)} ms)`)
+
+  const all = listener.next('revoked')
+  t.equal(await one.deleteAll('pub', records[0].loginId), 2)
+  t.same((await all).value, [records[1].loginId, records[2].loginId], 'one message for a deleteAll')
+  t.equal(await one.delete('never', 'pub'), false)
+  t.equal(await one.deleteAll('nobody'), 0)
+
+  // Something on the channel that is not a list of ids may have been one.
+  const dropped = listener.next('listening')
+  const before = listener.events.length
+  await redisClient(t, server.port).publish('fastify-login:revoked', 'garbage')
+  await dropped
+  await new Promise((resolve) => setImmediate(resolve))
+  t.same(listener.events.slice(before), [['listening', false], ['listening', true]], 'everything cached is dropped')
+  t.same(listener.events.filter(([what]) => what === 'revoked').length, 21, 'nothing else was heard: not the failed delete, nor the empty deleteAll')
+
+  const admin = redisClient(t, server.port)
+  const subscribers = async (): Promise<number> => ((await admin.client('LIST') as string).match(/name=fastify-login:subscriber/g) ?? []).length
+  t.equal(await subscribers(), 1, 'one subscriber connection, named')
+  await two.close?.()
+  for (let wait = 0; wait < 50 && await subscribers() > 0; wait++) await new Promise((resolve) => setTimeout(resolve, 10))
+  t.equal(await subscribers(), 0, 'close ends the subscriber')
+  t.equal(await one.get(records[0].loginId, 'pub') !== null, true, 'and never the app\'s client')
+  t.same(listener.events.at(-1), ['listening', true], 'and says nothing while closing')
+  t.equal(await one.close?.(), undefined, 'close without subscribe does nothing')
+})
+
+test('the listener hears when the subscriber connection drops and when it hears again', async (t) => {
+  const server = await startRedis(t)
+  const admin = redisClient(t, server.port)
+  const store = redisStore({ client: redisClient(t, server.port) })
+  const listener = heard()
+  await closeWith(t, store)
+  await store.subscribe?.(listener)
+
+  for (let i = 0; i < 2; i++) {
+    const dropped = listener.next('listening')
+    t.equal(await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub'), 1)
+    t.equal((await dropped).value, false, 'not listening once the connection is killed')
+    t.equal((await listener.next('listening')).value, true, 'listening again once SUBSCRIBE is confirmed')
+    t.equal(await admin.pubsub('NUMSUB', 'fastify-login:revoked').then((reply) => (reply as unknown[])[1]), 1)
+  }
+  const record = loginRecord()
+  await store.create(record)
+  const revoked = listener.next('revoked')
+  await store.delete(record.loginId, 'ann')
+  t.same((await revoked).value, [record.loginId], 'and hears revocations again')
+  t.same(listener.events.map(([, value]) => value), [true, false, true, false, true, [record.loginId]])
+})
+
+test('a subscriber connection that goes silent without closing is noticed by its heartbeat', async (t) => {
+  const server = await startRedis(t)
+  const store = redisStore({ client: redisClient(t, server.port) })
+  const listener = heard()
+  await closeWith(t, store)
+  await store.subscribe?.(listener)
+  // Beats answered while Redis is there do nothing.
+  await new Promise((resolve) => setTimeout(resolve, 2500))
+  t.same(listener.events, [['listening', true]])
+
+  const dropped = listener.next('listening')
+  const start = performance.now()
+  server.pause()
+  t.equal((await dropped).value, false)
+  const deafAfter = performance.now() - start
+  t.comment(`a frozen Redis is noticed after ${deafAfter.toFixed(0)} ms`)
+  t.ok(deafAfter < 2500, 'within two heartbeats and a bit')
+  const back = listener.next('listening')
+  server.resume()
+  t.equal((await back).value, true, 'and listening again once Redis answers')
+})
+
+test('subscribe fails clearly when it cannot subscribe', async (t) => {
+  const port = await freePort()
+  const nowhere = redisStore({ client: redisClient(t, port, { lazyConnect: true, retryStrategy: () => null }) })
+  await t.rejects(async () => await nowhere.subscribe?.(heard()),
+    /^fastify-login: redisStore could not subscribe to `fastify-login:revoked`: connect ECONNREFUSED/)
+  await nowhere.close?.()
+
+  // Redis 7 gives a new ACL user no channels: SUBSCRIBE is refused.
+  const server = await startRedis(t)
+  await redisClient(t, server.port).acl('SETUSER', 'nochannels', 'on', '>secret', '~*', '+@all')
+  const refused = redisStore({ client: redisClient(t, server.port, { username: 'nochannels', password: 'secret' }) })
+  const listener = heard()
+  await t.rejects(async () => await refused.subscribe?.(listener), /could not subscribe to `fastify-login:revoked`: NOPERM/)
+  t.same(listener.events, [], 'never listening')
+  await refused.close?.()
+
+  // Closed while still subscribing: the app's close must not leave its ready hanging.
+  const slow = redisStore({ client: redisClient(t, server.port) })
+  const subscribing = slow.subscribe?.(heard())
+  await slow.close?.()
+  await t.rejects(async () => await subscribing, /^fastify-login: redisStore was closed before it could subscribe to `fastify-login:revoked`$/)
+})
+
+test('Redis stopped mid-run: commands fail, the process goes on; restarted or crashed: nothing lost', async (t) => {
+  const server = await startRedis(t, { appendonly: true })
+  // Fails fast while Redis is down instead of queueing until it is back.
+  const client = redisClient(t, server.port, { enableOfflineQueue: false, retryStrategy: () => 50 })
+  // Without an offline queue nothing may be sent before the client is connected.
+  await once(client, 'ready')
+  const store = redisStore({ client })
+  const listener = heard()
+  await closeWith(t, store)
+  await store.subscribe?.(listener)
+  const record = loginRecord({ remembered: true })
+  await store.create(record)
+
+  const dropped = listener.next('listening')
+  await server.stop()
+  t.equal((await dropped).value, false, 'the subscriber says it is deaf')
+  const start = performance.now()
+  await t.rejects(async () => await store.get(record.loginId, 'ann'), { message: /Stream isn't writeable|Connection is closed|ECONNREFUSED/ }, 'get rejects, never "no login"')
+  await t.rejects(async () => await store.create(loginRecord()))
+  await t.rejects(async () => await store.list('ann'))
+  t.ok(performance.now() - start < 1000, `and fast (${(performance.now() - start).toFixed(0)} ms for three)`)
+  // Let the subscriber fail to reconnect a few times (its back-off doubles).
+  await new Promise((resolve) => setTimeout(resolve, 400))
+
+  const back = listener.next('listening', 10_000)
+  await server.start()
+  t.equal((await back).value, true, 'listening again once Redis is back')
+  if (client.status !== 'ready') await once(client, 'ready')
+  t.same(await store.get(record.loginId, 'ann'), record, 'the login made before the restart is still there (appendonly)')
+  t.same(await store.list('ann'), [record])
+
+  // A crash of the Redis process: what it acknowledged was written to the
+  // append-only file before it answered (only an OS crash could lose it).
+  const crashed = loginRecord({ createdAt: record.createdAt + 1 })
+  await store.create(crashed)
+  await server.kill()
+  if (client.status === 'ready') await once(client, 'close')
+  await server.start()
+  if (client.status !== 'ready') await once(client, 'ready')
+  t.same(await store.list('ann'), [crashed, record], 'both logins survive a SIGKILL of redis-server')
+})
+
+test('Redis Cluster: a user\'s keys share a slot; login, list, revoke and broadcast work', async (t) => {
+  const servers = await startCluster(t)
+  const ports = servers.map((server) => server.port)
+  const client = clusterClient(t, ports)
+  const store = redisStore({ client })
+  const otherClient = clusterClient(t, ports)
+  const other = redisStore({ client: otherClient })
+  const listener = heard()
+  await closeWith(t, other)
+  await other.subscribe?.(listener)
+
+  const slots = new Set<number>()
+  for (const userId of ['ann', 'bob', 'carl', 'dora', ...ODD_IDS]) {
+    const first = loginRecord({ userId, createdAt: nowInSeconds() - 1 })
+    const second = loginRecord({ userId })
+    await store.create(first)
+    await store.create(second)
+    t.same(await store.get(first.loginId, userId), first)
+    t.same(await store.list(userId), [second, first], `list ${JSON.stringify(userId)}`)
+    await store.touch(second.loginId, second.lastSeenAt + 5, userId)
+    t.equal((await other.get(second.loginId, userId))?.lastSeenAt, second.lastSeenAt + 5)
+    const tag = `fastify-login:{u:${Buffer.from(userId).toString('base64url')}}:`
+    const keySlots = await Promise.all([`${tag}logins`, `${tag}login:${first.loginId}`, `${tag}login:${second.loginId}`]
+      .map(async (key) => await client.cluster('KEYSLOT', key)))
+    t.equal(new Set(keySlots).size, 1, `${JSON.stringify(userId)}: one slot (${keySlots[0]})`)
+    slots.add(keySlots[0] as number)
+
+    const revoked = listener.next('revoked')
+    const start = performance.now()
+    t.equal(await store.delete(first.loginId, userId), true)
+    const { value, at } = await revoked
+    t.same(value, [first.loginId])
+    t.comment(`Cluster: revoked heard after ${(at - start).toFixed(2)} ms`)
+    t.ok(at - start < 100)
+    const all = listener.next('revoked')
+    t.equal(await store.deleteAll(userId), 1)
+    t.same((await all).value, [second.loginId])
+    t.same(await store.list(userId), [])
+  }
+  t.ok(slots.size > 1, 'different users land on different slots')
+
+  // The subscriber is a connection of its own to one master: killed, it is
+  // replaced; while its Cluster client knows no node, it waits for one.
+  const dropped = listener.next('listening')
+  otherClient.disconnect()
+  for (const port of ports) await redisClient(t, port).call('CLIENT', 'KILL', 'TYPE', 'pubsub')
+  t.equal((await dropped).value, false)
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  t.same(listener.events.at(-1), ['listening', false], 'still deaf: no node to subscribe on')
+  const back = listener.next('listening')
+  await otherClient.connect()
+  t.equal((await back).value, true, 'listening again once the Cluster is connected')
+  const record = loginRecord()
+  await store.create(record)
+  const revoked = listener.next('revoked')
+  await store.delete(record.loginId, 'ann')
+  t.same((await revoked).value, [record.loginId])
+})
