@@ -355,6 +355,13 @@ declare namespace fastifyLogin {
     /** A guard with its own redirect route or message: for a scope's `addHook`. */
     guard (options: GuardOptions): Guard<RawServer, RawRequest, RawReply>
     /**
+     * The logged-in user, typed as the app's user. Throws
+     * `FST_LOGIN_UNAUTHORIZED` (a 401) when nobody is logged in: for routes
+     * that a guard lets only logged-in users through. With an asynchronous
+     * user loader, a guard or `await request.loadUser()` must run first.
+     */
+    user (request: LoginRequest<RawServer, RawRequest>): User
+    /**
      * Logs the user in: `true`, or `false` (and no cookie) for an inactive
      * user unless `force`. A promise when the store is asynchronous: `await` it.
      */

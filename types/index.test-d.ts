@@ -576,3 +576,21 @@ expectError(Fastify().register(fastifyLogin, { secret, sessionProtection: 'basic
     app.loginManager.logoutUser(request, reply)
   })
 }
+
+// 9. The typed accessor: the app's user, or a 401 -----------------------------
+
+{
+  const app = Fastify()
+  app.get('/report', { onRequest: app.loginManager.loginRequired }, (request) => {
+    expectType<Student>(app.loginManager.user(request))
+    return app.loginManager.user(request).grade
+  })
+  app.get<{ Params: { id: string } }>('/students/:id', (request) => {
+    expectType<Student>(app.loginManager.user(request))
+  })
+  expectError(app.loginManager.user())
+  const http2 = Fastify({ http2: true })
+  http2.get('/report', (request) => {
+    expectType<Student>(http2.loginManager.user(request))
+  })
+}
