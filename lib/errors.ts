@@ -76,3 +76,9 @@ export const FST_LOGIN_STORE_FAILED = createError(
   'fastify-login: the login store failed in `%s`: %s. The request cannot be answered until the store works again.',
   503
 )
+
+export const FST_LOGIN_STORE_CORRUPT = createError(
+  'FST_LOGIN_STORE_CORRUPT',
+  'fastify-login: redisStore found %s at key `%s`, which is not a login record. Delete the key, or fix what wrote it.',
+  500
+)

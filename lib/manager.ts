@@ -37,7 +37,7 @@ import { safeNextPath } from './next'
 import { checkDuration } from './options'
 import { Resolution } from './resolution'
 import type { Keys } from './signing'
-import { andThen, loginState, type MaybePromise } from './state'
+import { andThen, loginState, type LoginState, type MaybePromise } from './state'
 import type { AccountToken } from './token'
 
 // What `app.inject` sends unless told otherwise: cookiesFor() binds to it.
@@ -132,14 +132,25 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     if (force !== true && (user as { isActive?: unknown }).isActive === false) return false
 
     const account = this.#newAccount(user, options, this.#resolution.clientOf(request.headers['user-agent'], request.ip))
-    const recorded = this.#records === null ? undefined : this.#records.create(account, request.headers['user-agent'], request.ip)
-    return andThen(recorded, () => {
-      const state = loginState(request)
+    const state = loginState(request)
+    return andThen(this.#record(request, state, account), () => {
       this.#resolution.cookies.writeLogin(reply, state, account, fresh ? account.issuedAt : null)
       this.#resolution.replaceLogin(state, account, fresh)
       this.#resolution.settle(request, state, user, null)
       this.#resolution.emit(request, 'login', request, user)
       return true
+    })
+  }
+
+  // With a store: records the new login, and ends the one the request's
+  // cookie named (a login over another on the same browser replaces it: a
+  // copy of the old cookie must not stay alive, unlisted by the user).
+  #record (request: FastifyRequest, state: LoginState, account: AccountToken): MaybePromise<unknown> {
+    const records = this.#records
+    if (records === null) return undefined
+    const previous = this.#resolution.readToken(request, state)
+    return andThen(records.create(account, request.headers['user-agent'], request.ip), () => {
+      return previous === null ? undefined : records.delete(previous.id, previous.loginId)
     })
   }
 

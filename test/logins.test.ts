@@ -194,6 +194,18 @@ for (const [name, makeStore] of stores) {
   })
 }
 
+test('a login over another on the same browser ends the earlier one', async (t) => {
+  for (const [name, makeStore] of stores) {
+    const { app } = await portal(t, makeStore())
+    const first = await login(app, '1')
+    const copy = { ...first }
+    const second = cookieJar(await app.inject({ url: '/login/2', cookies: first }))
+    t.equal((await app.inject({ url: '/me', cookies: copy })).statusCode, 401, `${name}: a copy of the first cookie is anonymous`)
+    t.same(await app.loginManager.listLogins('1'), [], `${name}: and no longer listed`)
+    t.equal((await app.inject({ url: '/me', cookies: second })).json().name, 'bob')
+  }
+})
+
 test('without a store: the idle timeout travels in the signed cookie, re-issued at most once a minute', async (t) => {
   const time = clock(t)
   const users = userStore()

@@ -1,7 +1,6 @@
-import createError from '@fastify/error'
 import type { Cluster, Redis } from 'ioredis'
 import type { LoginRecord, LoginStore, LoginStoreListener, RedisStoreOptions } from '../../types/index'
-import { FST_LOGIN_INVALID_OPTION } from '../errors'
+import { FST_LOGIN_INVALID_OPTION, FST_LOGIN_STORE_CORRUPT } from '../errors'
 
 // Logins kept in Redis (standalone or Cluster), so every instance sees them
 // and can end them. The app's own ioredis client does the work: this file
@@ -16,12 +15,6 @@ import { FST_LOGIN_INVALID_OPTION } from '../errors'
 // over them works there; base64url keeps braces in an id from breaking
 // the tag, and the `u:` keeps an empty id from making an empty tag (which
 // Redis would ignore, hashing the whole key).
-
-export const FST_LOGIN_STORE_CORRUPT = createError(
-  'FST_LOGIN_STORE_CORRUPT',
-  'fastify-login: redisStore found %s at key `%s`, which is not a login record. Delete the key, or fix what wrote it.',
-  500
-)
 
 const DEFAULT_PREFIX = 'fastify-login:'
 const FIELDS = ['loginId', 'userId', 'createdAt', 'lastSeenAt', 'expiresAt', 'remembered', 'userAgent', 'ip'] as const
