@@ -20,7 +20,8 @@
 // Options: --smoke, --rounds N, --duration S, --warmup S, --generations N
 // (sets of fresh server processes the rounds are split between), --connections N,
 // --only a,b (scenarios), --no-memory, --memory-requests N, --out FILE|-,
-// --readme (also put the results into README.md, between its bench markers),
+// --docs (also put the results into docs/benchmark.md, between its bench
+// markers; --readme is the old name of it),
 // --max-foreign 0.15, --patience S, --profile SCENARIO (a CPU profile of that server,
 // written to bench/profiles/, and its top functions), --compare PATH (every
 // fastify-login server also runs from another build's dist/index.js, as
@@ -144,6 +145,7 @@ function parseArgs (argv) {
       case '--compare': options.compare = path.resolve(value); i++; break
       case '--out': options.out = value === '-' ? null : path.resolve(value); i++; break
       case '--profile': options.profile = value; i++; break
+      case '--docs':
       case '--readme': options.readme = true; break
     }
   }
@@ -733,18 +735,18 @@ function report (scenarios, runs, memory, revocation, patience, options, elapsed
   return lines.join('\n') + '\n'
 }
 
-// `--readme`: puts the results between the bench markers of README.md's
-// Performance section, and touches nothing else.
+// `--docs`: puts the results between the bench markers of docs/benchmark.md,
+// and touches nothing else.
 function updateReadme (markdown) {
-  const file = path.join(__dirname, '..', 'README.md')
+  const file = path.join(__dirname, '..', 'docs', 'benchmark.md')
   const readme = fs.readFileSync(file, 'utf8')
   const start = '<!-- bench:start -->'
   const end = '<!-- bench:end -->'
   const from = readme.indexOf(start)
   const to = readme.indexOf(end)
-  if (from === -1 || to < from) throw new Error(`README.md has no ${start} … ${end} markers`)
+  if (from === -1 || to < from) throw new Error(`docs/benchmark.md has no ${start} … ${end} markers`)
   fs.writeFileSync(file, readme.slice(0, from + start.length) + '\n' + markdown + readme.slice(to))
-  console.log('README.md: Performance results updated')
+  console.log('docs/benchmark.md: results updated')
 }
 
 // ---------------------------------------------------------------- main

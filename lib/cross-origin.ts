@@ -29,6 +29,8 @@ export function createCrossOriginProtection (login: LoginInternals, config: Logi
     return sameHost(origin, request.host)
   }
 
+  // A hook gets the whole request and reply; the public Guard type names only
+  // their raw parts (see types/index.d.ts for why).
   return function crossOriginProtection (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     if (allowed(request)) {
       done()
@@ -41,7 +43,7 @@ export function createCrossOriginProtection (login: LoginInternals, config: Logi
     } else {
       reply.type('text/plain; charset=utf-8').send(MESSAGE)
     }
-  }
+  } as Guard
 }
 
 // Both sides normalised by the URL parser, with the Origin's scheme, so that

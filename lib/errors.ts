@@ -41,6 +41,24 @@ export const FST_LOGIN_NOT_LOGGED_IN = createError(
   500
 )
 
+export const FST_LOGIN_NOT_A_COOKIE_LOGIN = createError(
+  'FST_LOGIN_NOT_A_COOKIE_LOGIN',
+  'fastify-login: %s needs a login made with the login cookie, but this request\'s user came from the `requestLoader` (a bearer token, an API key), which makes no login to confirm or end. Call it only for cookie logins: `app.loginManager.loginInfo(request)?.source === \'cookie\'`.',
+  500
+)
+
+export const FST_LOGIN_COOKIE_NEEDS_USER_LOADER = createError(
+  'FST_LOGIN_COOKIE_NEEDS_USER_LOADER',
+  'fastify-login: %s issues a login cookie, and only a `userLoader` can turn that cookie back into a user; this app has none (a `requestLoader` reads the request, never the cookie). Pass `userLoader` to the plugin, or call `app.loginManager.userLoader(fn)`.',
+  500
+)
+
+export const FST_LOGIN_UNAUTHORIZED = createError(
+  'FST_LOGIN_UNAUTHORIZED',
+  'fastify-login: %s found nobody logged in: this route lets anonymous visitors reach it. Guard it with `config: { login: \'required\' }` or `onRequest: app.loginManager.loginRequired`.',
+  401
+)
+
 export const FST_LOGIN_INVALID_USER = createError(
   'FST_LOGIN_INVALID_USER',
   'fastify-login: cannot log in: %s.',

@@ -92,7 +92,9 @@ export function createGuard (login: LoginInternals, config: LoginConfig, options
     refuse(request, reply, refused, login.handlers[refused.handler], done)
   }
 
-  return function loginGuard (request, reply, done) {
+  // Fastify hands a hook the whole request and reply; the public Guard type
+  // names only their raw parts (see types/index.d.ts for why).
+  return function loginGuard (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     // CORS preflights carry no cookies, so they cannot pass a guard; a CORS
     // plugin answers them before route hooks run. One that reaches the guard
     // gets an empty answer: never the guarded handler, run anonymously.
@@ -114,7 +116,7 @@ export function createGuard (login: LoginInternals, config: LoginConfig, options
       return
     }
     user.then(() => guarded(done, () => judge(request, reply, done)), done)
-  }
+  } as Guard
 }
 
 function refuse (request: FastifyRequest, reply: FastifyReply, refusal: Refusal, handler: GuardHandler | null, done: HookHandlerDoneFunction): void {

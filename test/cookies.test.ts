@@ -1,6 +1,7 @@
 import { test } from 'tap'
 import { build, cookieJar, loginCookies, OTHER_SECRET, SECRET, setCookieHeaders, signToken, User } from './helpers'
 import { encodeAccount, encodeFresh } from '../lib/token'
+import { AnonymousUserMixin, UserMixin } from '../lib/index'
 
 const DAY = 24 * 60 * 60
 const now = (): number => Math.floor(Date.now() / 1000)
@@ -191,7 +192,6 @@ test('key rotation: cookies signed with a listed older secret are accepted and r
 
 test('an id too long for a cookie, a non-Unicode id, a missing id and the anonymous user are refused by loginUser', async (t) => {
   const { app } = await build()
-  const { UserMixin, AnonymousUserMixin } = await import('../lib/index')
   const cases: Array<[unknown, string, RegExp]> = [
     [{ id: 'x'.repeat(4000) }, 'FST_LOGIN_INVALID_USER', /user id is too long/],
     [{ id: 'a\ud800b' }, 'FST_LOGIN_INVALID_USER', /well-formed Unicode/],

@@ -111,7 +111,7 @@ test('loginUser in an app without a user loader is an error, not a cookie nobody
   })
   const response = await app.inject('/login')
   t.equal(response.statusCode, 500)
-  t.match(response.json(), { code: 'FST_LOGIN_NO_USER_LOADER' })
+  t.match(response.json(), { code: 'FST_LOGIN_COOKIE_NEEDS_USER_LOADER', message: /loginUser\(\) issues a login cookie/ })
   t.same(setCookieHeaders(response), [])
 })
 

@@ -57,7 +57,7 @@ test('npm pack produces a package that works installed into a fresh project', { 
 
   const packed = JSON.parse(npm(['pack', '--json', '--ignore-scripts', '--pack-destination', work], root)) as Array<{ filename: string, files: Array<{ path: string }> }>
   const files = packed[0].files.map((file) => file.path).sort()
-  t.ok(files.includes('dist/index.js') && files.includes('types/index.d.ts') && files.includes('README.md'), 'ships the build, the types and the README')
+  t.ok(files.includes('dist/index.js') && files.includes('types/index.d.ts') && files.includes('README.md') && files.includes('LICENSE'), 'ships the build, the types, the README and the licence')
   t.notOk(files.some((file) => file.startsWith('lib/') || file.startsWith('test/') || file.endsWith('.map')), 'no sources, tests or maps')
 
   const app = join(work, 'app')

@@ -3,27 +3,41 @@ import type {
   FastifyPluginAsync,
   FastifyReply,
   FastifyRequest,
-  HookHandlerDoneFunction
+  HookHandlerDoneFunction,
+  RawReplyDefaultExpression,
+  RawRequestDefaultExpression,
+  RawServerBase,
+  RawServerDefault,
+  RouteGenericInterface
 } from 'fastify'
 
 // The one place that teaches Fastify about fastify-login's decorators.
 declare module 'fastify' {
-  interface FastifyInstance {
-    loginManager: fastifyLogin.LoginManager
+  // Generic over the server, so that an http2 app gets guards and methods
+  // for its own request and reply types. (An augmentation repeats every type
+  // parameter of the interface, used or not.)
+  /* eslint-disable @typescript-eslint/no-unused-vars */
+  interface FastifyInstance<RawServer, RawRequest, RawReply, Logger, TypeProvider> {
+    loginManager: fastifyLogin.LoginManager<RawServer, RawRequest, RawReply>
   }
 
-  interface FastifyRequest {
+  // The type parameters are Fastify's own: ContextConfig is the route's
+  // `config`, so a route declared with `config: { login: 'required' }` (or
+  // 'fresh') has the app's user type as its `currentUser`.
+  interface FastifyRequest<RouteGeneric, RawServer, RawRequest, SchemaCompiler, TypeProvider, ContextConfig, Logger, RequestType> {
     /**
      * The logged-in user, or the anonymous user. Resolved on first read and
      * cached for the request. With an asynchronous user loader, a guard or
-     * `await request.loadUser()` must run first.
+     * `await request.loadUser()` must run first. On a route declared with
+     * `config: { login: 'required' }` or `'fresh'`, it is the app's user.
      */
-    readonly currentUser: fastifyLogin.CurrentUser
+    readonly currentUser: fastifyLogin.CurrentUserOf<ContextConfig>
     /** Resolves `currentUser` (once per request) and returns it. */
-    loadUser (): Promise<fastifyLogin.CurrentUser>
+    loadUser (): Promise<fastifyLogin.CurrentUserOf<ContextConfig>>
     /** True only while the login was made in this browser session. */
     readonly isFresh: boolean
   }
+  /* eslint-enable @typescript-eslint/no-unused-vars */
 
   interface FastifyContextConfig {
     /**
@@ -54,6 +68,27 @@ declare namespace fastifyLogin {
   export type AnonymousUser = LoginTypes extends { anonymousUser: infer A } ? A : AnonymousUserMixin
   /** What `request.currentUser` holds; `isAuthenticated` tells them apart. */
   export type CurrentUser = User | AnonymousUser
+  /**
+   * What `request.currentUser` holds on a route whose `config` is
+   * `ContextConfig`: the app's user where the route's own guard lets only
+   * logged-in users through (`login: 'required'` or `'fresh'`), else
+   * `CurrentUser`.
+   */
+  export type CurrentUserOf<ContextConfig> = ContextConfig extends { login: 'required' | 'fresh' | { mode: 'required' | 'fresh' } }
+    ? User
+    : CurrentUser
+
+  /** A request of any route of a server of type `RawServer`. */
+  export type LoginRequest<
+    RawServer extends RawServerBase = RawServerDefault,
+    RawRequest extends RawRequestDefaultExpression<RawServer> = RawRequestDefaultExpression<RawServer>
+  > = FastifyRequest<RouteGenericInterface, RawServer, RawRequest>
+  /** A reply of any route of a server of type `RawServer`. */
+  export type LoginReply<
+    RawServer extends RawServerBase = RawServerDefault,
+    RawRequest extends RawRequestDefaultExpression<RawServer> = RawRequestDefaultExpression<RawServer>,
+    RawReply extends RawReplyDefaultExpression<RawServer> = RawReplyDefaultExpression<RawServer>
+  > = FastifyReply<RouteGenericInterface, RawServer, RawRequest, RawReply>
 
   export type MaybePromise<T> = T | Promise<T>
   export type UserLoader = (id: string, request: FastifyRequest) => MaybePromise<User | null | undefined>
@@ -61,8 +96,22 @@ declare namespace fastifyLogin {
   export type RequestLoader = (request: FastifyRequest) => MaybePromise<User | null | undefined>
   /** Answers a request that a guard refused; may send the reply or return a payload. */
   export type GuardHandler = (request: FastifyRequest, reply: FastifyReply) => unknown
-  /** A route guard: use as `onRequest` or `preHandler`, or with `addHook` on a scope. */
-  export type Guard = (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void
+  /**
+   * A route guard: use as `onRequest` or `preHandler`, or with `addHook` on a
+   * scope. Its request and reply are typed by their server alone: a full
+   * `FastifyRequest` type here would make TypeScript infer the route's
+   * `config` type from the guard (as unknown) instead of from the route's own
+   * `config`, and `currentUser` would lose the user type on guarded routes.
+   */
+  export type Guard<
+    RawServer extends RawServerBase = RawServerDefault,
+    RawRequest extends RawRequestDefaultExpression<RawServer> = RawRequestDefaultExpression<RawServer>,
+    RawReply extends RawReplyDefaultExpression<RawServer> = RawReplyDefaultExpression<RawServer>
+  > = (
+    request: Pick<LoginRequest<RawServer, RawRequest>, 'raw'>,
+    reply: Pick<LoginReply<RawServer, RawRequest, RawReply>, 'raw'>,
+    done: HookHandlerDoneFunction
+  ) => void
   export type Message = string | ((request: FastifyRequest) => string)
 
   export interface CookieNames {
@@ -286,7 +335,11 @@ declare namespace fastifyLogin {
     crossOriginRefused: [request: FastifyRequest]
   }
 
-  export interface LoginManager extends EventEmitter<LoginEvents> {
+  export interface LoginManager<
+    RawServer extends RawServerBase = RawServerDefault,
+    RawRequest extends RawRequestDefaultExpression<RawServer> = RawRequestDefaultExpression<RawServer>,
+    RawReply extends RawReplyDefaultExpression<RawServer> = RawReplyDefaultExpression<RawServer>
+  > extends EventEmitter<LoginEvents> {
     readonly config: LoginConfig
     userLoader (loader: UserLoader): this
     requestLoader (loader: RequestLoader): this
@@ -294,36 +347,43 @@ declare namespace fastifyLogin {
     authorizedHandler (handler: GuardHandler): this
     needsRefreshHandler (handler: GuardHandler): this
     /** Lets only logged-in users through. */
-    readonly loginRequired: Guard
+    readonly loginRequired: Guard<RawServer, RawRequest, RawReply>
     /** Lets only anonymous users through (log-in and sign-up pages). */
-    readonly loginProhibited: Guard
+    readonly loginProhibited: Guard<RawServer, RawRequest, RawReply>
     /** Lets only users who logged in during this browser session through. */
-    readonly freshLoginRequired: Guard
+    readonly freshLoginRequired: Guard<RawServer, RawRequest, RawReply>
     /** A guard with its own redirect route or message: for a scope's `addHook`. */
-    guard (options: GuardOptions): Guard
+    guard (options: GuardOptions): Guard<RawServer, RawRequest, RawReply>
+    /**
+     * The logged-in user, typed as the app's user. Throws
+     * `FST_LOGIN_UNAUTHORIZED` (a 401) when nobody is logged in: for routes
+     * that a guard lets only logged-in users through. With an asynchronous
+     * user loader, a guard or `await request.loadUser()` must run first.
+     */
+    user (request: LoginRequest<RawServer, RawRequest>): User
     /**
      * Logs the user in: `true`, or `false` (and no cookie) for an inactive
      * user unless `force`. A promise when the store is asynchronous: `await` it.
      */
-    loginUser (request: FastifyRequest, reply: FastifyReply, user: User, options?: LoginUserOptions): MaybePromise<boolean>
+    loginUser (request: LoginRequest<RawServer, RawRequest>, reply: LoginReply<RawServer, RawRequest, RawReply>, user: User, options?: LoginUserOptions): MaybePromise<boolean>
     /** Expires the login cookies; with a store, ends the login on the server too. A promise with an asynchronous store. */
-    logoutUser (request: FastifyRequest, reply: FastifyReply): MaybePromise<void>
-    /** Makes the current login fresh again, after the user re-entered a password. */
-    confirmLogin (request: FastifyRequest, reply: FastifyReply): void
+    logoutUser (request: LoginRequest<RawServer, RawRequest>, reply: LoginReply<RawServer, RawRequest, RawReply>): MaybePromise<void>
+    /** Makes the current login fresh again, after the user re-entered a password. Needs a login made with the cookie. */
+    confirmLogin (request: LoginRequest<RawServer, RawRequest>, reply: LoginReply<RawServer, RawRequest, RawReply>): void
     /** How the current user logged in; `null` for an anonymous visitor. */
-    loginInfo (request: FastifyRequest): LoginInfo | null
+    loginInfo (request: LoginRequest<RawServer, RawRequest>): LoginInfo | null
     /** The `next` field of the query or body when it is a path on this site, else `fallback`. */
-    nextUrl (request: FastifyRequest, fallback?: string): string
+    nextUrl (request: LoginRequest<RawServer, RawRequest>, fallback?: string): string
     /** The cookies a login would set, for `app.inject({ cookies })` in tests. */
     cookiesFor (user: User, options?: CookiesForOptions): Promise<Record<string, string>>
     /** Refuses (403) unsafe methods sent by a browser from another origin: for login, logout and other state-changing routes. */
-    readonly crossOriginProtection: Guard
+    readonly crossOriginProtection: Guard<RawServer, RawRequest, RawReply>
     /** The user's live logins (a user object or its id), newest first. Needs `store`. */
     listLogins (user: User | string): Promise<LoginRecord[]>
     /** Ends one login of the user; `true` if it existed. Needs `store`. */
     revokeLogin (user: User | string, loginId: string): Promise<boolean>
     /** Ends every login of the request's user but the request's own; how many. Needs `store`. */
-    revokeOtherLogins (request: FastifyRequest): Promise<number>
+    revokeOtherLogins (request: LoginRequest<RawServer, RawRequest>): Promise<number>
     /** Ends every login of the user; how many. Needs `store`. */
     revokeAllLogins (user: User | string): Promise<number>
   }
@@ -349,7 +409,19 @@ declare namespace fastifyLogin {
   /** Logins in Redis, through the ioredis client (or Cluster) the app gives. */
   export function redisStore (options: RedisStoreOptions): LoginStore
 
-  export const fastifyLogin: FastifyLogin
+  /**
+   * The plugin, as the default import and `fastifyLogin` give it: the classes
+   * and stores hang off it too, so `fastifyLogin.UserMixin` works with every
+   * import form.
+   */
+  export type FastifyLoginPlugin = FastifyLogin & {
+    readonly UserMixin: typeof UserMixin
+    readonly AnonymousUserMixin: typeof AnonymousUserMixin
+    readonly memoryStore: typeof memoryStore
+    readonly redisStore: typeof redisStore
+  }
+
+  export const fastifyLogin: FastifyLoginPlugin
   export { fastifyLogin as default }
 }
 

@@ -47,6 +47,7 @@ import fastifyLogin, {
   redisStore
 } from '..'
 import fastifyLoginCjs = require('..')
+import * as fastifyLoginNamespace from '..'
 
 class Student extends UserMixin {
   constructor (public id: number, public name: string, public grade: number) {
@@ -67,8 +68,11 @@ const userLoader = (id: string): Student | null => (id === '1' ? new Student(1, 
 
 type Plugin = FastifyPluginAsync<FastifyLoginOptions>
 
-expectType<Plugin>(fastifyLogin)
-expectType<Plugin>(namedFastifyLogin)
+expectAssignable<Plugin>(fastifyLogin)
+expectAssignable<Plugin>(namedFastifyLogin)
+// The classes hang off the plugin, as they do at run time.
+expectType<typeof UserMixin>(fastifyLogin.UserMixin)
+expectType<typeof AnonymousUserMixin>(namedFastifyLogin.AnonymousUserMixin)
 expectType<typeof namedFastifyLogin>(fastifyLogin)
 expectType<typeof namedFastifyLogin>(fastifyLoginCjs.default)
 expectType<typeof namedFastifyLogin>(fastifyLoginCjs.fastifyLogin)
@@ -77,6 +81,12 @@ expectType<Parameters<Plugin>>({} as Parameters<typeof fastifyLoginCjs>)
 expectType<ReturnType<Plugin>>(fastifyLoginCjs(Fastify(), { secret }))
 expectType<typeof UserMixin>(fastifyLoginCjs.UserMixin)
 expectType<typeof AnonymousUserMixin>(fastifyLoginCjs.AnonymousUserMixin)
+// `import * as`: the classes and the plugin off the namespace. (The ESM,
+// CommonJS and bundler resolutions of every form: types/forms/.)
+expectType<typeof UserMixin>(fastifyLoginNamespace.UserMixin)
+expectType<typeof AnonymousUserMixin>(fastifyLoginNamespace.default.AnonymousUserMixin)
+expectAssignable<Plugin>(fastifyLoginNamespace.default)
+expectAssignable<Plugin>(fastifyLoginNamespace.fastifyLogin)
 
 {
   const app = Fastify()
@@ -84,6 +94,7 @@ expectType<typeof AnonymousUserMixin>(fastifyLoginCjs.AnonymousUserMixin)
   app.register(namedFastifyLogin, { secret, userLoader })
   app.register(fastifyLoginCjs, { secret, userLoader })
   app.register(fastifyLoginCjs.default, { secret, userLoader })
+  app.register(fastifyLoginNamespace.default, { secret, userLoader })
   app.register(fastifyLogin, { secret, userLoader, prefix: '/auth' })
   app.register(fastifyLogin, (instance) => ({ secret, userLoader: () => (instance.hasDecorator('db') ? null : null) }))
   // Every option is optional: the secret can come from @fastify/cookie and
@@ -463,4 +474,123 @@ expectError(Fastify().register(fastifyLogin, { secret, sessionProtection: 'basic
   expectAssignable<LoginStore>(custom)
   manager.on('duplicateCookie', (request) => expectType<string>(request.url))
   manager.on('crossOriginRefused', (request) => expectType<string>(request.url))
+}
+
+// 7. Types that follow the guards --------------------------------------------
+
+// A route whose own config guards it: `currentUser` is the app's user, with
+// no check and no cast.
+{
+  const app = Fastify()
+  app.get('/profile', { config: { login: 'required' } }, async (request) => {
+    expectType<Student>(request.currentUser)
+    expectType<string>(request.currentUser.name)
+    expectType<Student>(await request.loadUser())
+    return request.currentUser.grade
+  })
+  app.post('/password', { config: { login: 'fresh' } }, (request) => {
+    expectType<Student>(request.currentUser)
+    return request.currentUser.name
+  })
+  app.get('/admin', { config: { login: { mode: 'required', route: '/admin/login' } } }, (request) => {
+    expectType<Student>(request.currentUser)
+  })
+  app.route({
+    method: 'GET',
+    url: '/grades',
+    config: { login: 'required' },
+    handler: (request) => {
+      expectType<Student>(request.currentUser)
+    }
+  })
+  // Other guards, and none, keep both kinds of user.
+  app.get('/login', { config: { login: 'prohibited' } }, (request) => {
+    expectType<Student | AnonymousUserMixin>(request.currentUser)
+    expectError(request.currentUser.name)
+  })
+  app.get('/maybe', { config: {} }, (request) => {
+    expectType<Student | AnonymousUserMixin>(request.currentUser)
+    expectError(request.currentUser.name)
+  })
+  app.get('/public', (request) => {
+    expectType<Student | AnonymousUserMixin>(request.currentUser)
+    // The check still narrows it.
+    if (request.currentUser.isAuthenticated) expectType<string>(request.currentUser.name)
+  })
+  // With hooks beside it, and a guard hook.
+  app.get('/students/:id', {
+    config: { login: 'required' },
+    onRequest: app.loginManager.loginRequired,
+    preHandler: (request, _reply, done) => {
+      expectType<Student>(request.currentUser)
+      done()
+    }
+  }, (request) => request.currentUser.name)
+  // A route that names its RouteGeneric names its config type too, as the
+  // second type argument: TypeScript infers all of them or none.
+  app.get<{ Params: { id: string } }, { login: 'required' }>('/students/:id/grade', {
+    config: { login: 'required' }
+  }, (request) => `${request.currentUser.name} ${request.params.id}`)
+  app.get<{ Params: { id: string } }>('/students/:id/name', {
+    config: { login: 'required' }
+  }, (request) => {
+    expectType<Student | AnonymousUserMixin>(request.currentUser)
+  })
+  expectError(app.get('/typo', { config: { login: 'requried' } }, () => 'no'))
+}
+
+// 8. http2 servers: the guards and methods take its request and reply --------
+
+{
+  const app = Fastify({ http2: true })
+  app.register(fastifyLogin, { secret, userLoader })
+  const manager = app.loginManager
+  app.get('/me', { onRequest: manager.loginRequired }, (request) => {
+    const user = request.currentUser
+    return user.isAuthenticated ? user.name : ''
+  })
+  app.get('/login', { onRequest: manager.loginProhibited }, (request, reply) => {
+    expectType<boolean | Promise<boolean>>(manager.loginUser(request, reply, new Student(1, 'Ada', 3), { remember: true }))
+    return reply.redirect(manager.nextUrl(request, '/'))
+  })
+  app.get('/settings', { preHandler: [manager.freshLoginRequired, manager.guard({ mode: 'fresh', route: '/again' })] }, (request, reply) => {
+    manager.confirmLogin(request, reply)
+    expectType<LoginInfo | null>(manager.loginInfo(request))
+    manager.logoutUser(request, reply)
+  })
+  app.get('/profile', { config: { login: 'required' } }, (request) => {
+    expectType<Student>(request.currentUser)
+  })
+  app.register(async (scope) => {
+    scope.addHook('onRequest', scope.loginManager.loginRequired)
+    scope.addHook('preHandler', scope.loginManager.guard({ mode: 'required' }))
+  })
+  expectType<Promise<Record<string, string>>>(manager.cookiesFor(new Student(1, 'Ada', 3)))
+  // The http/1 guards do not pass for http2's, nor the other way round.
+  expectError(Fastify().get('/x', { onRequest: manager.loginRequired }, () => 'x'))
+  expectError(app.get('/x', { onRequest: Fastify().loginManager.loginRequired }, () => 'x'))
+}
+{
+  const app = Fastify({ http2: true, https: { key: 'key', cert: 'cert' } })
+  app.get('/me', { onRequest: app.loginManager.loginRequired }, (request, reply) => {
+    app.loginManager.logoutUser(request, reply)
+  })
+}
+
+// 9. The typed accessor: the app's user, or a 401 -----------------------------
+
+{
+  const app = Fastify()
+  app.get('/report', { onRequest: app.loginManager.loginRequired }, (request) => {
+    expectType<Student>(app.loginManager.user(request))
+    return app.loginManager.user(request).grade
+  })
+  app.get<{ Params: { id: string } }>('/students/:id', (request) => {
+    expectType<Student>(app.loginManager.user(request))
+  })
+  expectError(app.loginManager.user())
+  const http2 = Fastify({ http2: true })
+  http2.get('/report', (request) => {
+    expectType<Student>(http2.loginManager.user(request))
+  })
 }
