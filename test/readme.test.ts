@@ -133,7 +133,8 @@ test('every server block serves the curl lines shown with it', { timeout: 120000
   for (const [index, block] of blocks.entries()) {
     if (block.lang === 'sh' && block.code.includes('curl ')) journey = block
     if (block.marker !== 'server') continue
-    const next = blocks.slice(index + 1).find((other) => other.marker === 'server' || (other.lang === 'sh' && other.code.includes('curl ')))
+    // The curl lines shown with it: on its own page, after it.
+    const next = blocks.slice(index + 1).find((other) => other.page === block.page && (other.marker === 'server' || (other.lang === 'sh' && other.code.includes('curl '))))
     const curl = next?.lang === 'sh' ? next : journey
     if (curl === undefined) {
       t.fail(`${block.page}:${block.line}: no curl lines to play against this server`)
