@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import { nowInSeconds } from './clock'
 import type { LoginConfig } from '../types/index'
 import { FST_LOGIN_INVALID_USER } from './errors'
 import type { Signer } from './signing'
@@ -59,7 +60,7 @@ export class LoginCookies {
   writeLogin (reply: FastifyReply, state: LoginState, account: AccountToken, freshIssuedAt: number | null): void {
     const { cookieName, cookieRememberMe } = this.#config
     const signed = this.signAccount(account)
-    const lifetime = Math.max(0, account.expiresAt - Math.floor(Date.now() / 1000))
+    const lifetime = Math.max(0, account.expiresAt - nowInSeconds())
     // Responses that set a login must not be kept by shared caches.
     reply.header('cache-control', 'no-store')
     const secure = this.#secure(reply.request)

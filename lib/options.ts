@@ -1,12 +1,13 @@
 import type { FastifyLoginOptions, LoginConfig, Message, Secret } from '../types/index'
 import { FST_LOGIN_INVALID_OPTION, FST_LOGIN_WEAK_SECRET } from './errors'
 import { AnonymousUserMixin } from './mixins'
+import { MAX_LIFETIME } from './token'
 
 const HOUR = 60 * 60
 const DAY = 24 * HOUR
 const SIXTY_DAYS = 60 * DAY
 // Browsers cap cookie lifetimes at 400 days; longer would only be a surprise.
-const MAX_DURATION = 400 * DAY
+const MAX_DURATION = MAX_LIFETIME
 // A redirect target goes into a Location header: printable ASCII only.
 const HEADER_SAFE = /^[\x21-\x7e]+$/
 const MIN_SECRET_LENGTH = 32

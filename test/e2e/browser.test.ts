@@ -200,16 +200,22 @@ t.test('a tampered login cookie is logged out', async (t) => {
   await context.close()
 })
 
-t.test('log out everywhere: the other browser is logged out and told why; an API token is shown once', async (t) => {
+// Two browsers (a laptop and a phone), each logged in as Alan.
+async function twoBrowsersAsAlan (remember: boolean): Promise<{ laptop: BrowserContext, phone: BrowserContext, laptopPage: Page, phonePage: Page }> {
   const laptop = await newContext()
   const phone = await newContext()
   const laptopPage = await laptop.newPage()
   const phonePage = await phone.newPage()
   for (const page of [laptopPage, phonePage]) {
     await page.goto('/login')
-    await logIn(page, 'Alan', PASSWORD, { remember: true })
+    await logIn(page, 'Alan', PASSWORD, { remember })
     await page.waitForURL('/profile')
   }
+  return { laptop, phone, laptopPage, phonePage }
+}
+
+t.test('log out everywhere: the other browser is logged out and told why; an API token is shown once', async (t) => {
+  const { laptop, phone, laptopPage, phonePage } = await twoBrowsersAsAlan(true)
 
   await laptopPage.getByRole('link', { name: 'Your API token' }).click()
   await laptopPage.getByRole('button', { name: 'Create an API token' }).click()
@@ -394,15 +400,7 @@ t.test('cookie tossing from another port of 127.0.0.1: each attack fails', async
 })
 
 t.test('your devices: log out the other browser from this one; it is logged out on its next page', async (t) => {
-  const laptop = await newContext()
-  const phone = await newContext()
-  const laptopPage = await laptop.newPage()
-  const phonePage = await phone.newPage()
-  for (const page of [laptopPage, phonePage]) {
-    await page.goto('/login')
-    await logIn(page, 'Alan', PASSWORD, { remember: false })
-    await page.waitForURL('/profile')
-  }
+  const { laptop, phone, laptopPage, phonePage } = await twoBrowsersAsAlan(false)
   await laptopPage.getByRole('link', { name: 'Your devices' }).click()
   await laptopPage.waitForURL('/devices')
   const cards = laptopPage.locator('ul.devices > li')
