@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import { readLoginCookies, type SentCookies } from './cookie-header'
 import { nowInSeconds } from './clock'
 import type { LoginConfig } from '../types/index'
 import { FST_LOGIN_INVALID_USER } from './errors'
@@ -6,53 +7,33 @@ import type { Signer } from './signing'
 import type { LoginState } from './state'
 import { encodeAccount, encodeFresh, fitsInBrowser, type AccountToken } from './token'
 
-// Reads the login cookies with @fastify/cookie's parse, never through its
-// hooks: those run on every route of an app, and a route that never asks who
-// is logged in must not pay for this plugin. The header is parsed here, once,
-// only for requests that ask. The Set-Cookie lines are written here too, in
-// the form and attribute order of @fastify/cookie's serialize (cookie 2):
-// their attributes are fixed by the options, which are checked when the
-// plugin is registered, so the line is put together from parts built once
-// instead of validating every attribute of every cookie of every login.
-
-export type CookieJar = Record<string, string | undefined>
-
-// @fastify/cookie's parse, as a decorator of an instance that
-// registered it. Its module-level exports would not do: each copy of the
-// package loads them on its own first registration, and the app's copy may
-// not be ours.
-export interface CookieCodec {
-  parse (header: string): CookieJar
-}
+// Writes the login cookies: their Set-Cookie lines, in the form and
+// attribute order of @fastify/cookie's serialize (cookie 2). Their
+// attributes are fixed by the options, which are checked when the plugin is
+// registered, so the line is put together from parts built once instead of
+// validating every attribute of every cookie of every login. Reading them is
+// cookie-header.ts, never @fastify/cookie's hooks: those run on every route
+// of an app, and a route that never asks who is logged in must not pay for
+// this plugin.
 
 // The login cookies of one manager: its names, attributes and signer, built once.
 export class LoginCookies {
-  #codec: CookieCodec
   #config: LoginConfig
   #signer: Signer
   // The attributes after Path, and those between Max-Age and Expires.
   #scope: string
   #flags: string
 
-  constructor (codec: CookieCodec, config: LoginConfig, signer: Signer) {
-    this.#codec = codec
+  constructor (config: LoginConfig, signer: Signer) {
     this.#config = config
     this.#signer = signer
     this.#scope = (config.cookieDomain === undefined || config.cookieDomain === '' ? '' : `; Domain=${config.cookieDomain}`) + `; Path=${config.cookiePath}`
     this.#flags = config.cookieHttpOnly ? '; HttpOnly' : ''
   }
 
-  // The request's cookies, and whether a login cookie came more than once.
-  // A duplicate is how a cookie planted by a sibling subdomain (with a
-  // longer Path, so sent first) would override the real login.
-  read (request: FastifyRequest): { jar: CookieJar, duplicated: boolean } {
-    const header = request.headers.cookie
-    if (typeof header !== 'string' || header.length === 0) return { jar: {}, duplicated: false }
-    const { account, isFresh } = this.#config.cookieName
-    const duplicated = occursTwice(header, account) || occursTwice(header, isFresh)
-    // An app that registered @fastify/cookie with its parsing hook already did the work.
-    const parsed = request.cookies
-    return { jar: parsed !== null && parsed !== undefined ? parsed : this.#codec.parse(header), duplicated }
+  // The login cookies of the request, read once per request by Resolution.
+  read (request: FastifyRequest): SentCookies {
+    return readLoginCookies(request.headers.cookie, this.#config.cookieName.account, this.#config.cookieName.isFresh)
   }
 
   // Signs the account token and writes it, with a fresh cookie naming the same
@@ -84,12 +65,15 @@ export class LoginCookies {
 
   // Expires the login cookies this request sent or this response set, and no
   // others: a logout of a visitor without cookies sends no Set-Cookie.
-  clear (reply: FastifyReply, state: LoginState, jar: CookieJar): void {
-    for (const name of [this.#config.cookieName.account, this.#config.cookieName.isFresh]) {
-      if (cookieValue(jar, name) === undefined && state.written?.has(name) !== true) continue
-      reply.header('cache-control', 'no-store')
-      this.#set(reply, state, name, this.#line(name, '', this.#secure(reply.request), 0, EPOCH))
-    }
+  clear (reply: FastifyReply, state: LoginState, sent: SentCookies): void {
+    this.#expire(reply, state, this.#config.cookieName.account, sent.account !== undefined)
+    this.#expire(reply, state, this.#config.cookieName.isFresh, sent.isFresh !== undefined)
+  }
+
+  #expire (reply: FastifyReply, state: LoginState, name: string, wasSent: boolean): void {
+    if (!wasSent && state.written?.has(name) !== true) return
+    reply.header('cache-control', 'no-store')
+    this.#set(reply, state, name, this.#line(name, '', this.#secure(reply.request), 0, EPOCH))
   }
 
   #secure (request: FastifyRequest): boolean {
@@ -131,53 +115,3 @@ export class LoginCookies {
 
 const EPOCH = new Date(0)
 const SAME_SITE = { lax: '; SameSite=Lax', strict: '; SameSite=Strict', none: '; SameSite=None' } as const
-
-// A parsed jar may be a plain object: `constructor` or `__proto__` must not
-// read as cookies the request sent.
-export function cookieValue (jar: CookieJar, name: string): string | undefined {
-  return Object.hasOwn(jar, name) ? jar[name] : undefined
-}
-
-// Every value the header sends under `name`, decoded as the parser would:
-// for a logout that must end every login a tossed cookie stood beside.
-export function cookieValues (header: string, name: string): string[] {
-  const values: string[] = []
-  for (const pair of header.split(';')) {
-    const equals = pair.indexOf('=')
-    if (equals === -1 || pair.slice(0, equals).trim() !== name) continue
-    let value = pair.slice(equals + 1).trim()
-    if (value.length > 1 && value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1)
-    try {
-      values.push(decodeURIComponent(value))
-    } catch {
-      values.push(value)
-    }
-  }
-  return values
-}
-
-// Whether `name=` starts two of the header's cookie pairs. Cheap enough for
-// every request that asks who is logged in: one indexOf in the common case.
-function occursTwice (header: string, name: string): boolean {
-  let count = 0
-  let from = 0
-  for (;;) {
-    const at = header.indexOf(name, from)
-    if (at === -1) return false
-    from = at + name.length
-    // Parsers trim the name: `account =x` is a cookie named account too.
-    let equals = from
-    while (isBlank(header.charCodeAt(equals))) equals++
-    if (header.charCodeAt(equals) === 61 /* = */ && startsPair(header, at) && ++count === 2) return true
-  }
-}
-
-function startsPair (header: string, at: number): boolean {
-  let i = at - 1
-  while (i >= 0 && isBlank(header.charCodeAt(i))) i--
-  return i < 0 || header.charCodeAt(i) === 59 /* ; */
-}
-
-function isBlank (code: number): boolean {
-  return code === 32 || code === 9
-}

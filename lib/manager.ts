@@ -16,7 +16,7 @@ import type {
   UserLoader
 } from '../types/index'
 import { nowInSeconds } from './clock'
-import { LoginCookies, type CookieCodec } from './cookies'
+import { LoginCookies } from './cookies'
 import {
   FST_LOGIN_COOKIE_NEEDS_USER_LOADER,
   FST_LOGIN_INVALID_OPTION,
@@ -60,11 +60,11 @@ export class LoginManager extends EventEmitter<LoginEvents> {
   #records: LoginRecords | null
   #loginIds = new LoginIds()
 
-  constructor (config: LoginConfig, keys: Keys, codec: CookieCodec, store: LoginStore | null, userLoader?: UserLoader, requestLoader?: RequestLoader) {
+  constructor (config: LoginConfig, keys: Keys, store: LoginStore | null, userLoader?: UserLoader, requestLoader?: RequestLoader) {
     super()
     this.config = config
     this.#records = store === null ? null : new LoginRecords(store, config)
-    this.#resolution = new Resolution(config, keys, new LoginCookies(codec, config, keys.signer), this.#records, this)
+    this.#resolution = new Resolution(config, keys, new LoginCookies(config, keys.signer), this.#records, this)
     if (userLoader !== undefined) this.userLoader(userLoader)
     if (requestLoader !== undefined) this.requestLoader(requestLoader)
     const resolution = this.#resolution
@@ -175,8 +175,10 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     }
     const records = this.#records
     // A cookie planted beside the real one made the request anonymous: the
-    // logout still ends every login its cookies name.
-    const logins = state.duplicated ? resolution.everyToken(request) : token === null ? [] : [token]
+    // logout still ends every login its cookies name, and one loginUser made
+    // earlier in the request.
+    const duplicated = state.cookies !== null && state.cookies.duplicated
+    const logins = [...(duplicated ? resolution.everyToken(request) : []), ...(token === null ? [] : [token])]
     if (records === null || logins.length === 0) return forget()
     // The record goes first: if the store fails, the browser keeps its
     // cookie, and the user can log out again once the store is back.

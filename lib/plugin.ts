@@ -1,7 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import fastifyCookie from '@fastify/cookie'
 import type { FastifyLoginOptions, Guard, LoginRouteConfig, LoginStore } from '../types/index'
-import type { CookieCodec } from './cookies'
 import { FST_LOGIN_INVALID_OPTION, FST_LOGIN_NO_SECRET, FST_LOGIN_NO_USER_LOADER } from './errors'
 import { kInternals } from './internals'
 import { LoginManager } from './manager'
@@ -15,8 +13,8 @@ import { exposeToTemplates } from './templates'
 export async function plugin (fastify: FastifyInstance, options: FastifyLoginOptions): Promise<void> {
   const config = resolveConfig(options)
   const store = checkStore(options.store)
-  const { keys, codec } = await cookieSupport(fastify, options)
-  const manager = new LoginManager(config, keys, codec, store, options.userLoader, options.requestLoader)
+  const keys = keysOf(fastify, options)
+  const manager = new LoginManager(config, keys, store, options.userLoader, options.requestLoader)
   const login = manager[kInternals]
 
   fastify.decorate('loginManager', manager)
@@ -119,31 +117,11 @@ function checkStore (store: LoginStore | undefined | null): LoginStore | null {
 }
 
 // Our own secret gets its own keys; without one we borrow the signer of an
-// @fastify/cookie the app registered with a secret.
-async function cookieSupport (fastify: FastifyInstance, options: FastifyLoginOptions): Promise<{ keys: Keys, codec: CookieCodec }> {
+// @fastify/cookie the app registered with a secret. Reading and writing the
+// cookies needs no @fastify/cookie: cookie-header.ts and cookies.ts do it.
+function keysOf (fastify: FastifyInstance, options: FastifyLoginOptions): Keys {
   const secrets = checkSecret(options.secret)
-  const hasCookiePlugin = fastify.hasPlugin('@fastify/cookie')
-  if (secrets === null && !(hasCookiePlugin && fastify.hasDecorator('unsignCookie'))) {
-    throw new FST_LOGIN_NO_SECRET()
-  }
-  const codec = hasCookiePlugin ? codecOf(fastify) : await ownCodec(fastify)
-  return { keys: secrets !== null ? ownKeys(secrets) : borrowedKeys(fastify), codec }
-}
-
-// Without the app's @fastify/cookie, ours is registered in a scope of its own
-// with no routes: its onSend hook and decorators stay out of the app, so
-// routes that never read the login pay nothing for it.
-async function ownCodec (fastify: FastifyInstance): Promise<CookieCodec> {
-  let codec: CookieCodec | undefined
-  await fastify.register(async function cookieFunctions (scope) {
-    await scope.register(fastifyCookie, { hook: false })
-    codec = codecOf(scope)
-  })
-  return codec as CookieCodec
-}
-
-function codecOf (instance: FastifyInstance): CookieCodec {
-  return {
-    parse: (header) => instance.parseCookie(header)
-  }
+  if (secrets !== null) return ownKeys(secrets)
+  if (!(fastify.hasPlugin('@fastify/cookie') && fastify.hasDecorator('unsignCookie'))) throw new FST_LOGIN_NO_SECRET()
+  return borrowedKeys(fastify)
 }

@@ -3,7 +3,8 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { AnonymousUser, CurrentUser, LoginConfig, LoginEvents, RequestLoader, User, UserLoader } from '../types/index'
 import { ClientCheck } from './client-check'
 import { nowInSeconds } from './clock'
-import { cookieValue, cookieValues, LoginCookies, type CookieJar } from './cookies'
+import { cookieValues, type SentCookies } from './cookie-header'
+import type { LoginCookies } from './cookies'
 import { FST_LOGIN_USER_NOT_LOADED } from './errors'
 import { emitSafely } from './events'
 import { touchInterval, type LoginRecords } from './login-records'
@@ -89,14 +90,14 @@ export class Resolution {
   // (without a store) one idle for too long counts as no cookie.
   readToken (request: FastifyRequest, state: LoginState): AccountToken | null {
     if (state.token !== undefined) return state.token
-    const jar = this.jar(request, state)
-    if (state.duplicated) {
+    const sent = this.sent(request, state)
+    if (sent.duplicated) {
       state.token = null
       this.emit(request, 'duplicateCookie', request)
       return null
     }
     const now = nowInSeconds()
-    const verified = this.#accounts.read(this.#keys.signer, cookieValue(jar, this.config.cookieName.account), now)
+    const verified = this.#accounts.read(this.#keys.signer, sent.account, now)
     let token = verified === null ? null : verified.token
     state.renewAccount = verified !== null && verified.renew
     if (token !== null && this.config.sessionProtection === 'strong' && !this.sameClient(request, token)) {
@@ -218,17 +219,13 @@ export class Resolution {
     state.fresh = fresh
   }
 
-  jar (request: FastifyRequest, state: LoginState): CookieJar {
-    if (state.cookies === null) {
-      const { jar, duplicated } = this.cookies.read(request)
-      state.cookies = jar
-      state.duplicated = duplicated
-    }
+  sent (request: FastifyRequest, state: LoginState): SentCookies {
+    if (state.cookies === null) state.cookies = this.cookies.read(request)
     return state.cookies
   }
 
   clearCookies (request: FastifyRequest, reply: FastifyReply, state: LoginState): void {
-    this.cookies.clear(reply, state, this.jar(request, state))
+    this.cookies.clear(reply, state, this.sent(request, state))
   }
 
   sameClient (request: FastifyRequest, account: AccountToken): boolean {
@@ -277,8 +274,7 @@ export class Resolution {
   #readFresh (request: FastifyRequest, state: LoginState) {
     if (state.freshCookie === undefined) {
       // A duplicated fresh cookie already made the request anonymous (readToken).
-      const jar = this.jar(request, state)
-      state.freshCookie = this.#freshCookies.read(this.#keys.signer, cookieValue(jar, this.config.cookieName.isFresh), nowInSeconds())
+      state.freshCookie = this.#freshCookies.read(this.#keys.signer, this.sent(request, state).isFresh, nowInSeconds())
     }
     return state.freshCookie
   }

@@ -1,5 +1,7 @@
 import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
+// For the types of the app's @fastify/cookie decorators, borrowed below.
+import type {} from '@fastify/cookie'
 import type { Secret } from '../types/index'
 import { HmacKey } from './hmac'
 

@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify'
 import type { CurrentUser } from '../types/index'
-import type { CookieJar } from './cookies'
+import type { SentCookies } from './cookie-header'
 import type { AccountToken, FreshToken, Verified } from './token'
 
 // Per-request login state, kept under a Symbol so nothing leaks into the
@@ -9,9 +9,8 @@ import type { AccountToken, FreshToken, Verified } from './token'
 export const kLoginState = Symbol('fastify-login.state')
 
 export interface LoginState {
-  cookies: CookieJar | null
-  // A login cookie came twice: the request has no login.
-  duplicated: boolean
+  // The login cookies the request sent; null: not read yet.
+  cookies: SentCookies | null
   // The verified account cookie. undefined: not read yet; null: none valid.
   token: AccountToken | null | undefined
   // The login of the request: the token, once its record (with a store) is
@@ -47,7 +46,6 @@ export function loginState (request: FastifyRequest): LoginState {
   if (state === null || state === undefined) {
     state = {
       cookies: null,
-      duplicated: false,
       token: undefined,
       account: undefined,
       generation: 0,

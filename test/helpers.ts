@@ -1,5 +1,5 @@
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions, type LightMyRequestResponse } from 'fastify'
-import { Signer } from '@fastify/cookie'
+import fastifyCookie, { Signer } from '@fastify/cookie'
 import fastifyLogin, { UserMixin } from '../lib/index'
 import { ClientCheck } from '../lib/client-check'
 import { clientKey, signingKey } from '../lib/signing'
@@ -77,6 +77,20 @@ export async function build (
   app.get('/guest', { preHandler: app.loginManager.loginProhibited }, () => 'welcome, guest')
   app.get('/plain', () => 'plain')
   return { app, users, loaderCalls }
+}
+
+// @fastify/cookie's parser, the independent oracle of what a Cookie header
+// holds. Its module loads the parser on its first registration, which the
+// plugin (reading its own cookies) no longer makes: a test file that uses it
+// calls loadCookieParser() in a `before` hook.
+export async function loadCookieParser (): Promise<void> {
+  const app = Fastify()
+  await app.register(fastifyCookie)
+  await app.close()
+}
+
+export function parseCookieHeader (header: string): Record<string, string | undefined> {
+  return fastifyCookie.parse(header)
 }
 
 export function cookieJar (response: LightMyRequestResponse): Record<string, string> {
