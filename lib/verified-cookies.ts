@@ -1,16 +1,20 @@
+import { SeenOnce } from './admission'
 import { TwoGenerations } from './cache'
 import type { Signer } from './signing'
 import { isCurrent, readAccount, readFresh, type AccountToken, type FreshToken, type Verified } from './token'
 
 // Verified cookies, by their exact signed value: a cookie seen again skips
 // the HMAC and the parsing. Only cookies that verified get in, so forged ones
-// cannot fill it. What is kept is frozen, since requests share it.
+// cannot fill it, and only on their second visit (admission.ts), so one-off
+// cookies do not churn it. What is kept is frozen, since requests share it.
 export class VerifiedCookies<T extends object> {
   #cache: TwoGenerations<Verified<T>>
+  #seen: SeenOnce
   #verify: (signer: Signer, raw: string, now: number) => Verified<T> | null
 
   constructor (size: number, verify: (signer: Signer, raw: string, now: number) => Verified<T> | null) {
     this.#cache = new TwoGenerations(size)
+    this.#seen = new SeenOnce(size)
     this.#verify = verify
   }
 
@@ -19,7 +23,7 @@ export class VerifiedCookies<T extends object> {
     let verified = this.#cache.get(raw)
     if (verified === undefined) {
       const read = this.#verify(signer, raw, now)
-      if (read === null) return null
+      if (read === null || !this.#seen.again(raw)) return read
       Object.freeze(read.token)
       verified = Object.freeze(read)
       this.#cache.set(raw, verified)

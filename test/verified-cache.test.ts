@@ -1,5 +1,6 @@
 import { test } from 'tap'
 import { Signer } from '@fastify/cookie'
+import { SeenOnce } from '../lib/admission'
 import { ClientCheck } from '../lib/client-check'
 import { LoginIds } from '../lib/login-ids'
 import { HmacSigner, hmacTag } from '../lib/signing'
@@ -27,13 +28,16 @@ function counting () {
   return counter
 }
 
-test('a verified account cookie is checked once, and its expiry on every read', async (t) => {
+test('a verified account cookie is kept on its second visit, and its expiry checked on every read', async (t) => {
   const cache = new VerifiedAccounts(10)
   const hmac = counting()
   const raw = cookie('1', NOW + 10)
   t.equal(cache.read(hmac, raw, NOW)?.token.id, '1')
+  t.equal(hmac.calls, 1)
+  t.equal(cache.read(hmac, raw, NOW)?.token.id, '1')
+  t.equal(hmac.calls, 2, 'the first visit is only remembered: the second is checked and kept')
   t.equal(cache.read(hmac, raw, NOW + 9)?.token.id, '1')
-  t.equal(hmac.calls, 1, 'the second read is a hit')
+  t.equal(hmac.calls, 2, 'the third read is a hit')
   t.equal(cache.read(hmac, raw, NOW + 10), null, 'expired, though cached')
   t.ok(Object.isFrozen(cache.read(hmac, raw, NOW)?.token), 'shared tokens are frozen')
 })
@@ -54,15 +58,32 @@ test('the cache is bounded: two generations of `size`, the older dropped whole',
   const cache = new VerifiedAccounts(2)
   const hmac = counting()
   const [a, b, c, d] = ['a', 'b', 'c', 'd'].map((id) => cookie(id, NOW + 10))
-  cache.read(hmac, a, NOW)
-  cache.read(hmac, b, NOW) // current: a b
-  cache.read(hmac, c, NOW) // current: c, previous: a b
-  t.equal(hmac.calls, 3)
+  // Each comes twice: the second visit admits it.
+  const twice = (raw: string): void => { cache.read(hmac, raw, NOW); cache.read(hmac, raw, NOW) }
+  twice(a)
+  twice(b) // current: a b
+  twice(c) // current: c, previous: a b
+  t.equal(hmac.calls, 6)
   t.equal(cache.read(hmac, a, NOW)?.token.id, 'a', 'found in the previous generation')
-  t.equal(hmac.calls, 3, 'without a new check')
-  cache.read(hmac, d, NOW) // a moved up: current c a is full; now current: d, previous: c a
+  t.equal(hmac.calls, 6, 'without a new check')
+  twice(d) // a moved up: current c a is full; now current: d, previous: c a
   t.equal(cache.read(hmac, b, NOW)?.token.id, 'b')
-  t.equal(hmac.calls, 5, 'b was dropped with its generation and checked again')
+  t.equal(hmac.calls, 9, 'b was dropped with its generation and checked again')
+})
+
+test('admission: a cookie is taken on its second visit, one-off cookies never, forged ones never', async (t) => {
+  const seen = new SeenOnce(4)
+  t.notOk(seen.again('a2.x.signatureA'), 'a first visit is remembered, not admitted')
+  t.ok(seen.again('a2.x.signatureA'), 'the second is admitted')
+  // Far more one-off cookies than slots: they write over each other, and
+  // the first one is forgotten.
+  for (let i = 0; i < 64; i++) seen.again(`a2.x.one-off-${i}`)
+  t.notOk(seen.again('a2.x.signatureA'), 'forgotten once its slot was taken')
+  const cache = new VerifiedAccounts(10)
+  const hmac = counting()
+  const forged = cookie('1', NOW + 10).slice(0, -2) + 'zz'
+  for (let i = 0; i < 3; i++) t.equal(cache.read(hmac, forged, NOW), null)
+  t.equal(hmac.calls, 3, 'a cookie that does not verify is never admitted, however often it comes')
 })
 
 test('login ids come from a refilled pool: every one distinct, 96 bits, across refills', async (t) => {
@@ -76,17 +97,17 @@ test('login ids come from a refilled pool: every one distinct, 96 bits, across r
   t.notOk(seen.has(other.next()), 'another manager\'s pool is its own')
 })
 
-test('fresh cookies are verified once too; tampered ones never kept', async (t) => {
+test('fresh cookies are kept on their second visit too; tampered ones never kept', async (t) => {
   const cache = new VerifiedCookies(10, readFresh)
   const hmac = counting()
   const raw = signer.sign(encodeFresh({ loginId: 'B'.repeat(16), issuedAt: NOW }))
   t.equal(cache.read(hmac, raw, NOW)?.token.loginId, 'B'.repeat(16))
   t.equal(cache.read(hmac, raw, NOW)?.token.issuedAt, NOW)
-  t.equal(hmac.calls, 1, 'the second read is a hit')
+  t.equal(cache.read(hmac, raw, NOW)?.token.issuedAt, NOW)
+  t.equal(hmac.calls, 2, 'the third read is a hit')
   const tampered = raw.replace('f1.B', 'f1.C')
-  t.equal(cache.read(hmac, tampered, NOW), null)
-  t.equal(cache.read(hmac, tampered, NOW), null)
-  t.equal(hmac.calls, 3, 'a tampered cookie is checked every time')
+  for (let i = 0; i < 3; i++) t.equal(cache.read(hmac, tampered, NOW), null)
+  t.equal(hmac.calls, 5, 'a tampered cookie is checked every time')
 })
 
 test('client checks: one HMAC per client, for its login and every tag it presents', async (t) => {
