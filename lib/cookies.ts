@@ -23,6 +23,10 @@ export class LoginCookies {
   // The attributes after Path, and those between Max-Age and Expires.
   #scope: string
   #flags: string
+  // The last Expires date written, by its second: the cookies of a login,
+  // and of the logins within one second, share it.
+  #expiresSecond = -1
+  #expiresText = ''
 
   constructor (config: LoginConfig, signer: Signer) {
     this.#config = config
@@ -86,15 +90,24 @@ export class LoginCookies {
   // maxAge null: a browser-session cookie. The value goes as it is, as
   // @fastify/cookie sends it: a signed token is base64, base64url and dots
   // (the user id is base64url-encoded), never a character a cookie cannot carry.
-  #line (name: string, value: string, secure: boolean, maxAge: number | null, expires?: Date): string {
+  #line (name: string, value: string, secure: boolean, maxAge: number | null, expires?: string): string {
     let line = `${name}=${value}`
     if (maxAge !== null) line += `; Max-Age=${maxAge}`
     line += this.#scope
-    const until = expires ?? (maxAge === null ? undefined : new Date(Date.now() + maxAge * 1000))
-    if (until !== undefined) line += `; Expires=${until.toUTCString()}`
+    const until = expires ?? (maxAge === null ? undefined : this.#expires(Date.now() + maxAge * 1000))
+    if (until !== undefined) line += `; Expires=${until}`
     line += this.#flags
     if (secure) line += '; Secure'
     return line + SAME_SITE[this.#config.cookieSameSite]
+  }
+
+  #expires (at: number): string {
+    const second = Math.floor(at / 1000)
+    if (second !== this.#expiresSecond) {
+      this.#expiresText = new Date(second * 1000).toUTCString()
+      this.#expiresSecond = second
+    }
+    return this.#expiresText
   }
 
   // One Set-Cookie per login cookie and response: a second write in the same
@@ -113,5 +126,5 @@ export class LoginCookies {
   }
 }
 
-const EPOCH = new Date(0)
+const EPOCH = new Date(0).toUTCString()
 const SAME_SITE = { lax: '; SameSite=Lax', strict: '; SameSite=Strict', none: '; SameSite=None' } as const

@@ -57,16 +57,9 @@ export function fitsInBrowser (name: string, value: string): boolean {
 }
 
 export function encodeAccount (token: AccountToken): string {
-  return [
-    'a2',
-    Buffer.from(token.id, 'utf8').toString('base64url'),
-    token.issuedAt.toString(36),
-    token.expiresAt.toString(36),
-    token.lastSeenAt.toString(36),
-    token.loginId,
-    token.remember ? 'r' : 's',
-    token.client
-  ].join('.')
+  const id = Buffer.from(token.id, 'utf8').toString('base64url')
+  const times = `${token.issuedAt.toString(36)}.${token.expiresAt.toString(36)}.${token.lastSeenAt.toString(36)}`
+  return `a2.${id}.${times}.${token.loginId}.${token.remember ? 'r' : 's'}.${token.client}`
 }
 
 export function encodeFresh (token: FreshToken): string {
@@ -88,33 +81,37 @@ export function readAccount (signer: Signer, raw: string | undefined, now: numbe
 // format always had (times: 1 to 10 base-36 digits; login id: 16 base64url
 // characters; client: up to 128 of them, the last field). Five regexes and
 // a split into an array cost more than the HMAC's own arithmetic on a new
-// cookie; this allocates the field strings and the token, nothing else.
+// cookie; this reads the times as it checks them and allocates the id, the
+// login id, the client and the token, nothing else.
 function parseAccount (value: string): AccountToken | null {
   const a2 = value.startsWith('a2.')
   if (!a2 && !value.startsWith('a1.')) return null
   const idEnd = value.indexOf('.', 3)
   if (idEnd === -1) return null
-  const id = decodeId(value.slice(3, idEnd))
-  if (id === null) return null
-  const issuedEnd = timeEnd(value, idEnd + 1)
-  if (issuedEnd === -1) return null
-  const expiresEnd = timeEnd(value, issuedEnd + 1)
-  if (expiresEnd === -1) return null
+  const issuedEnd = value.indexOf('.', idEnd + 1)
+  const issuedAt = base36(value, idEnd + 1, issuedEnd)
+  if (issuedAt === -1) return null
+  const expiresEnd = value.indexOf('.', issuedEnd + 1)
+  const expiresAt = base36(value, issuedEnd + 1, expiresEnd)
+  if (expiresAt === -1) return null
   // a1 has no last use: it counts from the issue.
-  const seenEnd = a2 ? timeEnd(value, expiresEnd + 1) : expiresEnd
-  if (seenEnd === -1) return null
+  const seenEnd = a2 ? value.indexOf('.', expiresEnd + 1) : expiresEnd
+  const lastSeenAt = a2 ? base36(value, expiresEnd + 1, seenEnd) : issuedAt
+  if (lastSeenAt === -1) return null
   const loginEnd = seenEnd + 1 + LOGIN_ID_LENGTH
   if (value.charCodeAt(loginEnd) !== DOT || !isBase64url(value, seenEnd + 1, loginEnd)) return null
   const remember = value.charCodeAt(loginEnd + 1)
   if ((remember !== R && remember !== S) || value.charCodeAt(loginEnd + 2) !== DOT) return null
   const clientStart = loginEnd + 3
   if (value.length - clientStart > MAX_CLIENT_LENGTH || !isBase64url(value, clientStart, value.length)) return null
-  const issuedAt = parseInt(value.slice(idEnd + 1, issuedEnd), 36)
+  // Last: the one field that allocates more than its string.
+  const id = decodeId(value.slice(3, idEnd))
+  if (id === null) return null
   return {
     id,
     issuedAt,
-    expiresAt: parseInt(value.slice(issuedEnd + 1, expiresEnd), 36),
-    lastSeenAt: a2 ? parseInt(value.slice(expiresEnd + 1, seenEnd), 36) : issuedAt,
+    expiresAt,
+    lastSeenAt,
     loginId: value.slice(seenEnd + 1, loginEnd),
     remember: remember === R,
     client: value.slice(clientStart)
@@ -128,15 +125,18 @@ const LOGIN_ID_LENGTH = 16
 const MAX_CLIENT_LENGTH = 128
 const MAX_TIME_LENGTH = 10
 
-// The end (a dot) of a time field starting at `from`, or -1.
-function timeEnd (value: string, from: number): number {
-  let at = from
-  for (; at < value.length && at - from <= MAX_TIME_LENGTH; at++) {
+// The time in value[from, to): 1 to 10 base-36 digits (0-9, a-z), else -1.
+// Ten digits stay below 2^53, so the sum is exact.
+function base36 (value: string, from: number, to: number): number {
+  if (to === -1 || to === from || to - from > MAX_TIME_LENGTH) return -1
+  let time = 0
+  for (let at = from; at < to; at++) {
     const code = value.charCodeAt(at)
-    if (code === DOT) break
-    if (!((code >= 48 && code <= 57) || (code >= 97 && code <= 122))) return -1
+    if (code >= 48 && code <= 57) time = time * 36 + code - 48
+    else if (code >= 97 && code <= 122) time = time * 36 + code - 87
+    else return -1
   }
-  return at === from || at - from > MAX_TIME_LENGTH || value.charCodeAt(at) !== DOT ? -1 : at
+  return time
 }
 
 function isBase64url (value: string, from: number, to: number): boolean {
