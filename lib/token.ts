@@ -168,29 +168,46 @@ export function readFresh (signer: Signer, raw: string | undefined, now: number)
 }
 
 // Only the one canonical spelling of an id is accepted, and only UTF-8.
-// Canonical is checked on the characters (no length that cannot come out of
-// an encoder, no bits set past the last byte) rather than by encoding the
-// bytes again; an ASCII id needs no UTF-8 decoder.
+// One pass over the characters checks the alphabet, decodes, and leaves
+// whatever bits follow the last byte, which must be zero (canonical); a
+// length that no encoder makes is refused first. Most ids are ASCII and are
+// built here; others go through the UTF-8 decoder, which refuses invalid ones.
 function decodeId (id64: string): string | null {
-  const rest = id64.length % 4
-  if (id64.length === 0 || rest === 1 || !isBase64url(id64, 0, id64.length)) return null
-  const last = BASE64URL_ALPHABET.indexOf(id64[id64.length - 1])
-  if ((rest === 2 && (last & 0b1111) !== 0) || (rest === 3 && (last & 0b11) !== 0)) return null
-  const bytes = Buffer.from(id64, 'base64url')
-  if (isAscii(bytes)) return bytes.toString('latin1')
+  if (id64.length === 0 || id64.length % 4 === 1) return null
+  let id = ''
+  let ascii = true
+  let bits = 0
+  let pending = 0
+  for (let i = 0; i < id64.length; i++) {
+    const code = id64.charCodeAt(i)
+    const value = code < 128 ? BASE64URL_VALUES[code] : -1
+    if (value === -1) return null
+    pending = (pending << 6) | value
+    bits += 6
+    if (bits >= 8) {
+      bits -= 8
+      const byte = pending >> bits
+      pending &= (1 << bits) - 1
+      if (byte > 0x7f) ascii = false
+      else if (ascii) id += String.fromCharCode(byte)
+    }
+  }
+  if (pending !== 0) return null
+  if (ascii) return id
   try {
-    return UTF8.decode(bytes)
+    return UTF8.decode(Buffer.from(id64, 'base64url'))
   } catch {
     return null
   }
 }
 
-const BASE64URL_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
-
-function isAscii (bytes: Buffer): boolean {
-  for (let i = 0; i < bytes.length; i++) if (bytes[i] > 0x7f) return false
-  return true
-}
+// The value of each base64url character by its code, -1 for any other.
+const BASE64URL_VALUES = (() => {
+  const values = new Int8Array(128).fill(-1)
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+  for (let i = 0; i < alphabet.length; i++) values[alphabet.charCodeAt(i)] = i
+  return values
+})()
 
 function verify (signer: Signer, raw: string | undefined): { value: string, renew: boolean } | null {
   if (typeof raw !== 'string' || raw.length === 0 || raw.length > MAX_COOKIE_LENGTH) return null
