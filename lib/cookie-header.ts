@@ -15,7 +15,7 @@ export interface SentCookies {
   duplicated: boolean
 }
 
-export const NO_COOKIES: SentCookies = Object.freeze({ account: undefined, isFresh: undefined, duplicated: false })
+const NO_COOKIES: SentCookies = Object.freeze({ account: undefined, isFresh: undefined, duplicated: false })
 
 export function readLoginCookies (header: string | undefined, account: string, isFresh: string): SentCookies {
   if (typeof header !== 'string' || header.length === 0) return NO_COOKIES
