@@ -47,8 +47,10 @@ export const MAX_LIFETIME = 400 * 24 * 60 * 60
 
 const TIME = /^[0-9a-z]{1,10}$/
 const LOGIN_ID = /^[A-Za-z0-9_-]{16}$/
-// Ids must come back exactly as they went in: no replacement characters.
-const UTF8 = new TextDecoder('utf-8', { fatal: true })
+// Ids must come back exactly as they went in: no replacement characters,
+// and a leading byte order mark kept (by default the decoder drops it, and
+// "\uFEFFadmin" would read back as "admin").
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
 
 // Browsers keep a cookie only if its name and value, as sent, fit in 4096
 // bytes. Signed tokens are ASCII and sent as they are.

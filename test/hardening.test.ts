@@ -172,3 +172,11 @@ test('an app may still put its own currentUser in reply.locals, or reset them wi
   })
   t.same((await app.inject('/own')).json(), { own: 'the app\'s own', reset: ['currentUser'] }, 'null starts the locals afresh')
 })
+
+test('an id with a leading byte order mark is not the id without it', async (t) => {
+  const { app, users } = await build()
+  users.set('\uFEFFadmin', new User('\uFEFFadmin', 'mallory'))
+  users.set('admin', new User('admin', 'the admin'))
+  const cookies = await loginCookies(app, encodeURIComponent('\uFEFFadmin'))
+  t.equal((await app.inject({ url: '/me', cookies })).json().name, 'mallory')
+})

@@ -186,6 +186,10 @@ test('account tokens: an id comes back only from its one canonical spelling, and
   t.equal(idOf('_w'), null, 'bytes that are not UTF-8')
   t.equal(idOf('M+Q'), null, 'not base64url')
   t.equal(idOf(''), null, 'empty')
+  // A decoder left to its defaults drops a leading byte order mark.
+  for (const id of ['\uFEFFadmin', '\uFEFF\uFEFFx', 'é1', '1é']) {
+    t.equal(idOf(Buffer.from(id).toString('base64url')), id, `${JSON.stringify(id)} comes back as it went in`)
+  }
 })
 
 test('account tokens: each field of the one-pass parser refuses what the format does not allow', async (t) => {
