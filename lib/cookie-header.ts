@@ -10,9 +10,9 @@
 // more than once. A duplicate is how a cookie planted by a sibling
 // subdomain (with a longer Path, so sent first) would override the real login.
 export interface SentCookies {
-  account: string | undefined
-  isFresh: string | undefined
-  duplicated: boolean
+  readonly account: string | undefined
+  readonly isFresh: string | undefined
+  readonly duplicated: boolean
 }
 
 const NO_COOKIES: SentCookies = Object.freeze({ account: undefined, isFresh: undefined, duplicated: false })
@@ -33,8 +33,9 @@ export function readLoginCookies (header: string | undefined, account: string, i
 export function cookieValues (header: string, name: string): string[] {
   const values: string[] = []
   for (let at = pairAt(header, name, 0); at !== -1; at = pairAt(header, name, at)) {
-    const value = valueAt(header, at)
-    values.push(value.length > 1 && value.startsWith('"') && value.endsWith('"') ? value.slice(1, -1) : value)
+    // The quotes come off as sent, before decoding: `%22` is part of a value.
+    const value = rawValueAt(header, at)
+    values.push(decode(value.length > 1 && value.startsWith('"') && value.endsWith('"') ? value.slice(1, -1) : value))
   }
   return values
 }
@@ -53,9 +54,13 @@ function pairAt (header: string, name: string, from: number): number {
 }
 
 function valueAt (header: string, equals: number): string {
+  return decode(rawValueAt(header, equals))
+}
+
+function rawValueAt (header: string, equals: number): string {
   let end = header.indexOf(';', equals + 1)
   if (end === -1) end = header.length
-  return decode(trimmed(header, equals + 1, end))
+  return trimmed(header, equals + 1, end)
 }
 
 function startsPair (header: string, at: number): boolean {

@@ -28,10 +28,12 @@ export class HmacKey {
   // The MAC of the message's UTF-8 bytes (as createHmac().update(message)
   // takes them), in base64 with its padding.
   base64 (message: string): string {
-    // Up to 3 bytes a UTF-16 unit: a message that might not fit goes the slow way.
+    // Up to 3 bytes a UTF-16 unit: a message that might not fit goes the slow
+    // way (only a huge id being signed, which the cookie's size check refuses).
     if (message.length > MAX_MESSAGE_BYTES / 3) return createHmac('sha256', this.#key).update(message).digest('base64')
     const length = this.#inner.write(message, BLOCK)
-    // The inner digest as a one-byte string: a Buffer of its own costs more than the hash.
+    // The inner digest as a one-byte string ('binary' is latin1, the name
+    // crypto's types know): a Buffer of its own costs more than the hash.
     this.#outer.write(hash('sha256', this.#inner.subarray(0, BLOCK + length), 'binary'), BLOCK, 'latin1')
     return hash('sha256', this.#outer, 'base64')
   }

@@ -177,7 +177,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     // A cookie planted beside the real one made the request anonymous: the
     // logout still ends every login its cookies name, and one loginUser made
     // earlier in the request.
-    const duplicated = state.cookies !== null && state.cookies.duplicated
+    const duplicated = state.cookies?.duplicated === true
     const logins = [...(duplicated ? resolution.everyToken(request) : []), ...(token === null ? [] : [token])]
     if (records === null || logins.length === 0) return forget()
     // The record goes first: if the store fails, the browser keeps its

@@ -30,8 +30,9 @@ export class Resolution {
 
   #keys: Keys
   #emitter: EventEmitter<LoginEvents>
-  // Verified cookies and client checks: one HMAC per cookie or client, not one
-  // per request. They hold what this manager's keys verified: never share them.
+  // Verified cookies and client checks: a cookie costs an HMAC on its first
+  // two visits, a client one per client, not one per request. They hold what
+  // this manager's keys verified: never share them.
   #accounts = new VerifiedAccounts(5000)
   #freshCookies = new VerifiedFreshCookies(5000)
   #clients: ClientCheck

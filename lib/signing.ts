@@ -69,6 +69,8 @@ export class HmacSigner implements Signer {
       this.#expected.write(this.#keys[i].base64(value), 'latin1')
       if (timingSafeEqual(this.#expected, this.#actual)) return { valid: true, renew: i > 0, value }
     }
+    // Not left lying around: the valid signature of a value a visitor chose.
+    this.#expected.fill(0)
     return INVALID
   }
 }

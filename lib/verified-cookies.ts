@@ -3,10 +3,10 @@ import { TwoGenerations } from './cache'
 import type { Signer } from './signing'
 import { isCurrent, readAccount, readFresh, type AccountToken, type FreshToken, type Verified } from './token'
 
-// Verified cookies, by their exact signed value: a cookie seen again skips
-// the HMAC and the parsing. Only cookies that verified get in, so forged ones
-// cannot fill it, and only on their second visit (admission.ts), so one-off
-// cookies do not churn it. What is kept is frozen, since requests share it.
+// Verified cookies, by their exact signed value: from its third visit on, a
+// cookie skips the HMAC and the parsing. Only cookies that verified get in,
+// so forged ones cannot fill it, and only on their second visit
+// (admission.ts), so one-off cookies do not churn it. What is kept is frozen, since requests share it.
 export class VerifiedCookies<T extends object> {
   #cache: TwoGenerations<Verified<T>>
   #seen: SeenOnce

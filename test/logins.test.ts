@@ -264,6 +264,21 @@ test('a logout with a planted duplicate cookie still ends the real login', async
   t.equal((await app.inject({ url: '/me', cookies: copy })).statusCode, 401, 'and every copy of their cookies is anonymous')
 })
 
+test('a login and a logout in one request with a planted duplicate cookie leave no live login', async (t) => {
+  const { app } = await portal(t, memoryStore(), {}, (app) => {
+    app.get('/in-and-out', async (request, reply) => {
+      await app.loginManager.loginUser(request, reply, { id: '2', getId: () => '2' } as unknown as User)
+      await app.loginManager.logoutUser(request, reply)
+      return 'done'
+    })
+  })
+  const real = await login(app, '1')
+  const response = await app.inject({ url: '/in-and-out', headers: { cookie: `account=planted; account=${real.account}` } })
+  t.equal(response.statusCode, 200)
+  t.same(await app.loginManager.listLogins('2'), [], 'the login this request made is ended too')
+  t.same(await app.loginManager.listLogins('1'), [], 'and the one its cookies named')
+})
+
 test('loginUser and logoutUser that nobody awaits: logged, never a crash', async (t) => {
   const lines: string[] = []
   const users = userStore()
