@@ -70,6 +70,10 @@ const SCENARIOS = [
   { name: 'login-fresh-strong', app: 'login-fresh-strong', extra: true, what: "fastify-login, freshLoginRequired, sessionProtection 'strong'" },
   { name: 'login-anonymous', app: 'login', cookie: false, status: 401, body: REFUSED, what: 'fastify-login guard, no cookie (401)' },
   { name: 'passport', app: 'passport', what: '@fastify/passport + @fastify/secure-session, isAuthenticated()' },
+  // passport fed another session cookie on each request, as login-cold is:
+  // it decrypts every request either way, so what differs from passport is
+  // what the load generator's feed costs the server.
+  { name: 'passport-cold', app: 'passport', cold: true, what: 'passport, each request with another session cookie' },
   { name: 'session', app: 'session', what: '@fastify/session, memory store, user id in the session' },
   { name: 'session-redis', app: 'session-redis', what: '@fastify/session over connect-redis (node-redis), user id in the session' },
   { name: 'login-login', app: 'login', method: 'POST', path: '/login', cookie: false, what: 'fastify-login loginUser, issues its cookies' },
@@ -87,6 +91,7 @@ const TARGETS = [
   { name: 'floor-cold', baseline: 'floor', min: null },
   { name: 'login-cold', baseline: 'floor-cold', min: 1.10 },
   { name: 'login-cold', baseline: 'passport', min: 1.30 },
+  { name: 'login-cold', baseline: 'passport-cold', min: null },
   { name: 'login-login', baseline: 'passport-login', min: 1.20 },
   // Issue 10: logins you can end.
   { name: 'login-store-memory', baseline: 'login-guarded', min: null },

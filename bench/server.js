@@ -200,6 +200,12 @@ function registerLogin (app, options = {}) {
 
 async function mint (app, count) {
   const cookies = []
+  // passport: a secure-session of user 1, encrypted anew (a new nonce) each time,
+  // as its logIn stores it.
+  if (app.hasDecorator('encodeSecureSession')) {
+    for (let i = 0; i < count; i++) cookies.push(`session=${encodeURIComponent(app.encodeSecureSession(app.createSecureSession({ passport: ADA.id })))}`)
+    return cookies
+  }
   // floor has no login manager: its own signed cookie, of each user in turn
   // (it keeps nothing per cookie, so 1,000 distinct ones are as cold as more).
   if (app.loginManager === undefined) {
