@@ -144,7 +144,7 @@ function base36 (value: string, from: number, to: number): number {
 function isBase64url (value: string, from: number, to: number): boolean {
   for (let at = from; at < to; at++) {
     const code = value.charCodeAt(at)
-    if (!((code >= 65 && code <= 90) || (code >= 97 && code <= 122) || (code >= 48 && code <= 57) || code === 45 || code === 95)) return false
+    if (code >= 128 || BASE64URL_VALUES[code] === -1) return false
   }
   return true
 }
