@@ -1,12 +1,13 @@
 import { TwoGenerations } from './cache'
-import { hmacTag, sameTag } from './signing'
+import { HmacKey } from './hmac'
+import { sameTag } from './signing'
 
 // Session protection: which client (user agent and address) made a login.
 // The tag is keyed because the cookie is readable, and a plain hash of an
 // IPv4 address is reversed by trying them all.
 export class ClientCheck {
-  #keys: readonly Buffer[]
-  #hmac: typeof hmacTag
+  #keys: readonly HmacKey[]
+  #hmac: (key: HmacKey, message: string) => string
   // The current key's tag of each client seen lately: one HMAC per client,
   // whether it logs in (loginUser tags it) or presents a tag to check, and
   // however many tags, forged or not, it presents. What is kept is a
@@ -16,8 +17,8 @@ export class ClientCheck {
   #tags = new TwoGenerations<string>(5000)
 
   // `hmac` is a seam for tests that count the HMACs the cache saves.
-  constructor (keys: readonly Buffer[], hmac = hmacTag) {
-    this.#keys = keys
+  constructor (keys: readonly Buffer[], hmac = tagOf) {
+    this.#keys = keys.map((key) => new HmacKey(key))
     this.#hmac = hmac
   }
 
@@ -45,6 +46,10 @@ export class ClientCheck {
 
 const CURRENT = Object.freeze({ renew: false })
 const RENEW = Object.freeze({ renew: true })
+
+function tagOf (key: HmacKey, message: string): string {
+  return key.tag(message)
+}
 
 function clientMessage (userAgent: string | undefined, ip: string): string {
   return `${userAgent ?? ''}\n${ip}`

@@ -26,21 +26,38 @@ export class HmacKey {
   }
 
   // The MAC of the message's UTF-8 bytes (as createHmac().update(message)
-  // takes them), in base64 with its padding.
+  // takes them), in base64 with its padding: a cookie signature.
   base64 (message: string): string {
+    return this.#mac(message, 'base64')
+  }
+
+  // Its first 16 bytes in base64url: a client tag.
+  tag (message: string): string {
+    return this.#mac(message, 'buffer').toString('base64url', 0, TAG_BYTES)
+  }
+
+  #mac (message: string, encoding: 'base64'): string
+  #mac (message: string, encoding: 'buffer'): Buffer
+  #mac (message: string, encoding: 'base64' | 'buffer'): string | Buffer {
     // Up to 3 bytes a UTF-16 unit: a message that might not fit goes the slow
-    // way (only a huge id being signed, which the cookie's size check refuses).
-    if (message.length > MAX_MESSAGE_BYTES / 3) return createHmac('sha256', this.#key).update(message).digest('base64')
+    // way (a huge id being signed, which the cookie's size check refuses, or
+    // a huge user agent being tagged).
+    if (message.length > MAX_MESSAGE_BYTES / 3) {
+      const digest = createHmac('sha256', this.#key).update(message)
+      return encoding === 'buffer' ? digest.digest() : digest.digest(encoding)
+    }
     const length = this.#inner.write(message, BLOCK)
     // The inner digest as a one-byte string ('binary' is latin1, the name
     // crypto's types know): a Buffer of its own costs more than the hash.
     this.#outer.write(hash('sha256', this.#inner.subarray(0, BLOCK + length), 'binary'), BLOCK, 'latin1')
-    return hash('sha256', this.#outer, 'base64')
+    return hash('sha256', this.#outer, encoding)
   }
 }
 
 const BLOCK = 64
 const DIGEST = 32
+// 128 bits: a tag is matched, never verified offline.
+const TAG_BYTES = 16
 const IPAD = 0x36
 const OPAD = 0x5c
 // Cookies are at most 4096 characters: their UTF-8, with room to spare.

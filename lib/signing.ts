@@ -1,4 +1,4 @@
-import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto'
+import { hkdfSync, timingSafeEqual } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 // For the types of the app's @fastify/cookie decorators, borrowed below.
 import type {} from '@fastify/cookie'
@@ -101,11 +101,6 @@ export function borrowedKeys (fastify: FastifyInstance): Keys {
 
 function derive (secret: Secret, info: string): Buffer {
   return Buffer.from(hkdfSync('sha256', secret, '', info, 32))
-}
-
-// 128 bits of an HMAC-SHA256: a tag is matched, never verified offline.
-export function hmacTag (key: Buffer, message: string): string {
-  return createHmac('sha256', key).update(message).digest().toString('base64url', 0, 16)
 }
 
 export function sameTag (a: string, b: string): boolean {

@@ -33,6 +33,18 @@ test('HmacKey: byte for byte createHmac, whatever the message', async (t) => {
   t.equal(new HmacKey(Buffer.alloc(0)).base64('no key'), reference(Buffer.alloc(0), 'no key'))
 })
 
+test('HmacKey: a tag is the first 16 bytes of the same HMAC, in base64url', async (t) => {
+  const key = randomBytes(32)
+  const ours = new HmacKey(key)
+  const referenceTag = (message: string): string => createHmac('sha256', key).update(message).digest().toString('base64url', 0, 16)
+  // A user agent, one with a lone surrogate, and one too long for the buffer.
+  for (const message of ['Firefox\n192.0.2.1', 'é\ud800\n::1', `${'x'.repeat(13000)}\n192.0.2.1`]) {
+    t.equal(ours.tag(message), referenceTag(message), `${message.length} characters`)
+    t.equal(ours.tag(message).length, 22)
+  }
+  t.equal(ours.base64('short'), reference(key, 'short'), 'a tag leaves nothing behind for a signature')
+})
+
 test('HmacKey: keys longer than a block are refused, not hashed', async (t) => {
   t.throws(() => new HmacKey(Buffer.alloc(65)), RangeError)
 })
