@@ -51,8 +51,7 @@ const SCENARIOS = [
   { name: 'bare-twin', app: 'bare', what: 'the same as bare, another process: the noise floor' },
   // bare fed another Cookie header on each request, as the cold scenarios
   // are: bare reads none of it, so what differs from bare is what the feed
-  // itself costs the server (nothing since its requests are built before
-  // the run; 6 µs a request when they were built on the fly).
+  // itself costs the server.
   { name: 'bare-cold', app: 'bare', cold: true, what: 'bare, each request with another Cookie header' },
   { name: 'floor', app: 'floor', what: '@fastify/cookie, one signed cookie unsigned by hand' },
   // floor with a Cookie header that changes on every request, as login-cold's
@@ -115,6 +114,11 @@ const REVOKE_TIMEOUT_MS = 2000
 // not written over in between; after 20,000 others, 8.7 % of them still
 // were, and hit on every later visit. After 100,000, e^(-100000/8192): none.
 const COLD_COOKIES = 100000
+// Requests a connection has built for one run: more than a 1 s round sends
+// (about 800 at 40k req/s over 50 connections). A longer run (the warm-up,
+// a profile) goes round them again: each then comes back after 50,000 other
+// cookies, still cold (e^(-50000/8192) of them admitted: 0.2 %).
+const COLD_WINDOW = 1000
 const MEMORY_GROWTH = 1.10
 // The capacity of the cache of verified account cookies (two generations of 5,000).
 const CACHED_LOGINS = 10000
@@ -336,7 +340,8 @@ function sameSizeCookie (cookie) {
 // Before measuring: the scenario answers what it should, and a guarded route
 // refuses a request without the cookie or with a forged one (a guard that let
 // everyone in would be fast and worthless). Returns what to measure with: the
-// request headers, and for a cold scenario the cookies to cycle through.
+// request headers, and for a cold scenario its cookies, dealt out between
+// the `connections` it is measured with.
 async function prepare (scenario, server, connections) {
   const cookie = await login(server)
   const headers = { cookie: sameSizeCookie(scenario.cookie ? cookie : '') }
@@ -361,9 +366,11 @@ async function prepare (scenario, server, connections) {
   const list = scenario.app === 'bare'
     ? Array.from({ length: COLD_COOKIES }, () => `uid=${crypto.randomBytes(96).toString('base64url')}`)
     : await server.mint(COLD_COOKIES)
+  // Connection k sends cookies k, k + 50, k + 100, …, and each connection
+  // carries on from run to run: a cookie comes back after all the others.
   const shares = Array.from({ length: connections }, () => [])
-  list.forEach((cookie, i) => shares[i % connections].push({ headers: { cookie: sameSizeCookie(cookie) } }))
-  return { headers: {}, cookies: { shares } }
+  list.forEach((cookie, i) => shares[i % connections].push(sameSizeCookie(cookie)))
+  return { headers: {}, cookies: { shares, cursors: shares.map(() => 0) } }
 }
 
 // Logs in on `at`, revokes the login there (POST /logout with its cookie),
@@ -394,7 +401,10 @@ function forge (cookie) {
 async function load (scenario, server, { headers, cookies }, options) {
   const called = process.hrtime.bigint()
   let built = called
-  let connection = 0
+  const clients = []
+  if (cookies?.shares !== undefined && cookies.shares.length !== options.connections) {
+    throw new Error(`${scenario.name}: cookies dealt to ${cookies.shares.length} connections, measured with ${options.connections}`)
+  }
   const result = await autocannon({
     url: `http://127.0.0.1:${server.port}${scenario.path}`,
     method: scenario.method,
@@ -406,19 +416,19 @@ async function load (scenario, server, { headers, cookies }, options) {
       : {
           // A cookie of its own for each request.
           verifyBody: scenario.anyUser === true ? (body) => ANY_USER.test(body) : (body) => body === scenario.body,
-          ...(cookies.end === undefined
+          ...(cookies.shares !== undefined
             ? {
-                // Connection k sends cookies k, k + 50, k + 100, …: a cookie
-                // comes back only after all the others, as from one queue.
-                // Its requests are built before the run, as a warm scenario's
-                // one request is: built on each request (setupRequest), they
-                // cost the load generator enough that the server, waiting on
-                // it, spent about 6 µs more CPU per request, measured on bare.
+                // Each connection goes on through its own share of the
+                // cookies from where it stopped the run before, its requests
+                // built before the run, as a warm scenario's one request is.
+                // Built on each request instead (setupRequest), they cost the
+                // load generator enough that the server, waiting on it, spent
+                // more CPU per request: bare-cold against bare shows that.
                 setupClient: (client) => {
-                  client.setRequests(cookies.shares[connection++ % cookies.shares.length])
+                  const k = clients.push(client) - 1
+                  client.setRequests(window(cookies.shares[k], cookies.cursors[k]))
                   built = process.hrtime.bigint()
-                },
-                requests: undefined
+                }
               }
             : { requests: [{ setupRequest: (req) => ({ ...req, headers: { ...req.headers, cookie: nextCookie(cookies) } }) }] })
         })
@@ -428,9 +438,19 @@ async function load (scenario, server, { headers, cookies }, options) {
     throw new Error(`${scenario.name}: wrong answers under load: ${result.errors} errors, ${result.timeouts} timeouts, ` +
       `${result.mismatches} unexpected bodies, status codes ${JSON.stringify(result.statusCodeStats)} (expected only ${scenario.status})`)
   }
+  clients.forEach((client, k) => { cookies.cursors[k] = (cookies.cursors[k] + client.reqsMade) % cookies.shares[k].length })
   // autocannon's clock starts before its clients build their requests.
   result.building = Number(built - called) / 1e9
   return result
+}
+
+// The next requests of one connection: at most COLD_WINDOW of its cookies,
+// new objects each run (autocannon writes its buffers into them), so that a
+// run builds only about what it sends and keeps nothing for the next.
+function window (share, from) {
+  const requests = []
+  for (let i = 0; i < Math.min(COLD_WINDOW, share.length); i++) requests.push({ headers: { cookie: share[(from + i) % share.length] } })
+  return requests
 }
 
 // The memory check's cookies, once each in order, up to `end`.
@@ -454,7 +474,8 @@ async function measure (scenario, server, feed, options) {
     // What the machine spent on anything but this load generator and this
     // server, as a share of all its cores.
     const busy = machineAfter.busy - machineBefore.busy - cpu - own.user - own.system
-    foreign = Math.min(1, Math.max(0, busy) / (elapsed * os.availableParallelism()))
+    // Not while the load generator alone was building its requests.
+    foreign = Math.min(1, Math.max(0, busy) / ((elapsed - result.building * 1e6) * os.availableParallelism()))
   }
   return { rps: result.requests.total / (result.duration - result.building), p99: result.latency.p99, cpuPerRequest: cpu / result.requests.total, foreign }
 }
@@ -510,7 +531,7 @@ async function memoryCheck (options) {
   }
   const server = await startServer(scenario.app, { execArgv: ['--expose-gc'] })
   try {
-    const { headers } = await prepare(scenario, server)
+    const { headers } = await prepare(scenario, server, options.connections)
     // Memory per cached login: the heap with one login cookie seen (and the
     // code warm), then with the cache of verified cookies full (2 × 5,000).
     // The cache takes a cookie on its second visit: each comes twice in a row.

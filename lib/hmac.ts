@@ -43,8 +43,8 @@ export class HmacKey {
     // way (a huge id being signed, which the cookie's size check refuses, or
     // a huge user agent being tagged).
     if (message.length > MAX_MESSAGE_BYTES / 3) {
-      const digest = createHmac('sha256', this.#key).update(message)
-      return encoding === 'buffer' ? digest.digest() : digest.digest(encoding)
+      const hmac = createHmac('sha256', this.#key).update(message)
+      return encoding === 'buffer' ? hmac.digest() : hmac.digest(encoding)
     }
     const length = this.#inner.write(message, BLOCK)
     // The inner digest as a one-byte string ('binary' is latin1, the name
