@@ -308,13 +308,14 @@ test('Redis down: a login is a 503, never accepted unchecked; back, it all works
     const stopped = performance.now()
     const noticed = await deafOne
     await deafTwo
-    await new Promise((resolve) => setTimeout(resolve, 50))
+    // Until a request made once the instance knew it was deaf has its answer:
+    // one made just before can take that long by itself on a loaded machine.
+    await until('a request made while deaf', async () => probes.some((probe) => probe.deaf))
     probing.on = false
     await probe
     const cached = probes.filter((probe) => !probe.deaf && probe.status === 200).length
     t.comment(`stop → redis-server exited ${(stopped - stopping).toFixed(0)} ms, → noticed by the subscriber ${(noticed - stopping).toFixed(0)} ms; ${cached} requests answered from the cache before that, ${probes.length - cached} after`)
     const deafProbes = probes.filter((probe) => probe.deaf)
-    t.ok(deafProbes.length > 0, 'requests were made after the disconnect was noticed')
     t.same(deafProbes.filter((probe) => probe.status !== 503), [], 'each of them a 503: none served from the cache')
     t.same(probes.filter((probe) => probe.status !== 200 && probe.status !== 503), [], 'and none anonymous')
 
