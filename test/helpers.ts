@@ -127,12 +127,12 @@ export function clientOf (userAgent: string | undefined, ip: string, secret: str
   return new ClientCheck([clientKey(secret)]).tag(userAgent, ip)
 }
 
-// A request loader for `Authorization: Bearer <token>`, tokens mapping to user ids.
 // A client tag worked out without lib/hmac.ts: 16 bytes of the HMAC, base64url.
 export function referenceTag (key: Buffer, message: string): string {
   return createHmac('sha256', key).update(message).digest().toString('base64url', 0, 16)
 }
 
+// A request loader for `Authorization: Bearer <token>`, tokens mapping to user ids.
 export function bearerLoader (users: Map<string, User>, tokens: Map<string, string>): (request: FastifyRequest) => User | null | undefined {
   return (request) => {
     const match = /^Bearer (.+)$/.exec(request.headers.authorization ?? '')
