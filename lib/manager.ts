@@ -16,7 +16,7 @@ import type {
   UserLoader
 } from '../types/index'
 import { nowInSeconds } from './clock'
-import { LoginCookies } from './cookies'
+import { LoginCookies } from './cookies/login-cookies'
 import {
   FST_LOGIN_COOKIE_NEEDS_USER_LOADER,
   FST_LOGIN_INVALID_OPTION,
@@ -28,18 +28,18 @@ import {
   FST_LOGIN_NOT_LOGGED_IN,
   FST_LOGIN_UNAUTHORIZED
 } from './errors'
-import { createCrossOriginProtection } from './cross-origin'
-import { createGuard } from './guards'
+import { createCrossOriginProtection } from './guards/cross-origin'
+import { createGuard } from './guards/guard'
 import { kInternals, type LoginInternals } from './internals'
-import { LoginIds } from './login-ids'
-import { LoginRecords } from './login-records'
+import { LoginIds } from './logins/login-ids'
+import { LoginRecords } from './logins/records'
 import { userId } from './mixins'
-import { safeNextPath } from './next'
+import { safeNextPath } from './guards/next'
 import { checkDuration } from './options'
 import { Resolution } from './resolution'
-import type { Keys } from './signing'
+import type { Keys } from './cookies/signing'
 import { andThen, isThenable, loginState, type LoginState, type MaybePromise } from './state'
-import type { AccountToken } from './token'
+import type { AccountToken } from './cookies/token'
 
 // What `app.inject` sends unless told otherwise: cookiesFor() binds to it.
 const INJECT_USER_AGENT = 'lightMyRequest'

@@ -1,7 +1,7 @@
 import type { FastifyLoginOptions, LoginConfig, Message, Secret } from '../types/index'
 import { FST_LOGIN_INVALID_OPTION, FST_LOGIN_WEAK_SECRET } from './errors'
 import { AnonymousUserMixin } from './mixins'
-import { MAX_LIFETIME } from './token'
+import { MAX_LIFETIME } from './cookies/token'
 
 const HOUR = 60 * 60
 const DAY = 24 * HOUR

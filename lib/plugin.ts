@@ -4,7 +4,7 @@ import { FST_LOGIN_INVALID_OPTION, FST_LOGIN_NO_SECRET, FST_LOGIN_NO_USER_LOADER
 import { kInternals } from './internals'
 import { LoginManager } from './manager'
 import { checkSecret, resolveConfig } from './options'
-import { borrowedKeys, ownKeys, type Keys } from './signing'
+import { borrowedKeys, ownKeys, type Keys } from './cookies/signing'
 import { isGuarded, kLoginState, markGuarded } from './state'
 import { exposeToTemplates } from './templates'
 
@@ -118,7 +118,7 @@ function checkStore (store: LoginStore | undefined | null): LoginStore | null {
 
 // Our own secret gets its own keys; without one we borrow the signer of an
 // @fastify/cookie the app registered with a secret. Reading and writing the
-// cookies needs no @fastify/cookie: cookie-header.ts and cookies.ts do it.
+// cookies needs no @fastify/cookie: cookies/header.ts and cookies/login-cookies.ts do it.
 function keysOf (fastify: FastifyInstance, options: FastifyLoginOptions): Keys {
   const secrets = checkSecret(options.secret)
   if (secrets !== null) return ownKeys(secrets)

@@ -1,7 +1,7 @@
 import type { FastifyRequest } from 'fastify'
 import type { CurrentUser } from '../types/index'
-import type { SentCookies } from './cookie-header'
-import type { AccountToken, FreshToken, Verified } from './token'
+import type { SentCookies } from './cookies/header'
+import type { AccountToken, FreshToken, Verified } from './cookies/token'
 
 // Per-request login state, kept under a Symbol so nothing leaks into the
 // request's public shape. Created on the first question about the login,

@@ -1,6 +1,6 @@
 import { before, test } from 'tap'
 import fc from 'fast-check'
-import { cookieValues, readLoginCookies } from '../lib/cookie-header'
+import { cookieValues, readLoginCookies } from '../lib/cookies/header'
 import { loadCookieParser, parseCookieHeader } from './helpers'
 
 before(loadCookieParser)

@@ -1,6 +1,6 @@
 import { test } from 'tap'
 import { build, cookieJar, loginCookies, OTHER_SECRET, SECRET, setCookieHeaders, signToken, User } from './helpers'
-import { encodeAccount, encodeFresh } from '../lib/token'
+import { encodeAccount, encodeFresh } from '../lib/cookies/token'
 import { AnonymousUserMixin, UserMixin } from '../lib/index'
 
 const DAY = 24 * 60 * 60

@@ -5,7 +5,7 @@ import fastifyView from '@fastify/view'
 import ejs from 'ejs'
 import { join } from 'node:path'
 import fastifyLogin, { UserMixin } from '../lib/index'
-import { prefersJson } from '../lib/accept'
+import { prefersJson } from '../lib/guards/accept'
 import { build, cookieJar, loginCookies, SECRET, setCookieHeaders, User } from './helpers'
 
 // Regressions for defects found in review: each test names the attack or

@@ -2,8 +2,8 @@ import { createHmac } from 'node:crypto'
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions, type LightMyRequestResponse } from 'fastify'
 import fastifyCookie, { Signer } from '@fastify/cookie'
 import fastifyLogin, { UserMixin } from '../lib/index'
-import { ClientCheck } from '../lib/client-check'
-import { clientKey, signingKey } from '../lib/signing'
+import { ClientCheck } from '../lib/binding/client-check'
+import { clientKey, signingKey } from '../lib/cookies/signing'
 import type { Test } from 'tap'
 import type { FastifyLoginOptions, LoginStore } from '../types/index'
 
@@ -127,7 +127,7 @@ export function clientOf (userAgent: string | undefined, ip: string, secret: str
   return new ClientCheck([clientKey(secret)]).tag(userAgent, ip)
 }
 
-// A client tag worked out without lib/hmac.ts: 16 bytes of the HMAC, base64url.
+// A client tag worked out without lib/cookies/hmac.ts: 16 bytes of the HMAC, base64url.
 export function referenceTag (key: Buffer, message: string): string {
   return createHmac('sha256', key).update(message).digest().toString('base64url', 0, 16)
 }

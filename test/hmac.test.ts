@@ -1,6 +1,6 @@
 import { test } from 'tap'
 import { createHmac, randomBytes } from 'node:crypto'
-import { HmacKey } from '../lib/hmac'
+import { HmacKey } from '../lib/cookies/hmac'
 import { referenceTag } from './helpers'
 
 const reference = (key: Buffer, message: string): string => createHmac('sha256', key).update(message).digest('base64')

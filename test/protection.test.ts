@@ -3,7 +3,7 @@ import { Writable } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, LightMyRequestResponse } from 'fastify'
 import type { LoginEvents } from '../types/index'
 import { bearerLoader, build, clientOf, cookieJar, loginCookies, OTHER_SECRET, SECRET, setCookieHeaders, signToken, unsignToken, User } from './helpers'
-import { encodeAccount, encodeFresh } from '../lib/token'
+import { encodeAccount, encodeFresh } from '../lib/cookies/token'
 
 // Session protection, sliding expiry, the manager's events and which cookies
 // a logout expires.

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import fastifyLogin from '../lib/index'
-import { prefersJson } from '../lib/accept'
+import { prefersJson } from '../lib/guards/accept'
 import { build, cookieJar, loginCookies, SECRET, setCookieHeaders, signToken, User } from './helpers'
 
 // The defects an outside security review found (issue 11): each test here

@@ -1,11 +1,11 @@
 import { test } from 'tap'
 import { Signer } from '@fastify/cookie'
-import { SeenOnce } from '../lib/admission'
-import { ClientCheck } from '../lib/client-check'
-import { LoginIds } from '../lib/login-ids'
-import { HmacSigner } from '../lib/signing'
-import { encodeAccount, encodeFresh, readAccount, readFresh, type AccountToken } from '../lib/token'
-import { VerifiedAccounts, VerifiedCookies } from '../lib/verified-cookies'
+import { SeenOnce } from '../lib/cookies/admission'
+import { ClientCheck } from '../lib/binding/client-check'
+import { LoginIds } from '../lib/logins/login-ids'
+import { HmacSigner } from '../lib/cookies/signing'
+import { encodeAccount, encodeFresh, readAccount, readFresh, type AccountToken } from '../lib/cookies/token'
+import { VerifiedAccounts, VerifiedCookies } from '../lib/cookies/verified'
 import { referenceTag } from './helpers'
 
 const signer = new Signer(['a-secret-of-at-least-32-characters!!'])

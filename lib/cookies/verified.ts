@@ -1,5 +1,5 @@
 import { SeenOnce } from './admission'
-import { TwoGenerations } from './cache'
+import { TwoGenerations } from '../cache'
 import type { Signer } from './signing'
 import { isCurrent, readAccount, readFresh, type AccountToken, type FreshToken, type Verified } from './token'
 

@@ -1,11 +1,11 @@
 import { STATUS_CODES } from 'node:http'
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import type { CurrentUser, Guard, GuardHandler, GuardOptions, LoginConfig, Message } from '../types/index'
+import type { CurrentUser, Guard, GuardHandler, GuardOptions, LoginConfig, Message } from '../../types/index'
 import { prefersJson } from './accept'
-import { FST_LOGIN_INVALID_OPTION } from './errors'
-import type { LoginInternals } from './internals'
-import { checkMessage, checkRoute } from './options'
-import { isThenable } from './state'
+import { FST_LOGIN_INVALID_OPTION } from '../errors'
+import type { LoginInternals } from '../internals'
+import { checkMessage, checkRoute } from '../options'
+import { isThenable } from '../state'
 
 // The guards are callback-style hooks: with a synchronous loader a guarded
 // request passes without allocating a promise. Each refusal goes to the app's

@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import type { Guard, LoginConfig } from '../types/index'
+import type { Guard, LoginConfig } from '../../types/index'
 import { prefersJson } from './accept'
-import type { LoginInternals } from './internals'
+import type { LoginInternals } from '../internals'
 
 // Login CSRF without tokens, in the manner of Go's http.CrossOriginProtection:
 // browsers say where a request comes from (Sec-Fetch-Site, else Origin), and

@@ -2,7 +2,7 @@ import { hkdfSync, timingSafeEqual } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 // For the types of the app's @fastify/cookie decorators, borrowed below.
 import type {} from '@fastify/cookie'
-import type { Secret } from '../types/index'
+import type { Secret } from '../../types/index'
 import { HmacKey } from './hmac'
 
 // The keys of the plugin: one signs the login cookies, another tags the

@@ -1,10 +1,10 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { readLoginCookies, type SentCookies } from './cookie-header'
-import { nowInSeconds } from './clock'
-import type { LoginConfig } from '../types/index'
-import { FST_LOGIN_INVALID_USER } from './errors'
+import { readLoginCookies, type SentCookies } from './header'
+import { nowInSeconds } from '../clock'
+import type { LoginConfig } from '../../types/index'
+import { FST_LOGIN_INVALID_USER } from '../errors'
 import type { Signer } from './signing'
-import type { LoginState } from './state'
+import type { LoginState } from '../state'
 import { encodeAccount, encodeFresh, fitsInBrowser, type AccountToken } from './token'
 
 // Writes the login cookies: their Set-Cookie lines, in the form and
@@ -12,7 +12,7 @@ import { encodeAccount, encodeFresh, fitsInBrowser, type AccountToken } from './
 // attributes are fixed by the options, which are checked when the plugin is
 // registered, so the line is put together from parts built once instead of
 // validating every attribute of every cookie of every login. Reading them is
-// cookie-header.ts, never @fastify/cookie's hooks: those run on every route
+// header.ts, never @fastify/cookie's hooks: those run on every route
 // of an app, and a route that never asks who is logged in must not pay for
 // this plugin.
 

@@ -1,6 +1,6 @@
-import { TwoGenerations } from './cache'
-import { HmacKey } from './hmac'
-import { sameTag } from './signing'
+import { TwoGenerations } from '../cache'
+import { HmacKey } from '../cookies/hmac'
+import { sameTag } from '../cookies/signing'
 
 // Session protection: which client (user agent and address) made a login.
 // The tag is keyed because the cookie is readable, and a plain hash of an

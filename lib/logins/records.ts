@@ -1,9 +1,9 @@
-import type { LoginConfig, LoginRecord, LoginStore } from '../types/index'
-import { TwoGenerations } from './cache'
-import { nowInSeconds } from './clock'
-import { FST_LOGIN_STORE_FAILED } from './errors'
-import { andThen, isThenable, type MaybePromise } from './state'
-import type { AccountToken } from './token'
+import type { LoginConfig, LoginRecord, LoginStore } from '../../types/index'
+import { TwoGenerations } from '../cache'
+import { nowInSeconds } from '../clock'
+import { FST_LOGIN_STORE_FAILED } from '../errors'
+import { andThen, isThenable, type MaybePromise } from '../state'
+import type { AccountToken } from '../cookies/token'
 
 // Server-side login records, through the app's store. A login this process
 // has seen alive recently is answered from a bounded cache, so a guarded
