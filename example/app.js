@@ -246,7 +246,7 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
     const row = db.createStudent({ name, grade: Number(grade), passwordHash: await hashPassword(password) })
     if (row === null) return refuse(409, [`The name “${name}” is taken. Choose another one.`])
 
-    await app.loginManager.loginUser(request, reply, new Student(row), { remember: values.remember })
+    await app.loginManager.loginUser(request, reply, new Student(row), { remember: values.remember, method: 'password' })
     renewCsrfSecret(request, reply)
     return reply.redirect('/profile', 303)
   })
@@ -276,7 +276,7 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
       return refuse(401, ['Wrong name or password.'])
     }
 
-    await app.loginManager.loginUser(request, reply, new Student(row), { remember: values.remember })
+    await app.loginManager.loginUser(request, reply, new Student(row), { remember: values.remember, method: 'password' })
     renewCsrfSecret(request, reply)
     return reply.redirect(app.loginManager.nextUrl(request, '/profile'), 303)
   })
@@ -345,7 +345,8 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
       return refuse(401, ['Wrong password.'])
     }
 
-    app.loginManager.confirmLogin(request, reply) // fresh again, same login
+    // Fresh again, as a new login (a copy of the old cookie no longer works).
+    await app.loginManager.confirmLogin(request, reply, { method: 'password' })
     return reply.redirect(app.loginManager.nextUrl(request, '/profile'), 303)
   })
 
@@ -377,8 +378,8 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
   // version's logins are left to expire: their cookies already load nobody,
   // and the loader can then tell those devices why (userLoader above).
   async function logInAgain (request, reply, row) {
-    const { remembered } = app.loginManager.loginInfo(request)
-    await app.loginManager.loginUser(request, reply, new Student(row), { remember: remembered, fresh: request.isFresh })
+    const { remembered, method } = app.loginManager.loginInfo(request)
+    await app.loginManager.loginUser(request, reply, new Student(row), { remember: remembered, fresh: request.isFresh, method })
   }
 
   // "Your devices": every live login of the student, as the store has it.

@@ -30,14 +30,4 @@ export class TwoGenerations<V> {
     this.#current.delete(key)
     this.#previous.delete(key)
   }
-
-  clear (): void {
-    this.#current = new Map()
-    this.#previous = new Map()
-  }
-
-  * entries (): IterableIterator<[string, V]> {
-    yield * this.#previous
-    yield * this.#current
-  }
 }

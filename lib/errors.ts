@@ -71,6 +71,11 @@ export const FST_LOGIN_NO_STORE = createError(
   500
 )
 
+export const FST_LOGIN_STORE_CANNOT = createError(
+  'FST_LOGIN_STORE_CANNOT',
+  'fastify-login: %s needs the login store to have a `%s` method, and this store has none. Use memoryStore() or redisStore({ client }), add the method to your store (see docs/logins.md, "Writing a store"), or turn the option off.'
+)
+
 export const FST_LOGIN_STORE_FAILED = createError(
   'FST_LOGIN_STORE_FAILED',
   'fastify-login: the login store failed in `%s`. The request cannot be answered until the store works again; the cause is logged with this error.',

@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { CurrentUser, GuardHandler, LoginEvents } from '../types/index'
+import type { AccountToken } from './cookies/token'
 
 // What the guards and the request decorators need from the manager, and apps
 // must not call: kept under a Symbol, like Fastify's own internals.
@@ -10,6 +11,8 @@ export interface LoginInternals {
   currentUser (request: FastifyRequest): CurrentUser
   isAuthenticated (request: FastifyRequest): boolean
   isFresh (request: FastifyRequest): boolean
+  // The verified login of the request (its account cookie), once resolved; null for none.
+  account (request: FastifyRequest): AccountToken | null
   refreshCookies (request: FastifyRequest, reply: FastifyReply): void
   carryLastUse (request: FastifyRequest, reply: FastifyReply): void
   emit<K extends keyof LoginEvents> (request: FastifyRequest, event: K, ...args: LoginEvents[K]): void

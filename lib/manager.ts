@@ -1,6 +1,8 @@
 import { EventEmitter } from 'node:events'
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyBaseLogger } from 'fastify'
 import type {
+  ConfirmLoginOptions,
   CookiesForOptions,
   Guard,
   GuardHandler,
@@ -32,6 +34,7 @@ import { createCrossOriginProtection } from './guards/cross-origin'
 import { createGuard } from './guards/guard'
 import { kInternals, type LoginInternals } from './internals'
 import { LoginIds } from './logins/login-ids'
+import { Devices } from './logins/devices'
 import { LoginRecords } from './logins/records'
 import { userId } from './mixins'
 import { safeNextPath } from './guards/next'
@@ -39,7 +42,7 @@ import { checkDuration } from './options'
 import { Resolution } from './resolution'
 import type { Keys } from './cookies/signing'
 import { andThen, isThenable, loginState, type LoginState, type MaybePromise } from './state'
-import type { AccountToken } from './cookies/token'
+import { METHOD, type AccountToken } from './cookies/token'
 
 // What `app.inject` sends unless told otherwise: cookiesFor() binds to it.
 const INJECT_USER_AGENT = 'lightMyRequest'
@@ -58,12 +61,16 @@ export class LoginManager extends EventEmitter<LoginEvents> {
 
   #resolution: Resolution
   #records: LoginRecords | null
+  #devices: Devices | null
   #loginIds = new LoginIds()
 
-  constructor (config: LoginConfig, keys: Keys, store: LoginStore | null, userLoader?: UserLoader, requestLoader?: RequestLoader) {
+  constructor (config: LoginConfig, keys: Keys, store: LoginStore | null, log: FastifyBaseLogger, userLoader?: UserLoader, requestLoader?: RequestLoader) {
     super()
     this.config = config
-    this.#records = store === null ? null : new LoginRecords(store, config)
+    // Heard from the store, with no request to log a listener's failure on.
+    const onRevoked = (loginId: string, userId: string): void => { this.emit('loginRevoked', loginId, userId) }
+    this.#records = store === null ? null : new LoginRecords(store, config, keys.realmTags, log, onRevoked)
+    this.#devices = this.#records === null ? null : new Devices(this.#records, config)
     this.#resolution = new Resolution(config, keys, new LoginCookies(config, keys.signer), this.#records, this)
     if (userLoader !== undefined) this.userLoader(userLoader)
     if (requestLoader !== undefined) this.requestLoader(requestLoader)
@@ -73,6 +80,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
       currentUser: (request) => resolution.currentUser(request),
       isAuthenticated: (request) => loginState(request).authenticated,
       isFresh: (request) => resolution.isFresh(request),
+      account: (request) => loginState(request).account as AccountToken | null,
       refreshCookies: (request, reply) => resolution.refreshCookies(request, reply),
       carryLastUse: (request, reply) => resolution.carryLastUse(request, reply),
       emit: (request, event, ...args) => resolution.emit(request, event, ...args),
@@ -135,25 +143,29 @@ export class LoginManager extends EventEmitter<LoginEvents> {
 
     const account = this.#newAccount(user, options, this.#resolution.clientOf(request.headers['user-agent'], request.ip))
     const state = loginState(request)
-    return reported(reply, 'loginUser()', andThen(this.#record(request, state, account), () => {
+    return reported(reply, 'loginUser()', andThen(this.#record(request, state, account, user), (evicted) => {
       if (reply.sent) throw new FST_LOGIN_NOT_AWAITED('loginUser()')
       this.#resolution.cookies.writeLogin(reply, state, account, fresh ? account.issuedAt : null)
       this.#resolution.replaceLogin(state, account, fresh)
       this.#resolution.settle(request, state, user, null)
       this.#resolution.emit(request, 'login', request, user)
+      for (const record of evicted) this.#resolution.emit(request, 'loginEvicted', request, record)
       return true
     }))
   }
 
-  // With a store: records the new login, and ends the one the request's
-  // cookie named (a login over another on the same browser replaces it: a
-  // copy of the old cookie must not stay alive, unlisted by the user).
-  #record (request: FastifyRequest, state: LoginState, account: AccountToken): MaybePromise<unknown> {
+  // With a store: records the new login, ends the one the request's cookie
+  // named (a login over another on the same browser replaces it: a copy of
+  // the old cookie must not stay alive, unlisted by the user), and the
+  // user's least recently used ones past `maxLogins`.
+  #record (request: FastifyRequest, state: LoginState, account: AccountToken, user: User): MaybePromise<LoginRecord[]> {
     const records = this.#records
-    if (records === null) return undefined
+    const devices = this.#devices
+    if (records === null || devices === null) return []
     const previous = this.#resolution.readToken(request, state)
     return andThen(records.create(account, request.headers['user-agent'], request.ip), () => {
-      return previous === null ? undefined : records.delete(previous.id, previous.loginId)
+      const ended = previous === null ? undefined : records.end(previous.id, previous.loginId, previous.expiresAt)
+      return andThen(ended, () => devices.evict(user, account.id, account.loginId))
     })
   }
 
@@ -182,28 +194,52 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     if (records === null || logins.length === 0) return forget()
     // The record goes first: if the store fails, the browser keeps its
     // cookie, and the user can log out again once the store is back.
-    const deleted = logins.reduce<MaybePromise<unknown>>((previous, login) => andThen(previous, () => records.delete(login.id, login.loginId)), undefined)
+    const deleted = logins.reduce<MaybePromise<unknown>>((previous, login) => andThen(previous, () => records.end(login.id, login.loginId, login.expiresAt)), undefined)
     return reported(reply, 'logoutUser()', andThen(deleted, () => {
       if (reply.sent) throw new FST_LOGIN_NOT_AWAITED('logoutUser()')
       forget()
     }))
   }
 
-  confirmLogin (request: FastifyRequest, reply: FastifyReply): void {
+  // Re-authentication starts a new login (ASVS 7.2.4): a new login id and
+  // cookies, so that a copy of the cookie taken before the user proved who
+  // they are again is not as good as the new one. With a store the new record
+  // takes the old one's place (its creation time kept: the devices list still
+  // shows one row for this device) and the old login is ended everywhere.
+  confirmLogin (request: FastifyRequest, reply: FastifyReply, options: ConfirmLoginOptions = {}): MaybePromise<void> {
     const user = this.#resolution.currentUser(request)
     const state = loginState(request)
     const account = state.account
     if (!state.authenticated) throw new FST_LOGIN_NOT_LOGGED_IN('confirmLogin()')
     if (account === null || account === undefined) throw new FST_LOGIN_NOT_A_COOKIE_LOGIN('confirmLogin()')
-    // The user proved who they are from this client: bind the login to it again.
-    const confirmed = { ...account, client: this.#resolution.clientOf(request.headers['user-agent'], request.ip) }
-    // A new fresh cookie restarts the freshDuration clock.
-    this.#resolution.cookies.writeLogin(reply, state, confirmed, nowInSeconds())
-    state.account = confirmed
-    state.token = confirmed
-    state.renewAccount = false
-    state.fresh = true
-    this.#resolution.emit(request, 'loginConfirmed', request, user as User)
+    const now = nowInSeconds()
+    const confirmed: AccountToken = {
+      ...account,
+      loginId: this.#loginIds.next(),
+      lastSeenAt: now,
+      authenticatedAt: now,
+      rotatedAt: now,
+      generation: 0,
+      unconfirmed: false,
+      method: checkMethod(options?.method),
+      // The user proved who they are from this client: bind the login to it again.
+      client: this.#resolution.clientOf(request.headers['user-agent'], request.ip)
+    }
+    const records = this.#records
+    const replaced = records === null
+      ? undefined
+      : andThen(records.own(account.id, account.loginId), (old) => {
+        return andThen(records.create(confirmed, request.headers['user-agent'], request.ip, old?.createdAt ?? account.issuedAt), () => {
+          return records.end(account.id, account.loginId, account.expiresAt)
+        })
+      })
+    return reported(reply, 'confirmLogin()', andThen(replaced, () => {
+      if (reply.sent) throw new FST_LOGIN_NOT_AWAITED('confirmLogin()')
+      // A new fresh cookie restarts the freshDuration clock.
+      this.#resolution.cookies.writeLogin(reply, state, confirmed, now)
+      this.#resolution.replaceLogin(state, confirmed, true)
+      this.#resolution.emit(request, 'loginConfirmed', request, user as User)
+    }))
   }
 
   loginInfo (request: FastifyRequest): LoginInfo | null {
@@ -212,7 +248,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     if (!state.authenticated) return null
     const account = state.account
     if (account === null || account === undefined) {
-      return { source: 'request', loginId: null, remembered: false, fresh: false, issuedAt: null, expiresAt: null }
+      return { source: 'request', loginId: null, remembered: false, fresh: false, issuedAt: null, expiresAt: null, method: null, authenticatedAt: null }
     }
     return {
       source: 'cookie',
@@ -220,7 +256,9 @@ export class LoginManager extends EventEmitter<LoginEvents> {
       remembered: account.remember,
       fresh: this.#resolution.isFresh(request),
       issuedAt: account.issuedAt,
-      expiresAt: account.expiresAt
+      expiresAt: account.expiresAt,
+      method: account.method,
+      authenticatedAt: account.authenticatedAt
     }
   }
 
@@ -253,31 +291,31 @@ export class LoginManager extends EventEmitter<LoginEvents> {
   }
 
   async revokeLogin (user: User | string, loginId: string): Promise<boolean> {
-    const records = this.#store('revokeLogin()')
+    const devices = this.#store('revokeLogin()')
     if (typeof loginId !== 'string' || loginId.length === 0) {
       throw new FST_LOGIN_INVALID_OPTION('loginId', 'must be the `loginId` of one of the user\'s logins (see listLogins)')
     }
-    return await records.delete(idOf(user), loginId)
+    return await devices.revoke(idOf(user), loginId)
   }
 
   // Every login of the request's user but the request's own.
   async revokeOtherLogins (request: FastifyRequest): Promise<number> {
-    const records = this.#store('revokeOtherLogins()')
+    const devices = this.#store('revokeOtherLogins()')
     await this.#resolution.resolveUser(request)
     const state = loginState(request)
     const account = state.account
     if (!state.authenticated) throw new FST_LOGIN_NOT_LOGGED_IN('revokeOtherLogins()')
     if (account === null || account === undefined) throw new FST_LOGIN_NOT_A_COOKIE_LOGIN('revokeOtherLogins()')
-    return await records.deleteAll(account.id, account.loginId)
+    return await devices.revokeAll(account.id, account.loginId)
   }
 
   async revokeAllLogins (user: User | string): Promise<number> {
-    return await this.#store('revokeAllLogins()').deleteAll(idOf(user))
+    return await this.#store('revokeAllLogins()').revokeAll(idOf(user))
   }
 
-  #store (method: string): LoginRecords {
-    if (this.#records === null) throw new FST_LOGIN_NO_STORE(method)
-    return this.#records
+  #store (method: string): Devices {
+    if (this.#devices === null) throw new FST_LOGIN_NO_STORE(method)
+    return this.#devices
   }
 
   // A logout on a route that never resolved the user: the 'logout' listeners
@@ -311,8 +349,31 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     const duration = options.duration ?? (remember ? this.config.cookieDuration : this.config.sessionDuration)
     checkDuration('duration', duration)
     const now = nowInSeconds()
-    return { id, issuedAt: now, expiresAt: now + Math.ceil(duration), lastSeenAt: now, loginId: this.#loginIds.next(), remember, client }
+    return {
+      id,
+      issuedAt: now,
+      expiresAt: now + Math.ceil(duration),
+      lastSeenAt: now,
+      authenticatedAt: now,
+      rotatedAt: now,
+      generation: 0,
+      loginId: this.#loginIds.next(),
+      remember,
+      unconfirmed: false,
+      binding: 'none',
+      method: checkMethod(options.method),
+      client
+    }
   }
+}
+
+// How the user proved who they are: it goes into the cookie as it is.
+function checkMethod (method: unknown): string | null {
+  if (method === undefined || method === null) return null
+  if (typeof method !== 'string' || !METHOD.test(method)) {
+    throw new FST_LOGIN_INVALID_OPTION('method', 'must be 1 to 32 letters, digits, `_`, `:` or `-`, such as \'password\' or \'passkey\', or null')
+  }
+  return method
 }
 
 // A promise of loginUser or logoutUser that nobody awaits must not become an
@@ -327,9 +388,10 @@ function reported<T> (reply: FastifyReply, method: string, result: MaybePromise<
 }
 
 function idOf (user: User | string): string {
-  if (typeof user === 'string') return user
-  const id = user !== null && typeof user === 'object' ? userId(user as object) : null
+  const id = typeof user === 'string' ? user : user !== null && typeof user === 'object' ? userId(user as object) : null
   if (id === null) throw new FST_LOGIN_INVALID_USER('expected a user object with an id, or a user id')
+  // A lone surrogate would reach the store as U+FFFD: another user's id.
+  if (!id.isWellFormed()) throw new FST_LOGIN_INVALID_USER('the user id must be well-formed Unicode')
   return id
 }
 

@@ -1,5 +1,6 @@
 import type { FastifyLoginOptions, LoginConfig, Message, Secret } from '../types/index'
-import { FST_LOGIN_INVALID_OPTION, FST_LOGIN_WEAK_SECRET } from './errors'
+import { FST_LOGIN_INVALID_OPTION, FST_LOGIN_NO_STORE, FST_LOGIN_STORE_CANNOT, FST_LOGIN_WEAK_SECRET } from './errors'
+import { defaultRealm } from './cookies/realm'
 import { AnonymousUserMixin } from './mixins'
 import { MAX_LIFETIME } from './cookies/token'
 
@@ -13,6 +14,10 @@ const HEADER_SAFE = /^[\x21-\x7e]+$/
 const MIN_SECRET_LENGTH = 32
 // RFC 6265 cookie-name token: anything else could split or inject attributes.
 const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+const REALM = /^[\x20-\x7e]{1,100}$/
+// A hundred devices is more than anyone uses, and few enough that listing
+// them all (the devices page, every login's eviction check) stays cheap.
+const DEFAULT_MAX_LOGINS = 100
 
 export function resolveConfig (options: FastifyLoginOptions): LoginConfig {
   const cookieName = {
@@ -98,6 +103,15 @@ export function resolveConfig (options: FastifyLoginOptions): LoginConfig {
     throw new FST_LOGIN_INVALID_OPTION('storeCacheWindow', 'must be a number of seconds from 0 (no cache) to 3600')
   }
   const trustedOrigins = checkOrigins(options.trustedOrigins)
+  const realm = options.realm ?? defaultRealm(cookieName, cookiePath, cookieDomain)
+  if (typeof realm !== 'string' || !REALM.test(realm)) {
+    throw new FST_LOGIN_INVALID_OPTION('realm', 'must be 1 to 100 printable ASCII characters naming the login area, such as \'admin\'')
+  }
+  const maxLogins = options.maxLogins ?? DEFAULT_MAX_LOGINS
+  if (typeof maxLogins !== 'function' && !(Number.isSafeInteger(maxLogins) && maxLogins >= 1)) {
+    throw new FST_LOGIN_INVALID_OPTION('maxLogins', 'must be a whole number of logins, at least 1, or a function (user) => number')
+  }
+  const rotation = checkRotation(options)
 
   return deepFreeze({
     cookieName,
@@ -123,8 +137,33 @@ export function resolveConfig (options: FastifyLoginOptions): LoginConfig {
     idleTimeout,
     storeCacheWindow,
     trustedOrigins,
+    realm,
+    maxLogins,
+    rotation,
     anonymousUser
   })
+}
+
+// Rotation needs a store that can record which generation of a cookie was
+// used: on by default where it can be, an error where it is asked for and
+// cannot be.
+function checkRotation (options: FastifyLoginOptions): LoginConfig['rotation'] {
+  const asked = options.rotation
+  const store = options.store
+  const able = typeof store?.advanceGeneration === 'function'
+  if (asked === false || (asked === undefined && !able)) return false
+  if (store === undefined || store === null) throw new FST_LOGIN_NO_STORE('`rotation`')
+  if (!able) throw new FST_LOGIN_STORE_CANNOT('rotation', 'advanceGeneration')
+  if (asked !== undefined && (asked === null || typeof asked !== 'object')) {
+    throw new FST_LOGIN_INVALID_OPTION('rotation', 'must be { every, grace } (seconds) or false')
+  }
+  const every = asked?.every ?? 600
+  const grace = asked?.grace ?? 60
+  checkDuration('rotation.every', every)
+  if (typeof grace !== 'number' || !Number.isFinite(grace) || grace < 0 || grace > every) {
+    throw new FST_LOGIN_INVALID_OPTION('rotation.grace', 'must be a number of seconds from 0 to `rotation.every`')
+  }
+  return { every, grace }
 }
 
 // Returns the secrets in signing order, or null when the plugin must borrow

@@ -13,8 +13,8 @@ import { exposeToTemplates } from './templates'
 export async function plugin (fastify: FastifyInstance, options: FastifyLoginOptions): Promise<void> {
   const config = resolveConfig(options)
   const store = checkStore(options.store)
-  const keys = keysOf(fastify, options)
-  const manager = new LoginManager(config, keys, store, options.userLoader, options.requestLoader)
+  const keys = keysOf(fastify, options, config.realm)
+  const manager = new LoginManager(config, keys, store, fastify.log, options.userLoader, options.requestLoader)
   const login = manager[kInternals]
 
   fastify.decorate('loginManager', manager)
@@ -33,7 +33,7 @@ export async function plugin (fastify: FastifyInstance, options: FastifyLoginOpt
     }
   })
   exposeToTemplates(fastify, login)
-  if (config.idleTimeout !== null && store === null) {
+  if (config.idleTimeout !== null) {
     // The one case with an app-wide hook, opted into by the idle timeout:
     // the last use must reach the cookie on unguarded pages too.
     fastify.addHook('onSend', function carryLastUse (request, reply, payload, done) {
@@ -47,8 +47,13 @@ export async function plugin (fastify: FastifyInstance, options: FastifyLoginOpt
 
   guardDeclaredRoutes(fastify, manager)
 
+  const unrotated = store !== null && config.rotation === false && options.rotation === undefined
+
   fastify.addHook('onReady', async function checkUserLoader () {
     if (!login.hasLoader()) throw new FST_LOGIN_NO_USER_LOADER()
+    if (unrotated) {
+      fastify.log.warn('fastify-login: the login store has no `advanceGeneration` method, so logins are not rotated: a copied cookie works until its login ends. Add the method to the store (see docs/logins.md, "Writing a store"), or pass `rotation: false` to say you know.')
+    }
     // A store that reports revocations from other instances starts listening.
     await login.ready()
   })
@@ -100,7 +105,7 @@ function guardDeclaredRoutes (fastify: FastifyInstance, manager: LoginManager): 
   })
 }
 
-const STORE_METHODS = ['create', 'get', 'touch', 'delete', 'list', 'deleteAll'] as const
+const STORE_METHODS = ['create', 'get', 'touch', 'delete', 'list'] as const
 
 function checkStore (store: LoginStore | undefined | null): LoginStore | null {
   if (store === undefined || store === null) return null
@@ -108,7 +113,7 @@ function checkStore (store: LoginStore | undefined | null): LoginStore | null {
   if (typeof store !== 'object' || missing.length > 0) {
     throw new FST_LOGIN_INVALID_OPTION('store', `must be a LoginStore (memoryStore(), redisStore({ client }) or your own), but ${typeof store === 'object' ? `it has no ${missing.join(', ')} method` : `it is a ${typeof store}`}`)
   }
-  for (const method of ['subscribe', 'close'] as const) {
+  for (const method of ['subscribe', 'close', 'deleteAll', 'advanceGeneration', 'realm'] as const) {
     if (store[method] !== undefined && typeof store[method] !== 'function') {
       throw new FST_LOGIN_INVALID_OPTION(`store.${method}`, 'must be a function when present')
     }
@@ -119,9 +124,9 @@ function checkStore (store: LoginStore | undefined | null): LoginStore | null {
 // Our own secret gets its own keys; without one we borrow the signer of an
 // @fastify/cookie the app registered with a secret. Reading and writing the
 // cookies needs no @fastify/cookie: cookies/header.ts and cookies/login-cookies.ts do it.
-function keysOf (fastify: FastifyInstance, options: FastifyLoginOptions): Keys {
+function keysOf (fastify: FastifyInstance, options: FastifyLoginOptions, realm: string): Keys {
   const secrets = checkSecret(options.secret)
-  if (secrets !== null) return ownKeys(secrets)
+  if (secrets !== null) return ownKeys(secrets, realm)
   if (!(fastify.hasPlugin('@fastify/cookie') && fastify.hasDecorator('unsignCookie'))) throw new FST_LOGIN_NO_SECRET()
-  return borrowedKeys(fastify)
+  return borrowedKeys(fastify, realm)
 }

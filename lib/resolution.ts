@@ -1,13 +1,14 @@
 import type { EventEmitter } from 'node:events'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { AnonymousUser, CurrentUser, LoginConfig, LoginEvents, RequestLoader, User, UserLoader } from '../types/index'
+import type { AnonymousUser, CurrentUser, LoginConfig, LoginEvents, LoginRecord, RequestLoader, User, UserLoader } from '../types/index'
 import { ClientCheck } from './binding/client-check'
 import { nowInSeconds } from './clock'
 import { cookieValues, type SentCookies } from './cookies/header'
 import type { LoginCookies } from './cookies/login-cookies'
 import { FST_LOGIN_USER_NOT_LOADED } from './errors'
 import { emitSafely } from './events'
-import { touchInterval, type LoginRecords } from './logins/records'
+import type { LoginRecords } from './logins/records'
+import { touchInterval, type Verdict } from './logins/verdict'
 import { isThenable, kLoginState, loginState, type LoginState, type MaybePromise, type StatefulRequest } from './state'
 import type { Keys } from './cookies/signing'
 import type { AccountToken } from './cookies/token'
@@ -73,7 +74,12 @@ export class Resolution {
     }
   }
 
+  // With an asynchronous store, the getter refuses on every request alike,
+  // though most are answered without the store: code that works only until
+  // a request needs a store read would fail in production, not in tests.
   currentUser (request: FastifyRequest): CurrentUser {
+    const state = loginState(request)
+    if (state.user === undefined && state.error === undefined && this.records?.asynchronous === true) throw new FST_LOGIN_USER_NOT_LOADED()
     const user = this.resolveUser(request)
     if (isThenable(user)) throw new FST_LOGIN_USER_NOT_LOADED()
     return user
@@ -129,17 +135,19 @@ export class Resolution {
       state.account = token
       return token
     }
-    const record = this.records.check(token)
-    if (!isThenable(record)) {
-      state.account = record === null ? null : token
-      return state.account
-    }
+    const verdict = this.records.check(token, nowInSeconds())
+    if (!isThenable(verdict)) return this.#judged(request, state, token, verdict)
     const generation = state.generation
-    return Promise.resolve(record).then((alive) => {
-      const account = alive === null ? null : token
-      if (state.generation === generation) state.account = account
-      return account
+    return Promise.resolve(verdict).then((judged) => {
+      return state.generation === generation ? this.#judged(request, state, token, judged) : null
     })
+  }
+
+  #judged (request: FastifyRequest, state: LoginState, token: AccountToken, verdict: Verdict): AccountToken | null {
+    state.verdict = verdict
+    state.account = verdict.alive ? token : null
+    if (verdict.reused) this.emit(request, 'loginReuseDetected', request, verdict.record as LoginRecord)
+    return state.account
   }
 
   // Called by the guards, which hold the reply: clears cookies refused by
@@ -159,8 +167,11 @@ export class Resolution {
     const slide = this.config.cookieRefreshEachRequest && account.remember
     const idle = this.config.idleTimeout
     const seen = this.records === null && idle !== null && now - account.lastSeenAt >= touchInterval(idle)
+    // What checking the login with its record asked for: a rotation, the
+    // first use of one recorded, the last use moved on.
+    const changes = state.verdict?.next ?? null
     const client = state.renewAccount && account.client !== '' ? this.#clients.check(account.client, request.headers['user-agent'], request.ip) : null
-    if (!state.renewAccount && !slide && !seen) return
+    if (!state.renewAccount && !slide && !seen && changes === null) return
 
     let next = account
     if (client !== null) {
@@ -170,6 +181,8 @@ export class Resolution {
     }
     if (slide) next = { ...next, issuedAt: now, expiresAt: now + (account.expiresAt - account.issuedAt) }
     if (slide || seen) next = { ...next, lastSeenAt: now }
+    if (changes !== null) next = { ...next, ...changes }
+    state.verdict = null
     state.account = next
     state.token = next
     const fresh = this.#readFresh(request, state)
@@ -189,7 +202,9 @@ export class Resolution {
     if (state === null || state === undefined || !state.authenticated || account === null || account === undefined) return
     const now = nowInSeconds()
     if (now - account.lastSeenAt < touchInterval(this.config.idleTimeout)) return
-    const next = { ...account, lastSeenAt: now }
+    // With a store, what its check asked for goes along (it wrote the last use).
+    const next = { ...account, lastSeenAt: now, ...state.verdict?.next }
+    state.verdict = null
     state.account = next
     state.token = next
     this.cookies.writeLogin(reply, state, next, null)
@@ -213,6 +228,7 @@ export class Resolution {
     state.generation++
     state.token = account
     state.account = account
+    state.verdict = null
     state.renewAccount = false
     state.protectionFailed = false
     state.error = undefined

@@ -2,6 +2,7 @@ import type { FastifyRequest } from 'fastify'
 import type { CurrentUser } from '../types/index'
 import type { SentCookies } from './cookies/header'
 import type { AccountToken, FreshToken, Verified } from './cookies/token'
+import type { Verdict } from './logins/verdict'
 
 // Per-request login state, kept under a Symbol so nothing leaks into the
 // request's public shape. Created on the first question about the login,
@@ -16,6 +17,8 @@ export interface LoginState {
   // The login of the request: the token, once its record (with a store) is
   // known to be alive. undefined: not known yet; null: no login.
   account: AccountToken | null | undefined
+  // What checking the login with a store decided (null: no store, or done).
+  verdict: Verdict | null
   // Bumped by loginUser and logoutUser: a resolution still under way when
   // they ran must not overwrite what they set.
   generation: number
@@ -48,6 +51,7 @@ export function loginState (request: FastifyRequest): LoginState {
       cookies: null,
       token: undefined,
       account: undefined,
+      verdict: null,
       generation: 0,
       renewAccount: false,
       protectionFailed: false,

@@ -1,5 +1,5 @@
 import { test } from 'tap'
-import { build, cookieJar, loginCookies, OTHER_SECRET, SECRET, setCookieHeaders, signToken, User } from './helpers'
+import { accountToken, build, cookieJar, loginCookies, OTHER_SECRET, SECRET, setCookieHeaders, signToken, User } from './helpers'
 import { encodeAccount, encodeFresh } from '../lib/cookies/token'
 import { AnonymousUserMixin, UserMixin } from '../lib/index'
 
@@ -102,13 +102,13 @@ test('logging in inside a request makes that request authenticated and fresh', a
 
 test('the server refuses an account cookie past its lifetime even with a valid signature', async (t) => {
   const { app, loaderCalls } = await build()
-  const loginId = 'AAAAAAAAAAAAAAAA'
-  const expired = signToken(encodeAccount({ id: '1', issuedAt: now() - 61 * DAY, expiresAt: now() - DAY, lastSeenAt: now() - 61 * DAY, loginId, remember: true, client: '' }))
+  const loginId = 'A'.repeat(22)
+  const expired = signToken(encodeAccount(accountToken({ issuedAt: now() - 61 * DAY, expiresAt: now() - DAY, loginId })))
   const fresh = signToken(encodeFresh({ loginId, issuedAt: now() - 61 * DAY }))
   const response = await app.inject({ url: '/who', cookies: { account: expired, fresh } })
   t.same(response.json(), { authenticated: false, id: null, fresh: false })
   t.same(loaderCalls, [], 'the loader is not asked about an expired login')
-  const valid = signToken(encodeAccount({ id: '1', issuedAt: now() - 10, expiresAt: now() + 10, lastSeenAt: now() - 10, loginId, remember: true, client: '' }))
+  const valid = signToken(encodeAccount(accountToken({ issuedAt: now() - 10, expiresAt: now() + 10, loginId })))
   t.same((await app.inject({ url: '/who', cookies: { account: valid } })).json(), { authenticated: true, id: '1', fresh: false }, 'the same token before its expiry works')
 })
 
@@ -122,18 +122,18 @@ test('bad account cookies resolve to the anonymous user without calling the load
     unsigned: payload,
     'empty signature': `${payload}.`,
     truncated: account.slice(0, -3),
-    'payload tampered': account.replace('a2.MQ.', 'a2.Mg.'),
+    'payload tampered': account.replace('a3.MQ.', 'a3.Mg.'),
     'signature tampered': `${payload}.${signature.startsWith('A') ? 'B' : 'A'}${signature.slice(1)}`,
     'signed by another secret': signToken(payload, OTHER_SECRET),
     oversized: `${payload}${'x'.repeat(5000)}.${signature}`,
     'not UTF-8': '%FF%FE%80.abc',
-    'wrong type tag': signToken(payload.replace(/^a2/, 'f1')),
-    'too few fields': signToken('a2.MQ.1'),
-    'bad id encoding': signToken(payload.replace('a2.MQ.', 'a2.M=Q.')),
-    'bad time': signToken(payload.replace(/^a2\.MQ\.[^.]+/, 'a2.MQ.-5')),
-    'bad login id': signToken(payload.replace(/\.[A-Za-z0-9_-]{16}\./, '.short.')),
-    'bad remember flag': signToken(payload.replace(/\.r\.([^.]*)$/, '.x.$1')),
-    'bad client hash': signToken(payload.replace(/\.r\.([^.]*)$/, '.r.$1!')),
+    'wrong type tag': signToken(payload.replace(/^a3/, 'f1')),
+    'too few fields': signToken('a3.MQ.1'),
+    'bad id encoding': signToken(payload.replace('a3.MQ.', 'a3.M=Q.')),
+    'bad time': signToken(payload.replace(/^a3\.MQ\.[^.]+/, 'a3.MQ.-5')),
+    'bad login id': signToken(payload.replace(/\.[A-Za-z0-9_-]{22}\./, '.short.')),
+    'bad remember flag': signToken(payload.replace(/\.r\.([^.]*\.[^.]*)$/, '.x.$1')),
+    'bad client hash': signToken(payload.replace(/\.r\.([^.]*\.[^.]*)$/, '.r.$1!')),
     empty: ''
   }
   for (const [name, value] of Object.entries(cases)) {
@@ -178,9 +178,9 @@ test('key rotation: cookies signed with a listed older secret are accepted and r
   t.same(response.json(), { name: 'ann', fresh: true })
   const renewed = cookieJar(response)
   t.same(Object.keys(renewed).sort(), ['account', 'fresh'])
-  const login = (account: string): string => account.split('.').slice(0, 7).join('.')
-  t.equal(login(renewed.account), login(cookies.account), 'same login (id, times, login id), new signature')
-  t.not(renewed.account.split('.')[7], cookies.account.split('.')[7], 'its client tag re-made with the current secret')
+  const login = (account: string): string => account.split('.').slice(0, 11).join('.')
+  t.equal(login(renewed.account), login(cookies.account), 'same login (id, times, login id, flags, method), new signature')
+  t.not(renewed.account.split('.')[11], cookies.account.split('.')[11], 'its client tag re-made with the current secret')
   const { app: newOnly } = await build({ secret: SECRET })
   t.same((await newOnly.inject({ url: '/me', cookies: renewed })).json(), { name: 'ann', fresh: true }, 'the re-signed cookies work once the old secret is gone')
   t.equal((await newOnly.inject({ url: '/me', cookies })).statusCode, 401, 'the old cookies do not')

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { rawCommand, startRedis } from './redis-server'
+import type { LoginRecord, LoginStore as PackageStore } from '../types/index'
 
 // The example app (example/), through inject, against a temporary SQLite file.
 // It is plain CommonJS JavaScript that loads the built package (dist/), as
@@ -1224,15 +1225,8 @@ test('server.js behind an https proxy: PUBLIC_URL', { timeout: 60000 }, async (t
   t.equal(code, 0)
 })
 
-interface LoginRecord { loginId: string, userId: string, createdAt: number, lastSeenAt: number, expiresAt: number, remembered: boolean, userAgent: string, ip: string }
-interface LoginStore {
-  create (record: LoginRecord): void
-  get (loginId: string, userId: string): LoginRecord | null
-  touch (loginId: string, lastSeenAt: number, userId: string): void
-  delete (loginId: string, userId: string): boolean
-  list (userId: string): LoginRecord[]
-  deleteAll (userId: string, exceptLoginId?: string): number
-}
+// The example's store, synchronous: the package's LoginStore, each answer a value.
+type LoginStore = { [K in keyof PackageStore]-?: NonNullable<PackageStore[K]> extends (...args: infer A) => infer R ? (...args: A) => Exclude<R, Promise<unknown>> : never }
 
 test('login-store.js: the LoginStore interface over SQLite', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'portal-store-'))
@@ -1241,8 +1235,24 @@ test('login-store.js: the LoginStore interface over SQLite', async (t) => {
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const store = db.logins
   const now = Math.floor(Date.now() / 1000)
-  const login = (loginId: string, userId: string, createdAt: number, expiresAt = now + 3600): LoginRecord =>
-    ({ loginId, userId, createdAt, lastSeenAt: createdAt, expiresAt, remembered: loginId.endsWith('r'), userAgent: `browser of ${loginId}`, ip: '127.0.0.1' })
+  const login = (loginId: string, userId: string, createdAt: number, expiresAt = now + 3600): LoginRecord => ({
+    loginId,
+    userId,
+    createdAt,
+    lastSeenAt: createdAt,
+    expiresAt,
+    remembered: loginId.endsWith('r'),
+    userAgent: `browser of ${loginId}`,
+    ip: '127.0.0.1',
+    method: loginId.endsWith('r') ? 'password' : null,
+    authenticatedAt: createdAt,
+    generation: 0,
+    generationUsedAt: createdAt,
+    realm: 'portal'
+  })
+  const heard: unknown[] = []
+  store.subscribe?.({ revoked: (ended) => heard.push(...ended), listening: (on) => heard.push(on), heard: (at) => heard.push(at), trustedSince: () => {} })
+  t.same(heard, [true, Infinity], 'one process: listening, and every ending heard before delete returns')
 
   t.equal(store.get('none', '1:1'), null, 'nothing yet')
   t.same(store.list('1:1'), [])
@@ -1250,23 +1260,38 @@ test('login-store.js: the LoginStore interface over SQLite', async (t) => {
   store.create(login('br', '1:1', now - 20))
   store.create(login('c', '1:1', now - 10))
   store.create(login('d', '2:1', now - 5))
-  t.same(store.get('br', '1:1'), login('br', '1:1', now - 20), 'a record comes back as it went in, booleans included')
+  t.same(store.get('br', '1:1'), login('br', '1:1', now - 20), 'a record comes back as it went in, booleans and nulls included')
   t.equal(store.get('br', '2:1'), null, 'only under its own user')
   t.same(store.list('1:1').map((record) => record.loginId), ['c', 'br', 'a'], 'newest first')
 
   store.touch('a', now, '1:1')
   t.equal(store.get('a', '1:1')?.lastSeenAt, now)
+  store.touch('a', now - 20, '1:1', now + 1)
+  t.equal(store.get('a', '1:1')?.lastSeenAt, now, 'never moved back')
+  t.equal(store.get('a', '1:1')?.expiresAt, now + 3600, 'nor the expiry')
+  store.touch('a', now, '1:1', now + 7200)
+  t.equal(store.get('a', '1:1')?.expiresAt, now + 7200, 'a sliding expiry moves forward')
   store.touch('a', now + 5, '2:1')
   t.equal(store.get('a', '1:1')?.lastSeenAt, now, 'touch under another user does nothing')
 
+  t.equal(store.advanceGeneration?.('c', '1:1', 1, now), true, 'a newer generation used')
+  t.match(store.get('c', '1:1'), { generation: 1, generationUsedAt: now })
+  t.equal(store.advanceGeneration?.('c', '1:1', 1, now + 9), false, 'not twice')
+  t.equal(store.advanceGeneration?.('c', '2:1', 2, now), false, 'not for another user')
+  t.equal(store.get('c', '1:1')?.generationUsedAt, now, 'the first use is kept')
+
   t.equal(store.delete('a', '1:1'), true)
+  t.match(heard.at(-1), { loginId: 'a', userId: '1:1', expiresAt: now + 7200 }, 'the ending told, with when it would have expired')
   t.equal(store.delete('a', '1:1'), false, 'gone')
   t.equal(store.get('a', '1:1'), null)
-  t.equal(store.deleteAll('1:1', 'c'), 1, 'all but this device')
-  t.same(store.list('1:1').map((record) => record.loginId), ['c'])
-  t.equal(store.deleteAll('1:1'), 1, 'all')
-  t.same(store.list('1:1'), [])
+  t.equal(store.delete('d', '1:1'), false, 'not another user\'s')
   t.same(store.list('2:1').map((record) => record.loginId), ['d'], 'other users keep theirs')
+
+  const realm = store.realm?.(['tag-1'])
+  t.match(realm, /^[A-Za-z0-9_-]{16}$/, 'a new realm id')
+  t.equal(store.realm?.(['tag-2', 'tag-1']), realm, 'found under a tag it knows, and the new tag joins it')
+  t.equal(store.realm?.(['tag-2']), realm)
+  t.not(store.realm?.(['tag-3']), realm, 'another app\'s secret: another realm')
 
   // Expired: invisible at once, and deleted as new logins come.
   store.create(login('old', '3:1', now - 100, now - 1))
@@ -1275,8 +1300,31 @@ test('login-store.js: the LoginStore interface over SQLite', async (t) => {
   store.create(login('new', '3:1', now))
   db.close()
   const raw = new Database(file, { readonly: true })
-  t.same(raw.prepare('SELECT login_id FROM logins ORDER BY login_id').all(), [{ login_id: 'd' }, { login_id: 'new' }], 'the expired row is gone from the file')
+  t.same(raw.prepare('SELECT login_id FROM logins ORDER BY login_id').all(), [{ login_id: 'br' }, { login_id: 'c' }, { login_id: 'd' }, { login_id: 'new' }], 'the expired row is gone from the file')
+  t.same(raw.prepare('SELECT login_id FROM ended_logins').all(), [{ login_id: 'a' }], 'the ended login, until it would have expired')
   raw.close()
+
+  // A restart reads the ended logins back.
+  const again = openDatabase(file) as ExampleDb & { logins: LoginStore }
+  const after: unknown[] = []
+  again.logins.subscribe?.({ revoked: (ended) => after.push(...ended), listening: () => {}, heard: () => {}, trustedSince: () => {} })
+  t.match(after, [{ loginId: 'a', userId: '1:1' }])
+  again.close()
+})
+
+test('login-store.js: a database of the first version gets the new columns', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'portal-store-'))
+  const file = join(dir, 'portal.sqlite')
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const old = new Database(file) as RawDatabase & { exec (sql: string): void }
+  old.exec(`CREATE TABLE logins (login_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, created_at INTEGER NOT NULL, last_seen_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL, remembered INTEGER NOT NULL, user_agent TEXT NOT NULL, ip TEXT NOT NULL) STRICT;
+    INSERT INTO logins VALUES ('x', '1:1', 1, 1, 99999999999, 1, 'ua', '127.0.0.1')`)
+  old.close()
+  const db = openDatabase(file) as ExampleDb & { logins: LoginStore }
+  t.same(db.logins.get('x', '1:1'), { loginId: 'x', userId: '1:1', createdAt: 1, lastSeenAt: 1, expiresAt: 99999999999, remembered: true, userAgent: 'ua', ip: '127.0.0.1', method: null, generation: 0 },
+    'an old row: the plugin reads what it lacks as its defaults')
+  db.close()
 })
 
 test('cross-origin form posts are refused on every state-changing route, CSRF token or not', async (t) => {
@@ -1424,7 +1472,8 @@ test('server.js with REDIS_URL: the logins live in Redis, and log-out ends them 
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const running = await startServer(t, { EXAMPLE_DB: join(dir, 'portal.sqlite'), PORT: '0', LOGIN_SECRET: SECRET, REDIS_URL: `redis://127.0.0.1:${redis.port}` })
   t.match(running.output(), `Logins kept in: redis://127.0.0.1:${redis.port}`)
-  const keys = async (): Promise<string> => rawCommand(redis.port, 'KEYS fastify-login:*')
+  // A user's keys: their logins and the index of them (the realm and epoch keys are the app's).
+  const keys = async (): Promise<string> => rawCommand(redis.port, 'KEYS fastify-login:{u:*')
   t.notMatch(await keys(), 'fastify-login:', 'no login yet')
 
   const loginPage = await fetch(`${running.url}/login`)

@@ -4,6 +4,7 @@ import fastifyCookie, { Signer } from '@fastify/cookie'
 import fastifyLogin, { UserMixin } from '../lib/index'
 import { ClientCheck } from '../lib/binding/client-check'
 import { clientKey, signingKey } from '../lib/cookies/signing'
+import type { AccountToken } from '../lib/cookies/token'
 import type { Test } from 'tap'
 import type { FastifyLoginOptions, LoginStore } from '../types/index'
 
@@ -110,6 +111,25 @@ export function setCookieHeaders (response: LightMyRequestResponse): string[] {
   const header = response.headers['set-cookie']
   if (header === undefined) return []
   return Array.isArray(header) ? header : [header]
+}
+
+// A hand-made account token: what a login at `issuedAt` would carry, with
+// the given fields changed.
+export function accountToken (fields: Partial<AccountToken> & { issuedAt: number, expiresAt: number }): AccountToken {
+  return {
+    id: '1',
+    lastSeenAt: fields.issuedAt,
+    authenticatedAt: fields.issuedAt,
+    rotatedAt: fields.issuedAt,
+    generation: 0,
+    loginId: 'A'.repeat(22),
+    remember: true,
+    unconfirmed: false,
+    binding: 'none',
+    method: null,
+    client: '',
+    ...fields
+  }
 }
 
 // Signs a hand-made token the way the plugin does with `secret`: through the

@@ -4,7 +4,7 @@ import type { Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import type { Cluster, Redis } from 'ioredis'
 import { redisStore } from '../lib/index'
-import type { LoginStore } from '../types/index'
+import type { LoginStore, Revocation } from '../types/index'
 import { clock, login, portal, setCookieHeaders } from './helpers'
 import { clusterClient, redisClient, startCluster, startRedis } from './redis-server'
 
@@ -60,11 +60,16 @@ function watched (store: LoginStore): { store: LoginStore, watch: Watch } {
     store: {
       ...store,
       subscribe: async (listener) => await store.subscribe?.({
-        revoked: (loginIds) => { listener.revoked(loginIds); heard('revoked', loginIds) },
+        ...listener,
+        revoked: (revocations) => { listener.revoked(revocations); heard('revoked', revocations.map(loginIdOfRevocation)) },
         listening: (listening) => { listener.listening(listening); watch.listening = listening; heard('listening', listening) }
       })
     }
   }
+}
+
+function loginIdOfRevocation (revocation: Revocation | string): string {
+  return typeof revocation === 'string' ? revocation : revocation.loginId
 }
 
 interface Instance {
@@ -138,20 +143,24 @@ test('three instances, one Redis: a login works on all; ended on one, it is refu
     t.match(await app.loginManager.listLogins('1'), [{ loginId, userId: '1', userAgent: 'Phone', remembered: false }], `instance ${i + 1} lists it`)
   }
 
-  t.test('a known login is answered without asking Redis', async (t) => {
+  t.test('a login is answered without asking Redis, also by an instance that never saw it', async (t) => {
     const cold = await login(instances[1].app, '2', 'Laptop')
-    for (const [i, { app }] of instances.entries()) {
-      const before = await commandCalls(admin)
-      t.equal((await me(app, cold)).status, 200)
-      t.same(ranSince(before, await commandCalls(admin)), { hgetall: 1 }, `instance ${i + 1} has not seen this login yet: one HGETALL`)
-    }
     const before = await commandCalls(admin)
+    let requests = 0
     for (let i = 0; i < 50; i++) {
-      for (const { app } of instances) t.equal((await me(app, cold)).status, 200)
+      for (const { app } of instances) {
+        t.equal((await me(app, cold)).status, 200)
+        requests++
+      }
     }
     const ran = ranSince(before, await commandCalls(admin))
-    t.comment(`150 guarded requests of a known login (50 on each instance): ${JSON.stringify(ran)} commands in Redis besides PING`)
-    t.same(ran, {}, 'no HGETALL, no touch, nothing')
+    t.comment(`${requests} guarded requests of one login, on three instances (two never saw it log in): ${JSON.stringify(ran)} commands in Redis besides PING`)
+    // A request is answered from the ended logins an instance heard of, while
+    // its subscriber proved within 100 ms that it heard them all; a machine
+    // too loaded to run the proof on time reads Redis instead, which is what
+    // `hgetall` counts here. Never a touch: the login was used within the minute.
+    t.same(Object.keys(ran).filter((command) => command !== 'hgetall'), [], 'nothing but the reads of a late proof')
+    t.ok((ran.hgetall ?? 0) < requests / 2, `most requests ask Redis nothing (${ran.hgetall ?? 0} reads in ${requests})`)
     await instances[1].app.loginManager.revokeAllLogins('2')
   })
 
@@ -355,9 +364,10 @@ test('Redis down: a login is a 503, never accepted unchecked; back, it all works
     const before = await commandCalls(admin)
     for (let i = 0; i < 10; i++) t.equal((await me(one.app, fresh)).status, 200)
     t.same(ranSince(before, await commandCalls(admin)), {}, 'and is answered from the cache again')
-    const heard = one.watch.until('revoked', () => true)
+    const ended = [await loginIdOf(one.app, fresh), await loginIdOf(one.app, ann)]
+    const heard = ended.map(async (loginId) => await one.watch.until('revoked', (ids) => ids.includes(loginId)))
     await two.app.loginManager.revokeAllLogins('1')
-    await heard
+    await Promise.all(heard)
     t.equal((await me(one.app, fresh)).status, 401, 'revocations are heard again')
     t.equal((await me(one.app, ann)).status, 401)
   })
@@ -366,8 +376,14 @@ test('Redis down: a login is a 503, never accepted unchecked; back, it all works
     const last = await login(one.app, '1', 'Just before the crash')
     await server.kill()
     await server.start()
-    await until('the cookie to work again', async () => (await me(two.app, last)).status === 200)
-    t.equal((await me(one.app, last)).status, 200)
+    // Each instance's client reconnects on its own schedule: a 503 until then, never a 401.
+    const seen = new Set<number>()
+    await until('the cookie to work again on both instances', async () => {
+      const statuses = [(await me(two.app, last)).status, (await me(one.app, last)).status]
+      for (const status of statuses) seen.add(status)
+      return statuses.every((status) => status === 200)
+    })
+    t.notOk(seen.has(401), `never anonymous meanwhile (${[...seen].join(', ')})`)
     t.equal((await me(two.app, bob)).status, 200, 'nor any other')
     t.match(await one.app.loginManager.listLogins('1'), [{ userAgent: 'Just before the crash' }])
   })
@@ -459,18 +475,21 @@ test('idle timeout and sessionDuration against Redis: the plugin\'s clock decide
   })
 })
 
-test('a revocation that lands while another instance is reading the same login from Redis leaves no stale cache entry', async (t) => {
+test('a revocation that lands while an instance is reading the same login from Redis is refused on the next request', async (t) => {
   const server = await startRedis(t)
-  const admin = redisClient(t, server.port)
+  const time = clock(t)
   // The reader's store reads are held, once Redis has answered them, until released.
   let held: { read: () => void, released: Promise<void> } | null = null
   const heldReads = (store: LoginStore): LoginStore => ({
     ...store,
     get: async (loginId, userId) => {
       const record = await store.get(loginId, userId)
-      if (held !== null) {
-        held.read()
-        await held.released
+      // Only the next read is held: a revocation's own read goes through.
+      const hold = held
+      held = null
+      if (hold !== null) {
+        hold.read()
+        await hold.released
       }
       return record
     }
@@ -480,37 +499,34 @@ test('a revocation that lands while another instance is reading the same login f
     const read = new Promise<void>((resolve) => {
       held = { read: resolve, released: new Promise((resolve) => { release = resolve }) }
     })
-    return { read, release: () => { held = null; release() } }
+    return { read, release }
   }
-  const reader = await instance(t, await readyClient(t, server.port), {}, heldReads)
-  const other = await instance(t, await readyClient(t, server.port))
+  // A rotation due takes a request off the fast path: its record is read.
+  const rotation = { every: 60, grace: 10 }
+  const reader = await instance(t, await readyClient(t, server.port), { rotation }, heldReads)
+  const other = await instance(t, await readyClient(t, server.port), { rotation })
 
-  // Read, revoked (or not) while the read is held, released; then what the next request costs.
-  async function race (revoke: ((loginId: string) => Promise<void>) | null): Promise<{ first: number, next: number, hgetall: number }> {
+  // Read, revoked (or not) while the read is held, released; then the next request.
+  async function race (revoke: ((loginId: string) => Promise<void>) | null): Promise<{ first: number, next: number }> {
     const cookies = await login(other.app)
     const loginId = await loginIdOf(other.app, cookies)
+    time.advance(60)
     const hold = holdNextRead()
     const first = me(reader.app, cookies)
     await hold.read // Redis has answered: the login is alive
     if (revoke !== null) await revoke(loginId)
     hold.release()
     const { status } = await first
-    const before = await commandCalls(admin)
-    const next = (await me(reader.app, cookies)).status
-    return { first: status, next, hgetall: ranSince(before, await commandCalls(admin)).hgetall ?? 0 }
+    return { first: status, next: (await me(reader.app, cookies)).status }
   }
 
-  t.same(await race(null), { first: 200, next: 200, hgetall: 0 }, 'unraced, the read is cached: the next request asks Redis nothing')
+  t.same(await race(null), { first: 200, next: 200 }, 'unraced')
   t.same(await race(async (loginId) => {
     const heard = reader.watch.until('revoked', (ids) => ids.includes(loginId))
     t.equal(await other.app.loginManager.revokeLogin('1', loginId), true)
     await heard
-  }), { first: 200, next: 401, hgetall: 1 }, 'revoked on another instance and heard mid-read: the read answers as it read, but is not cached')
+  }), { first: 200, next: 401 }, 'revoked on another instance and heard mid-read: the read answers as it read, the next request is refused')
   t.same(await race(async (loginId) => {
-    // Its own revocation comes back on the channel too: the read is released
-    // after that, so that only the cache itself can keep the read out.
-    const heard = reader.watch.until('revoked', (ids) => ids.includes(loginId))
     t.equal(await reader.app.loginManager.revokeLogin('1', loginId), true)
-    await heard
-  }), { first: 200, next: 401, hgetall: 1 }, 'revoked on the reading instance itself mid-read: the same')
+  }), { first: 200, next: 401 }, 'revoked on the reading instance itself mid-read: the same')
 })

@@ -2,7 +2,7 @@ import { test } from 'tap'
 import { Writable } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, LightMyRequestResponse } from 'fastify'
 import type { LoginEvents } from '../types/index'
-import { bearerLoader, build, clientOf, cookieJar, loginCookies, OTHER_SECRET, SECRET, setCookieHeaders, signToken, unsignToken, User } from './helpers'
+import { accountToken, bearerLoader, build, clientOf, cookieJar, loginCookies, OTHER_SECRET, SECRET, setCookieHeaders, signToken, unsignToken, User } from './helpers'
 import { encodeAccount, encodeFresh } from '../lib/cookies/token'
 
 // Session protection, sliding expiry, the manager's events and which cookies
@@ -17,7 +17,7 @@ const INJECT_UA = 'lightMyRequest'
 const INJECT_IP = '127.0.0.1'
 const FIREFOX = { 'user-agent': 'Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0' }
 const OTHER_IP = '10.0.0.9'
-const LOGIN_ID = 'AAAAAAAAAAAAAAAA'
+const LOGIN_ID = 'A'.repeat(22)
 
 interface ResponseCookie {
   name: string
@@ -35,10 +35,12 @@ function cookieSummary (response: LightMyRequestResponse): Array<[string, string
 }
 
 // Reads the payload of a signed account cookie:
-// a2.<id b64url>.<issuedAt base36>.<expiresAt base36>.<lastSeenAt base36>.<loginId>.<r|s>.<client>.<signature>
+// a3.<id b64url>.<issuedAt>.<expiresAt>.<lastSeenAt>.<authenticatedAt>.<rotatedAt>.<generation>
+//   .<loginId>.<r|s><flags>.<method>.<client>.<signature>
 function accountOf (signed: string) {
   const payload = signed.slice(0, signed.lastIndexOf('.'))
-  const [tag, id64, issued, expires, , loginId, remember, client] = payload.split('.')
+  const [tag, id64, issued, expires, , , , , loginId, flags, , client] = payload.split('.')
+  const remember = flags[0]
   return {
     tag,
     id: Buffer.from(id64, 'base64url').toString('utf8'),
@@ -63,7 +65,7 @@ interface Forged {
 // An account cookie and its fresh cookie as a login at `issuedAt` would have set them.
 function forge ({ id = '1', issuedAt, expiresAt, loginId = LOGIN_ID, remember = true, client = clientOf(INJECT_UA, INJECT_IP), secret = SECRET }: Forged) {
   return {
-    account: signToken(encodeAccount({ id, issuedAt, expiresAt, lastSeenAt: issuedAt, loginId, remember, client }), secret),
+    account: signToken(encodeAccount(accountToken({ id, issuedAt, expiresAt, loginId, remember, client })), secret),
     fresh: signToken(encodeFresh({ loginId, issuedAt }), secret)
   }
 }
@@ -111,7 +113,7 @@ test('session protection', async (t) => {
     app.get('/fresh-without-ua', { onRequest: [stripUserAgent, app.loginManager.loginRequired] }, (request) => ({ fresh: request.isFresh }))
     const cookies = await loginCookies(app)
     t.ok(unsignToken(cookies.account, SECRET).valid, 'the account cookie is signed')
-    t.match(accountOf(cookies.account), { tag: 'a2', id: '1', remember: true, client: clientOf(INJECT_UA, INJECT_IP) })
+    t.match(accountOf(cookies.account), { tag: 'a3', id: '1', remember: true, client: clientOf(INJECT_UA, INJECT_IP) })
     const elsewhere = cookieJar(await app.inject({ url: '/login/2', headers: FIREFOX, remoteAddress: OTHER_IP }))
     t.equal(accountOf(elsewhere.account).client, clientOf(FIREFOX['user-agent'], OTHER_IP))
     t.not(accountOf(elsewhere.account).client, accountOf(cookies.account).client)
@@ -291,7 +293,8 @@ test('session protection', async (t) => {
     const rebound = cookieJar(response)
     const after = accountOf(rebound.account)
     t.equal(after.client, clientOf(FIREFOX['user-agent'], INJECT_IP), 'bound to the new client')
-    t.match(after, { id: '1', loginId: before.loginId, remember: true, expiresAt: before.expiresAt }, 'the same login, same expiry')
+    t.match(after, { id: '1', remember: true, expiresAt: before.expiresAt }, 'the same user and expiry')
+    t.not(after.loginId, before.loginId, 'as a new login: a copy of the cookie taken before is not as good (ASVS 7.2.4)')
     t.ok(cookiesOf(response)[0].maxAge as number > SIXTY_DAYS - 5, 'still a remembered cookie')
     t.equal(confirmed.length, 1, 'loginConfirmed fired once')
     t.equal(confirmed[0][0].headers['user-agent'], FIREFOX['user-agent'], 'with the request')
@@ -502,7 +505,9 @@ test('events', async (t) => {
     t.same(drain(seen), [['userLoadedFromCookie', '/settings', 'ann']], 'a fresh login passes without needsRefresh')
 
     await app.inject({ url: '/settings', cookies: { account: cookies.account } })
-    t.equal(seen[1].args.length, 1, 'needsRefresh: (request)')
+    t.equal(seen[1].args.length, 2, 'needsRefresh: (request, requirement)')
+    t.same(seen[1].args[1], { maxAge: null, methods: null }, 'a plain fresh route asks for no age or method')
+    seen[1].args.length = 1
     t.same(drain(seen), [['userLoadedFromCookie', '/settings', 'ann'], ['needsRefresh', '/settings']])
 
     await app.inject('/settings')

@@ -3,7 +3,7 @@ import { test } from 'tap'
 import type { Test } from 'tap'
 import type { Cluster, Redis } from 'ioredis'
 import { redisStore } from '../lib/stores/redis'
-import type { LoginRecord, LoginStore, LoginStoreListener } from '../types/index'
+import type { LoginRecord, LoginStore, LoginStoreListener, Revocation } from '../types/index'
 import { clusterClient, freePort, redisClient, startCluster, startRedis } from './redis-server'
 
 // The Redis store against a real redis-server (standalone and a 3-master
@@ -28,6 +28,11 @@ function loginRecord (fields: Partial<LoginRecord> = {}): LoginRecord {
     remembered: false,
     userAgent: 'Mozilla/5.0 (tests)',
     ip: '127.0.0.1',
+    method: null,
+    authenticatedAt: now,
+    generation: 0,
+    generationUsedAt: now,
+    realm: 'r1',
     ...fields
   }
 }
@@ -49,8 +54,10 @@ function heard (): Heard {
   }
   return {
     events,
-    revoked: (loginIds) => push('revoked', loginIds),
+    revoked: (revocations) => push('revoked', revocations.map((revocation) => typeof revocation === 'string' ? revocation : revocation.loginId)),
     listening: (listening) => push('listening', listening),
+    heard: () => {},
+    trustedSince: () => {},
     next: async (what, timeoutMs = 5000) => await new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`heard no ${what} in ${timeoutMs} ms`)), timeoutMs)
       waiting.push({ what, resolve: (found) => { clearTimeout(timer); resolve(found) } })
@@ -86,7 +93,7 @@ test('options are checked when the store is made', async (t) => {
   await redisStore({ client: prefixed }).create(loginRecord({ loginId: 'l2' }))
   t.same((await client.keys('*')).sort(), ['app:fastify-login:{u:YW5u}:login:l1', 'app:fastify-login:{u:YW5u}:login:l2', 'app:fastify-login:{u:YW5u}:logins'])
   t.same((await redisStore({ client: prefixed }).list('ann')).map((record) => record.loginId).sort(), ['l1', 'l2'])
-  t.equal(await redisStore({ client: prefixed }).deleteAll('ann', 'l2'), 1)
+  t.equal(await redisStore({ client: prefixed }).deleteAll?.('ann', 'l2'), 1)
   t.same(await client.keys('*:login:*'), ['app:fastify-login:{u:YW5u}:login:l2'])
   // keyPrefix applies to keys, not to channels: publisher and subscriber agree.
   const listening = redisStore({ client: prefixed })
@@ -179,12 +186,12 @@ test('records: create, get, touch, delete, list, deleteAll', async (t) => {
     for (const record of mine) await store.create(record)
     const theirs = loginRecord({ userId: 'someone else' })
     await store.create(theirs)
-    t.equal(await store.deleteAll('many', mine[0].loginId), 2)
+    t.equal(await store.deleteAll?.('many', mine[0].loginId), 2)
     t.same(await store.list('many'), [mine[0]])
-    t.equal(await store.deleteAll('many', mine[0].loginId), 0)
-    t.equal(await store.deleteAll('many'), 1)
+    t.equal(await store.deleteAll?.('many', mine[0].loginId), 0)
+    t.equal(await store.deleteAll?.('many'), 1)
     t.same(await store.list('many'), [])
-    t.equal(await store.deleteAll('many'), 0)
+    t.equal(await store.deleteAll?.('many'), 0)
     t.same(await store.get(theirs.loginId, 'someone else'), theirs, 'other users keep theirs')
   })
 
@@ -195,8 +202,34 @@ test('records: create, get, touch, delete, list, deleteAll', async (t) => {
       t.same(await store.get(record.loginId, userId), record, JSON.stringify(userId))
       t.same(await store.list(userId), [record])
     }
-    for (const userId of ODD_IDS) t.equal(await store.deleteAll(userId), 1, JSON.stringify(userId))
+    for (const userId of ODD_IDS) t.equal(await store.deleteAll?.(userId), 1, JSON.stringify(userId))
   })
+})
+
+test('advanceGeneration: forward only, only for the login\'s user, only while it exists', async (t) => {
+  const server = await startRedis(t)
+  const store = redisStore({ client: redisClient(t, server.port) })
+  const record = loginRecord()
+  await store.create(record)
+  t.equal(await store.advanceGeneration?.(record.loginId, 'ann', 1, 100), true)
+  t.match(await store.get(record.loginId, 'ann'), { generation: 1, generationUsedAt: 100 })
+  t.equal(await store.advanceGeneration?.(record.loginId, 'ann', 1, 200), false, 'not twice: the first use is kept')
+  t.equal(await store.advanceGeneration?.(record.loginId, 'bob', 2, 200), false, 'not under another user')
+  t.equal(await store.advanceGeneration?.('gone', 'ann', 2, 200), false, 'never creating a login')
+  t.equal(await redisClient(t, server.port).exists('fastify-login:{u:Ym9i}:login:' + record.loginId), 0)
+})
+
+test('a record written by an earlier version of the store is read with the defaults of the newer fields', async (t) => {
+  const server = await startRedis(t)
+  const admin = redisClient(t, server.port)
+  const store = redisStore({ client: redisClient(t, server.port) })
+  const now = nowInSeconds()
+  const old = { loginId: 'old', userId: 'ann', createdAt: now, lastSeenAt: now, expiresAt: now + 60, remembered: '1', userAgent: 'ua', ip: '::1' }
+  await admin.hset('fastify-login:{u:YW5u}:login:old', old)
+  t.same(await store.get('old', 'ann'), { ...old, remembered: true, method: null, authenticatedAt: now, generation: 0, generationUsedAt: now, realm: '' })
+  const current = loginRecord({ method: 'passkey', generation: 3 })
+  await store.create(current)
+  t.same(await store.get(current.loginId, 'ann'), current, 'a record of this version comes back as it went in')
 })
 
 test('a value that is not a login record is an error naming the store, never a login', async (t) => {
@@ -266,19 +299,22 @@ test('revocations are published and heard on another instance within 100 ms', as
   t.ok(worst < 100, `heard within 100 ms (${worst.toFixed(2)} ms)`)
 
   const all = listener.next('revoked')
-  t.equal(await one.deleteAll('pub', records[0].loginId), 2)
+  t.equal(await one.deleteAll?.('pub', records[0].loginId), 2)
   t.same((await all).value, [records[1].loginId, records[2].loginId], 'one message for a deleteAll')
   t.equal(await one.delete('never', 'pub'), false)
-  t.equal(await one.deleteAll('nobody'), 0)
+  t.equal(await one.deleteAll?.('nobody'), 0)
 
-  // Something on the channel that is not a list of ids may have been one.
+  // Something on the channel that is not a list of ids may have been one:
+  // deaf at once, then subscribed again on a new connection, which reads the
+  // ended logins back before it listens.
   const dropped = listener.next('listening')
   const before = listener.events.length
   await redisClient(t, server.port).publish('fastify-login:revoked', 'garbage')
-  await dropped
-  await new Promise((resolve) => setImmediate(resolve))
-  t.same(listener.events.slice(before), [['listening', false], ['listening', true]], 'everything cached is dropped')
-  t.same(listener.events.filter(([what]) => what === 'revoked').length, 21, 'nothing else was heard: not the failed delete, nor the empty deleteAll')
+  t.equal((await dropped).value, false, 'deaf at once')
+  const back = await listener.next('listening')
+  t.equal(back.value, true, 'listening again on a new connection')
+  t.same(listener.events.slice(before).filter(([what]) => what === 'listening'), [['listening', false], ['listening', true]])
+  t.same(listener.events.slice(0, before).filter(([what]) => what === 'revoked').length, 21, 'nothing else was heard: not the failed delete, nor the empty deleteAll')
 
   const admin = redisClient(t, server.port)
   const subscribers = async (): Promise<number> => ((await admin.client('LIST') as string).match(/name=fastify-login:subscriber/g) ?? []).length
@@ -334,6 +370,87 @@ test('a subscriber connection that goes silent without closing is noticed by its
   const back = listener.next('listening')
   server.resume()
   t.equal((await back).value, true, 'and listening again once Redis answers')
+})
+
+test('a subscriber catches up on ended logins, proves what it heard, and tells when Redis lost them', async (t) => {
+  const server = await startRedis(t)
+  const admin = redisClient(t, server.port)
+  const store = redisStore({ client: redisClient(t, server.port) })
+  await closeWith(t, store)
+  const ended = [loginRecord(), loginRecord({ expiresAt: nowInSeconds() + 5 })]
+  for (const record of ended) await store.create(record)
+  for (const record of ended) t.equal(await store.delete(record.loginId, 'ann'), true)
+  await admin.zadd('fastify-login:ended', nowInSeconds() - 10, 'expired ann') // would have expired already
+  const caught: Revocation[] = []
+  const proofs: number[] = []
+  const since: number[] = []
+  const before = performance.now()
+  await store.subscribe?.({
+    ...heard(),
+    revoked: (revocations) => { for (const one of revocations) if (typeof one !== 'string') caught.push(one) },
+    heard: (at) => { proofs.push(at) },
+    trustedSince: (at) => { since.push(at) }
+  })
+  t.same(caught.map((revocation) => revocation.loginId).sort(), ended.map((record) => record.loginId).sort(), 'every ended login not yet expired, before listening')
+  t.match(caught[0], { userId: 'ann', expiresAt: Number })
+  t.equal(since.length, 1)
+  t.ok(since[0] <= nowInSeconds() && since[0] > nowInSeconds() - 60, 'the epoch: made now, for a Redis that had none')
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  t.ok(proofs.length >= 5, `proofs one after another (${proofs.length} in 300 ms)`)
+  t.ok(proofs.every((at, i) => at >= before && (i === 0 || at > proofs[i - 1])), 'each the time its PING was sent, later and later')
+
+  // Redis restarted empty (no persistence): a new epoch, told on reconnecting.
+  const reconnected = await admin.get('fastify-login:epoch')
+  await admin.flushall()
+  await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub')
+  for (let wait = 0; wait < 100 && since.length < 2; wait++) await new Promise((resolve) => setTimeout(resolve, 20))
+  t.equal(since.length, 2, 'told again on the new connection')
+  t.not(await admin.get('fastify-login:epoch'), reconnected, 'a new epoch: what was ended before may be unknown')
+
+  // An epoch that is not one is refused: nothing is trusted from it.
+  await admin.set('fastify-login:epoch', 'garbage')
+  const other = redisStore({ client: redisClient(t, server.port) })
+  await t.rejects(async () => await other.subscribe?.(heard()), /could not subscribe to `fastify-login:revoked`: fastify-login: redisStore found "garbage" at key `fastify-login:epoch`/)
+  await other.close?.()
+})
+
+test('messages of an older store are read; anything else is taken for a missed revocation', async (t) => {
+  const server = await startRedis(t)
+  const publisher = redisClient(t, server.port)
+  const store = redisStore({ client: redisClient(t, server.port) })
+  await closeWith(t, store)
+  const listener = heard()
+  await store.subscribe?.(listener)
+  const legacy = listener.next('revoked')
+  await publisher.publish('fastify-login:revoked', JSON.stringify(['an-old-login-id']))
+  t.same((await legacy).value, ['an-old-login-id'], 'login ids alone, as the store published them before')
+  for (const message of [JSON.stringify([[1, 2, 3]]), JSON.stringify({ not: 'a list' }), JSON.stringify([['id', 'user', 'soon']])]) {
+    const dropped = listener.next('listening')
+    await publisher.publish('fastify-login:revoked', message)
+    t.equal((await dropped).value, false, `${message}: deaf at once`)
+    t.equal((await listener.next('listening')).value, true, 'and caught up again')
+  }
+})
+
+test('settings of the Redis server that break a promise are warned about', async (t) => {
+  const server = await startRedis(t, { args: ['--maxmemory-policy', 'allkeys-lru'] })
+  const store = redisStore({ client: redisClient(t, server.port) })
+  await closeWith(t, store)
+  const warnings: string[] = []
+  await store.subscribe?.({ ...heard(), warn: (message) => { warnings.push(message) } })
+  t.match(warnings, [/Redis evicts keys \(maxmemory-policy allkeys-lru\).* Set maxmemory-policy to noeviction/, /Redis has no append-only file \(appendonly no\).* Set appendonly yes/])
+  const safe = await startRedis(t, { appendonly: true })
+  const fine = redisStore({ client: redisClient(t, safe.port) })
+  await closeWith(t, fine)
+  const none: string[] = []
+  await fine.subscribe?.({ ...heard(), warn: (message) => { none.push(message) } })
+  t.same(none, [], 'noeviction and appendonly yes: nothing to say')
+  // A server that does not let the client read its settings (managed Redis): nothing said, nothing broken.
+  await redisClient(t, safe.port).acl('SETUSER', 'noconfig', 'on', '>secret', '~*', '&*', '+@all', '-config')
+  const hidden = redisStore({ client: redisClient(t, safe.port, { username: 'noconfig', password: 'secret' }) })
+  await closeWith(t, hidden)
+  await hidden.subscribe?.({ ...heard(), warn: (message) => { none.push(message) } })
+  t.same(none, [])
 })
 
 test('subscribe fails clearly when it cannot subscribe', async (t) => {
@@ -436,7 +553,7 @@ test('Redis Cluster: a user\'s keys share a slot; login, list, revoke and broadc
     t.comment(`Cluster: revoked heard after ${(at - start).toFixed(2)} ms`)
     t.ok(at - start < 100)
     const all = listener.next('revoked')
-    t.equal(await store.deleteAll(userId), 1)
+    t.equal(await store.deleteAll?.(userId), 1)
     t.same((await all).value, [second.loginId])
     t.same(await store.list(userId), [])
   }

@@ -61,9 +61,9 @@ class Browser {
     return twin
   }
 
-  // The random login id inside the account cookie (lib/token.ts): the same login keeps it.
+  // The random login id inside the account cookie (lib/cookies/token.ts): the same login keeps it.
   get loginId (): string | undefined {
-    return this.jar.get('account')?.split('.')[5]
+    return this.jar.get('account')?.split('.')[8]
   }
 }
 

@@ -175,7 +175,7 @@ test('6. the session-protection tag is no signature of the app\'s @fastify/cooki
   const response = await app.inject({ url: '/login', headers: { 'user-agent': 'evil-chosen' } })
   const account = cookieJar(response).account
   const payload = app.unsignCookie(account).value as string
-  const tag = payload.split('.')[7]
+  const tag = payload.split('.')[11]
   t.ok(tag.length > 0, 'a tag is recorded')
   for (const message of ['client\nevil-chosen\n127.0.0.1', 'evil-chosen\n127.0.0.1']) {
     for (const signature of [tag, tag.replaceAll('-', '+').replaceAll('_', '/')]) {
@@ -184,7 +184,7 @@ test('6. the session-protection tag is no signature of the app\'s @fastify/cooki
     t.not(app.signCookie(message).split('.').pop(), tag)
   }
   const again = cookieJar(await app.inject({ url: '/login', headers: { 'user-agent': 'evil-chosen' } })).account
-  t.equal((app.unsignCookie(again).value as string).split('.')[7], tag, 'the same client gets the same tag: the key is stable')
+  t.equal((app.unsignCookie(again).value as string).split('.')[11], tag, 'the same client gets the same tag: the key is stable')
 })
 
 test('7. prototype names as cookie names never read as cookies the request sent', async (t) => {

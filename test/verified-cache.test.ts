@@ -6,13 +6,13 @@ import { LoginIds } from '../lib/logins/login-ids'
 import { HmacSigner } from '../lib/cookies/signing'
 import { encodeAccount, encodeFresh, readAccount, readFresh, type AccountToken } from '../lib/cookies/token'
 import { VerifiedAccounts, VerifiedCookies } from '../lib/cookies/verified'
-import { referenceTag } from './helpers'
+import { accountToken, referenceTag } from './helpers'
 
 const signer = new Signer(['a-secret-of-at-least-32-characters!!'])
 const NOW = 1_000_000
 
 function cookie (id: string, expiresAt: number): string {
-  const token: AccountToken = { id, issuedAt: NOW, expiresAt, lastSeenAt: NOW, loginId: 'A'.repeat(16), remember: true, client: '' }
+  const token: AccountToken = accountToken({ id, issuedAt: NOW, expiresAt })
   return signer.sign(encodeAccount(token))
 }
 
@@ -87,13 +87,13 @@ test('admission: a cookie is taken on its second visit, one-off cookies never, f
   t.equal(hmac.calls, 3, 'a cookie that does not verify is never admitted, however often it comes')
 })
 
-test('login ids come from a refilled pool: every one distinct, 96 bits, across refills', async (t) => {
+test('login ids come from a refilled pool: every one distinct, 128 bits, across refills', async (t) => {
   const ids = new LoginIds()
   const seen = new Set<string>()
   // 256 ids per fill: this crosses three refills.
   for (let i = 0; i < 1000; i++) seen.add(ids.next())
   t.equal(seen.size, 1000, 'no id repeats, within or across fills')
-  t.ok([...seen].every((id) => /^[A-Za-z0-9_-]{16}$/.test(id)), '16 base64url characters: 12 random bytes')
+  t.ok([...seen].every((id) => /^[A-Za-z0-9_-]{22}$/.test(id)), '22 base64url characters: 16 random bytes (ASVS 7.2.3)')
   const other = new LoginIds()
   t.notOk(seen.has(other.next()), 'another manager\'s pool is its own')
 })
@@ -173,8 +173,8 @@ test('HmacSigner: the signatures of @fastify/cookie, both ways, and nothing else
 
 test('account tokens: an id comes back only from its one canonical spelling, and only as UTF-8', async (t) => {
   const withId64 = (id64: string): string => {
-    const payload = encodeAccount({ id: '1', issuedAt: NOW, expiresAt: NOW + 60, lastSeenAt: NOW, loginId: 'A'.repeat(16), remember: true, client: '' })
-    return signer.sign(payload.replace('a2.MQ.', `a2.${id64}.`))
+    const payload = encodeAccount(accountToken({ issuedAt: NOW, expiresAt: NOW + 60 }))
+    return signer.sign(payload.replace('a3.MQ.', `a3.${id64}.`))
   }
   const idOf = (id64: string): string | null => readAccount(signer, withId64(id64), NOW)?.token.id ?? null
   t.equal(idOf('MQ'), '1')
@@ -197,26 +197,44 @@ test('account tokens: an id comes back only from its one canonical spelling, and
 test('account tokens: each field of the one-pass parser refuses what the format does not allow', async (t) => {
   const issued = NOW.toString(36)
   const expires = (NOW + 60).toString(36)
-  const login = 'A'.repeat(16)
-  const read = (payload: string): boolean => readAccount(signer, signer.sign(payload), NOW) !== null
-  t.ok(read(`a2.MQ.${issued}.${expires}.${issued}.${login}.r.`), 'a2 as written')
-  t.ok(read(`a1.MQ.${issued}.${expires}.${login}.s.`), 'a1, the first format')
+  const old = 'A'.repeat(16)
+  const login = 'A'.repeat(22)
+  const times = `${issued}.${expires}.${issued}.${issued}.${issued}.0`
+  const read = (payload: string): AccountToken | null => readAccount(signer, signer.sign(payload), NOW)?.token ?? null
+  t.ok(read(`a3.MQ.${times}.${login}.r..`), 'a3 as written')
+  t.match(read(`a3.MQ.${times}.${login}.rub.passkey:v2.`), { remember: true, unconfirmed: true, binding: 'bound', method: 'passkey:v2' }, 'a3 with every flag and a method')
+  t.match(read(`a3.MQ.${times}.${login}.sp.oidc.AbC`), { remember: false, unconfirmed: false, binding: 'pending', method: 'oidc', client: 'AbC' })
+  t.match(read(`a2.MQ.${issued}.${expires}.${issued}.${old}.r.`), { generation: 0, rotatedAt: NOW, authenticatedAt: NOW, method: null, binding: 'none' }, 'a2, the format before')
+  t.ok(read(`a1.MQ.${issued}.${expires}.${old}.s.`), 'a1, the first format')
   const refused: Record<string, string> = {
-    'another tag': `a3.MQ.${issued}.${expires}.${issued}.${login}.r.`,
-    'nothing after the id': 'a2.MQ',
-    'no issue time': `a2.MQ..${expires}.${issued}.${login}.r.`,
-    'an issue time of 11 digits': `a2.MQ.${'1'.repeat(11)}.${expires}.${issued}.${login}.r.`,
-    'an upper-case time': `a2.MQ.${issued}.${expires.toUpperCase()}Z.${issued}.${login}.r.`,
-    'a bad expiry': `a2.MQ.${issued}.-1.${issued}.${login}.r.`,
-    'a bad last use': `a2.MQ.${issued}.${expires}.x_y.${login}.r.`,
-    'a2 without its last use': `a2.MQ.${issued}.${expires}.${login}.r.`,
-    'a short login id': `a2.MQ.${issued}.${expires}.${issued}.${'A'.repeat(15)}.r.`,
-    'a login id outside base64url': `a2.MQ.${issued}.${expires}.${issued}.${'A'.repeat(15)}+.r.`,
-    'another flag': `a2.MQ.${issued}.${expires}.${issued}.${login}.x.`,
-    'a flag of two letters': `a2.MQ.${issued}.${expires}.${issued}.${login}.rr.`,
-    'a field too many': `a2.MQ.${issued}.${expires}.${issued}.${login}.r..`,
-    'a client of 129 characters': `a2.MQ.${issued}.${expires}.${issued}.${login}.r.${'A'.repeat(129)}`
+    'another tag': `a4.MQ.${times}.${login}.r..`,
+    'nothing after the id': 'a3.MQ',
+    'no issue time': `a3.MQ..${expires}.${issued}.${issued}.${issued}.0.${login}.r..`,
+    'an issue time of 11 digits': `a3.MQ.${'1'.repeat(11)}.${expires}.${issued}.${issued}.${issued}.0.${login}.r..`,
+    'an upper-case time': `a3.MQ.${issued}.${expires.toUpperCase()}Z.${issued}.${issued}.${issued}.0.${login}.r..`,
+    'a bad expiry': `a3.MQ.${issued}.-1.${issued}.${issued}.${issued}.0.${login}.r..`,
+    'a bad last use': `a3.MQ.${issued}.${expires}.x_y.${issued}.${issued}.0.${login}.r..`,
+    'a bad authentication time': `a3.MQ.${issued}.${expires}.${issued}..${issued}.0.${login}.r..`,
+    'a bad rotation time': `a3.MQ.${issued}.${expires}.${issued}.${issued}.-.0.${login}.r..`,
+    'a bad generation': `a3.MQ.${issued}.${expires}.${issued}.${issued}.${issued}..${login}.r..`,
+    'a3 with a login id of a2': `a3.MQ.${times}.${old}.r..`,
+    'a2 with a login id of a3': `a2.MQ.${issued}.${expires}.${issued}.${login}.r.`,
+    'a2 without its last use': `a2.MQ.${issued}.${expires}.${old}.r.`,
+    'a2 with a flag of two letters': `a2.MQ.${issued}.${expires}.${issued}.${old}.rr.`,
+    'a short login id': `a3.MQ.${times}.${'A'.repeat(21)}.r..`,
+    'a login id outside base64url': `a3.MQ.${times}.${'A'.repeat(21)}+.r..`,
+    'another flag': `a3.MQ.${times}.${login}.x..`,
+    'a flag twice': `a3.MQ.${times}.${login}.rr..`,
+    'flags out of order': `a3.MQ.${times}.${login}.rbu..`,
+    'two binding flags': `a3.MQ.${times}.${login}.rpb..`,
+    'no method field': `a3.MQ.${times}.${login}.r.`,
+    'a method with a space': `a3.MQ.${times}.${login}.r.pass key.`,
+    'a method of 33 characters': `a3.MQ.${times}.${login}.r.${'m'.repeat(33)}.`,
+    'a field too many': `a3.MQ.${times}.${login}.r...`,
+    'a client of 129 characters': `a3.MQ.${times}.${login}.r..${'A'.repeat(129)}`,
+    'an authentication in the future': `a3.MQ.${issued}.${expires}.${issued}.${(NOW + 61).toString(36)}.${issued}.0.${login}.r..`,
+    'a rotation in the future': `a3.MQ.${issued}.${expires}.${issued}.${issued}.${(NOW + 61).toString(36)}.0.${login}.r..`
   }
-  for (const [label, payload] of Object.entries(refused)) t.notOk(read(payload), label)
-  t.ok(read(`a2.MQ.${issued}.${expires}.${issued}.${login}.r.${'A'.repeat(128)}`), 'a client of 128 characters')
+  for (const [label, payload] of Object.entries(refused)) t.equal(read(payload), null, label)
+  t.ok(read(`a3.MQ.${times}.${login}.r.${'m'.repeat(32)}.${'A'.repeat(128)}`), 'a method of 32 characters and a client of 128')
 })

@@ -130,12 +130,32 @@ declare namespace fastifyLogin {
 
   export type GuardMode = 'required' | 'prohibited' | 'fresh'
 
-  export interface GuardOptions {
-    mode: GuardMode
+  interface GuardOverrides {
     /** Where to redirect a refused request instead of the configured route. */
     route?: string | null
     /** What to answer a refused request instead of the configured message. */
     message?: Message
+  }
+
+  /** Step-up: what a fresh login must also meet on one route. */
+  export interface FreshGuardOptions extends GuardOverrides {
+    mode: 'fresh'
+    /** Seconds since the last `loginUser` or `confirmLogin` (exactly `maxAge` passes). */
+    maxAge?: number
+    /** The `method` the user last proved who they were with must be one of these. */
+    methods?: readonly string[]
+  }
+
+  export interface PlainGuardOptions extends GuardOverrides {
+    mode: Exclude<GuardMode, 'fresh'>
+  }
+
+  export type GuardOptions = FreshGuardOptions | PlainGuardOptions
+
+  /** What a route that refused a login as not fresh enough asked for (the `needsRefresh` event). */
+  export interface FreshRequirement {
+    maxAge: number | null
+    methods: readonly string[] | null
   }
 
   export type LoginRouteConfig = GuardMode | GuardOptions
@@ -193,6 +213,27 @@ declare namespace fastifyLogin {
     storeCacheWindow?: number
     /** Origins besides the request's own that `crossOriginProtection` lets through. */
     trustedOrigins?: readonly string[]
+    /**
+     * The login area this registration is (an admin area, a customer area): its cookies open only
+     * it, and with a store its logins are its own. Default: from the cookie names, path and domain.
+     */
+    realm?: string
+    /**
+     * With a store: live logins a user may have; logging in past it ends the user's least recently
+     * used login (`loginEvicted`). A number, or `(user) => number`. Default 100.
+     */
+    maxLogins?: number | ((user: User) => number)
+    /**
+     * With a store: re-issue the account cookie of a login every `every` seconds, and end a login
+     * whose older cookie comes back more than `grace` seconds after a newer one was first used.
+     * Default with a store that can: `{ every: 600, grace: 60 }`; `false` turns it off.
+     */
+    rotation?: RotationOptions | false
+  }
+
+  export interface RotationOptions {
+    every?: number
+    grace?: number
   }
 
   /** The resolved options, as `app.loginManager.config` shows them (never the secret). */
@@ -220,6 +261,9 @@ declare namespace fastifyLogin {
     readonly idleTimeout: number | null
     readonly storeCacheWindow: number
     readonly trustedOrigins: readonly string[]
+    readonly realm: string
+    readonly maxLogins: number | ((user: User) => number)
+    readonly rotation: Readonly<Required<RotationOptions>> | false
     readonly anonymousUser: AnonymousUserFactory
   }
 
@@ -232,6 +276,16 @@ declare namespace fastifyLogin {
     fresh?: boolean
     /** Log in a user whose `isActive` is false. Default `false`. */
     force?: boolean
+    /**
+     * How the user proved who they are (`'password'`, `'passkey'`, `'oidc'`…): 1 to 32 characters of
+     * letters, digits, `_`, `:` and `-`. Kept in the cookie and the record. Default `null`.
+     */
+    method?: string | null
+  }
+
+  export interface ConfirmLoginOptions {
+    /** How the user proved who they are again; without it, the login's method becomes `null`. */
+    method?: string | null
   }
 
   /** How the current user logged in: `app.loginManager.loginInfo(request)`. */
@@ -246,6 +300,10 @@ declare namespace fastifyLogin {
     /** Seconds since the epoch; null for a user of the request loader. */
     issuedAt: number | null
     expiresAt: number | null
+    /** How the user last proved who they are (`loginUser` or `confirmLogin`'s `method`). */
+    method: string | null
+    /** When, in seconds since the epoch: the last `loginUser` or `confirmLogin` of this login. */
+    authenticatedAt: number | null
   }
 
   export interface CookiesForOptions {
@@ -260,6 +318,8 @@ declare namespace fastifyLogin {
   /**
    * One login, as a store keeps it. Times are seconds since the epoch;
    * `userId` is the user's `getId()`; `userAgent` is cut to 512 characters.
+   * A store keeps every field as it was given, and changes only what its
+   * methods say.
    */
   export interface LoginRecord {
     loginId: string
@@ -270,18 +330,48 @@ declare namespace fastifyLogin {
     remembered: boolean
     userAgent: string
     ip: string
+    /** How the user last proved who they are (`loginUser`/`confirmLogin`'s `method`), or null. */
+    method: string | null
+    /** The last `loginUser` or `confirmLogin` of this login. */
+    authenticatedAt: number
+    /** Rotation: the newest generation of the account cookie used so far, and when it was first used. */
+    generation: number
+    generationUsedAt: number
+    /** The login area (`realm`) the login belongs to, as the plugin names it in the store. */
+    realm: string
+  }
+
+  /** A login that was ended, as a store reports it to every instance. */
+  export interface Revocation {
+    loginId: string
+    userId: string
+    /** When the login would have expired: it need not be remembered after that. */
+    expiresAt: number
   }
 
   /** What a store tells the plugin about revocations made anywhere. */
   export interface LoginStoreListener {
-    /** These logins were deleted (on any instance): forget any cached copy. */
-    revoked (loginIds: readonly string[]): void
+    /** These logins were ended (on any instance). Login ids alone are accepted from older stores. */
+    revoked (revocations: ReadonlyArray<Revocation | string>): void
     /**
      * `false`: revocations may be missed from now on (the connection that hears
      * them dropped), so cached logins must not be trusted. `true`: heard again;
      * anything cached before must be dropped.
      */
     listening (listening: boolean): void
+    /**
+     * Proof of hearing: every revocation completed anywhere before `at` (this process's
+     * `performance.now()`) has been reported. `Infinity`: the store reports every revocation
+     * before its `delete` returns (a store in this process's memory).
+     */
+    heard (at: number): void
+    /**
+     * The store lost revocations (a Redis that restarted without its data): every login issued
+     * before `since` (seconds since the epoch) must be checked against its record.
+     */
+    trustedSince (since: number): void
+    /** A setting of the store's server that breaks a promise (logged once by the plugin). */
+    warn? (message: string): void
   }
 
   /**
@@ -295,19 +385,36 @@ declare namespace fastifyLogin {
     create (record: LoginRecord): MaybePromise<void>
     /** The record, or null when there is none (gone or expired). */
     get (loginId: string, userId: string): MaybePromise<LoginRecord | null | undefined>
-    touch (loginId: string, lastSeenAt: number, userId: string): MaybePromise<void>
+    /** Moves `lastSeenAt`, and `expiresAt` when given, forward (never back), only if the login exists. */
+    touch (loginId: string, lastSeenAt: number, userId: string, expiresAt?: number): MaybePromise<void>
     /** `true` if the login existed. */
     delete (loginId: string, userId: string): MaybePromise<boolean>
     /** The user's live logins, newest first. */
     list (userId: string): MaybePromise<LoginRecord[]>
-    /** Deletes every login of the user but `exceptLoginId`; returns how many. */
-    deleteAll (userId: string, exceptLoginId?: string): MaybePromise<number>
     /**
-     * Optional: report revocations made by other instances. Called once, at
-     * `ready`. Without it, a cached login is trusted for `storeCacheWindow`
-     * seconds at most (0 by default: a store read per request).
+     * Optional, unused since realms: deletes every login of the user but `exceptLoginId`. The plugin
+     * lists and deletes one by one instead, so that only its own realm's logins are ended.
+     */
+    deleteAll? (userId: string, exceptLoginId?: string): MaybePromise<number>
+    /**
+     * Optional: report revocations made anywhere. Called once, at `ready`. A store that first
+     * reports every ended login that has not expired (`revoked`), then `listening(true)`, then
+     * proves what it heard (`heard`) at least every 100 ms, gives the plugin its fast path: a
+     * login is checked against the ended logins this process heard of, without a store read.
+     * Without `subscribe`, a login is read from the store on every request, or reused for
+     * `storeCacheWindow` seconds.
      */
     subscribe? (listener: LoginStoreListener): MaybePromise<void>
+    /**
+     * Optional: records that generation `generation` of the login's cookie was used, first at
+     * `usedAt`, if the record has an older one (and then answers `true`). For `rotation`.
+     */
+    advanceGeneration? (loginId: string, userId: string, generation: number, usedAt: number): MaybePromise<boolean>
+    /**
+     * Optional: the id of the realm registered under any of `tags` (registering the others under
+     * it too), or a new random id registered under all of them. Lets two apps share a store.
+     */
+    realm? (tags: readonly string[]): MaybePromise<string>
     /** Optional: called when the app closes (stop listening; never closes a client it was given). */
     close? (): MaybePromise<void>
   }
@@ -325,7 +432,7 @@ declare namespace fastifyLogin {
     logout: [request: FastifyRequest, user: User]
     loginConfirmed: [request: FastifyRequest, user: User]
     unauthorized: [request: FastifyRequest]
-    needsRefresh: [request: FastifyRequest]
+    needsRefresh: [request: FastifyRequest, requirement: FreshRequirement]
     userLoadedFromCookie: [request: FastifyRequest, user: User]
     userLoadedFromRequest: [request: FastifyRequest, user: User]
     sessionProtected: [request: FastifyRequest]
@@ -333,6 +440,12 @@ declare namespace fastifyLogin {
     duplicateCookie: [request: FastifyRequest]
     /** `crossOriginProtection` refused a request sent from another origin. */
     crossOriginRefused: [request: FastifyRequest]
+    /** A login was ended, here or on another instance (close its WebSockets). No request: heard from the store. */
+    loginRevoked: [loginId: string, userId: string]
+    /** Logging in went past `maxLogins`: this least recently used login of the user was ended. */
+    loginEvicted: [request: FastifyRequest, record: LoginRecord]
+    /** Rotation: an older cookie came back after a newer one was used; the login was ended everywhere. */
+    loginReuseDetected: [request: FastifyRequest, record: LoginRecord]
   }
 
   export interface LoginManager<
@@ -368,8 +481,12 @@ declare namespace fastifyLogin {
     loginUser (request: LoginRequest<RawServer, RawRequest>, reply: LoginReply<RawServer, RawRequest, RawReply>, user: User, options?: LoginUserOptions): MaybePromise<boolean>
     /** Expires the login cookies; with a store, ends the login on the server too. A promise with an asynchronous store. */
     logoutUser (request: LoginRequest<RawServer, RawRequest>, reply: LoginReply<RawServer, RawRequest, RawReply>): MaybePromise<void>
-    /** Makes the current login fresh again, after the user re-entered a password. Needs a login made with the cookie. */
-    confirmLogin (request: LoginRequest<RawServer, RawRequest>, reply: LoginReply<RawServer, RawRequest, RawReply>): void
+    /**
+     * Makes the current login fresh again, after the user proved who they are again, as a new login
+     * (a new login id and cookie; the old cookie is ended with a store). Needs a login made with the
+     * cookie. A promise with an asynchronous store: `await` it.
+     */
+    confirmLogin (request: LoginRequest<RawServer, RawRequest>, reply: LoginReply<RawServer, RawRequest, RawReply>, options?: ConfirmLoginOptions): MaybePromise<void>
     /** How the current user logged in; `null` for an anonymous visitor. */
     loginInfo (request: LoginRequest<RawServer, RawRequest>): LoginInfo | null
     /** The `next` field of the query or body when it is a path on this site, else `fallback`. */

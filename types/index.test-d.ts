@@ -398,6 +398,18 @@ expectError(Fastify().register(fastifyLogin, { secret, sessionProtection: 'basic
   app.get('/dashboard', { config: { login: 'required' } }, async () => 'dashboard')
   app.get('/login-form', { config: { login: { mode: 'prohibited', route: '/' } } }, async () => 'form')
   app.route({ method: 'POST', url: '/email', config: { login: 'fresh' }, handler: async () => 'ok' })
+  // Step-up: fresh, recent enough, by a method the route accepts.
+  app.delete('/account', { config: { login: { mode: 'fresh', maxAge: 300, methods: ['passkey', 'password'] } } }, async (request) => {
+    expectType<Student>(request.currentUser)
+    return 'deleted'
+  })
+  expectType<Guard>(manager.guard({ mode: 'fresh', maxAge: 60 }))
+  expectError(manager.guard({ mode: 'required', maxAge: 60 }))
+  expectError(manager.guard({ mode: 'prohibited', methods: ['passkey'] }))
+  expectError(app.get('/x', { config: { login: { mode: 'fresh', maxAge: '5m' } } }, async () => 'x'))
+  // An unknown key (a typo) does not compile where the object is typed as a guard's options.
+  expectError(manager.guard({ mode: 'fresh', method: ['passkey'] }))
+  expectError<LoginRouteConfig>({ mode: 'fresh', maxAge: 60, methds: ['passkey'] })
   expectError(app.get('/admin', { config: { login: 'admin' } }, async () => 'admin'))
   app.get('/config', async (request) => {
     expectType<LoginRouteConfig | undefined>(request.routeOptions.config.login)
@@ -408,7 +420,11 @@ expectError(Fastify().register(fastifyLogin, { secret, sessionProtection: 'basic
     const student = new Student(1, 'Ada', 3)
     expectType<MaybePromise<boolean>>(manager.loginUser(request, reply, student, { remember: false, duration: 3600, fresh: false, force: true }))
     expectError(manager.loginUser(request, reply, student, { duration: '1h' }))
-    expectType<void>(manager.confirmLogin(request, reply))
+    expectType<MaybePromise<void>>(manager.confirmLogin(request, reply))
+    expectType<MaybePromise<void>>(manager.confirmLogin(request, reply, { method: 'passkey' }))
+    expectError(manager.confirmLogin(request, reply, { method: 42 }))
+    expectType<MaybePromise<boolean>>(manager.loginUser(request, reply, student, { method: 'oidc:school' }))
+    expectType<MaybePromise<boolean>>(manager.loginUser(request, reply, student, { method: null }))
     expectType<string>(manager.nextUrl(request))
     const info = manager.loginInfo(request)
     expectType<LoginInfo | null>(info)
@@ -416,6 +432,8 @@ expectError(Fastify().register(fastifyLogin, { secret, sessionProtection: 'basic
       expectType<'cookie' | 'request'>(info.source)
       expectType<boolean>(info.remembered)
       expectType<number | null>(info.expiresAt)
+      expectType<string | null>(info.method)
+      expectType<number | null>(info.authenticatedAt)
     }
     expectType<string>(manager.nextUrl(request, '/home'))
     expectError(manager.nextUrl(request, null))
@@ -438,7 +456,14 @@ expectError(Fastify().register(fastifyLogin, { secret, sessionProtection: 'basic
   manager.on('userLoadedFromCookie', (_request, user) => { expectType<Student>(user) })
   manager.on('userLoadedFromRequest', async (_request, user) => { expectType<number>(user.grade) })
   manager.on('unauthorized', (request) => { expectType<FastifyRequest>(request) })
-  manager.on('needsRefresh', (request) => { expectType<FastifyRequest>(request) })
+  manager.on('needsRefresh', (request, requirement) => {
+    expectType<FastifyRequest>(request)
+    expectType<readonly string[] | null>(requirement.methods)
+    expectType<number | null>(requirement.maxAge)
+  })
+  manager.on('loginRevoked', (loginId, userId) => { expectType<[string, string]>([loginId, userId]) })
+  manager.on('loginEvicted', (request, record) => { expectType<[FastifyRequest, string]>([request, record.userAgent]) })
+  manager.on('loginReuseDetected', (_request, record) => { expectType<string | null>(record.method) })
   manager.on('sessionProtected', (request) => { expectType<FastifyRequest>(request) })
   expectError(manager.on('login', (_request: FastifyRequest, user: number) => user))
   expectError(manager.emit('login', {} as FastifyRequest))
@@ -449,6 +474,10 @@ expectError(Fastify().register(fastifyLogin, { secret, sessionProtection: 'basic
   const app = Fastify()
   const store: LoginStore = memoryStore()
   app.register(fastifyLogin, { secret, userLoader, store, idleTimeout: 1800, sessionDuration: 3600, freshDuration: null, storeCacheWindow: 5, trustedOrigins: ['https://a.example'] })
+  app.register(fastifyLogin, { secret, userLoader, store, realm: 'admin', maxLogins: 1, rotation: { every: 300, grace: 30 } })
+  app.register(fastifyLogin, { secret, userLoader, store, maxLogins: (user) => user.grade > 10 ? 5 : 2, rotation: false })
+  expectError(app.register(fastifyLogin, { secret, userLoader, store, rotation: true }))
+  expectError(app.register(fastifyLogin, { secret, userLoader, store, maxLogins: '5' }))
   expectType<LoginStore>(redisStore({ client: {}, prefix: 'app:' }))
   expectError(redisStore({ prefix: 'app:' }))
   expectError(app.register(fastifyLogin, { secret, userLoader, store: {} }))
@@ -468,10 +497,22 @@ expectError(Fastify().register(fastifyLogin, { secret, sessionProtection: 'basic
     get: () => null,
     touch: () => {},
     delete: async () => true,
-    list: () => [],
-    deleteAll: async () => 0
+    list: () => []
   }
   expectAssignable<LoginStore>(custom)
+  // The optional methods: the fast path, rotation, realms.
+  expectAssignable<LoginStore>({
+    ...custom,
+    touch: async (_loginId: string, _lastSeenAt: number, _userId: string, _expiresAt?: number) => {},
+    advanceGeneration: async () => true,
+    realm: async (tags: readonly string[]) => tags[0],
+    subscribe: (listener) => {
+      listener.revoked([{ loginId: 'a', userId: 'b', expiresAt: 1 }])
+      listener.listening(true)
+      listener.heard(Infinity)
+      listener.trustedSince(0)
+    }
+  })
   manager.on('duplicateCookie', (request) => expectType<string>(request.url))
   manager.on('crossOriginRefused', (request) => expectType<string>(request.url))
 }

@@ -3,11 +3,16 @@ import type { FastifyInstance } from 'fastify'
 // For the types of the app's @fastify/cookie decorators, borrowed below.
 import type {} from '@fastify/cookie'
 import type { Secret } from '../../types/index'
+import { DEFAULT_REALM } from './realm'
 import { HmacKey } from './hmac'
 
 // The keys of the plugin: one signs the login cookies, another tags the
 // client a login was made from. Both are derived from the app's secret, so
-// that nothing the app signs elsewhere with it can pass for either.
+// that nothing the app signs elsewhere with it can pass for either. The
+// signing key is also derived from the realm (the login area: the cookie
+// names, or the `realm` option), so that a cookie of one registration never
+// verifies in another one that shares the secret (ASVS 9.2.3): a customer
+// renaming their cookies is not the administrator with the same id.
 
 export interface Signer {
   sign (value: string): string
@@ -18,21 +23,32 @@ export interface Keys {
   signer: Signer
   // The first tags new logins; all of them are tried when checking (rotation).
   clientKeys: readonly Buffer[]
+  // One per secret: under which names a store may know this realm (realm.ts).
+  realmTags: readonly string[]
 }
 
 // Apps often share one secret with @fastify/cookie; a value the app signs
 // there (perhaps one a visitor chose) must never pass for a login cookie.
-export function signingKey (secret: Secret): Buffer {
-  return derive(secret, 'fastify-login cookie signing v1')
+export function signingKey (secret: Secret, realm: string = DEFAULT_REALM): Buffer {
+  // The default realm keeps the key cookies were signed with before realms.
+  return derive(secret, realm === DEFAULT_REALM ? SIGNING : `${SIGNING} realm ${realm}`)
 }
+
+const SIGNING = 'fastify-login cookie signing v1'
 
 export function clientKey (secret: Secret): Buffer {
   return derive(secret, 'fastify-login client tag v1')
 }
 
-export function ownKeys (secrets: readonly Secret[]): Keys {
-  return { signer: new HmacSigner(secrets.map(signingKey)), clientKeys: secrets.map(clientKey) }
+export function ownKeys (secrets: readonly Secret[], realm: string): Keys {
+  return {
+    signer: new HmacSigner(secrets.map((secret) => signingKey(secret, realm))),
+    clientKeys: secrets.map(clientKey),
+    realmTags: secrets.map((secret) => derive(secret, `${REALM_TAG}${realm}`).toString('base64url'))
+  }
 }
+
+const REALM_TAG = 'fastify-login realm tag v1 '
 
 // The signatures of @fastify/cookie's Signer (`<value>.<HMAC-SHA256,
 // base64 without padding>`), so cookies signed by either verify with the
@@ -88,14 +104,25 @@ function mac (key: HmacKey, value: string): string {
 // signatures of a message the visitor chooses (the user agent). It is
 // derived from the signature of a constant instead, so every instance of
 // the app agrees on it.
-export function borrowedKeys (fastify: FastifyInstance): Keys {
+//
+// Its signer cannot take a key per realm: another realm's values are signed
+// with the realm's name in front of them (the cookie does not carry it), so
+// that its signatures are of other messages.
+export function borrowedKeys (fastify: FastifyInstance, realm: string): Keys {
   const signed = fastify.signCookie('fastify-login client tag key v1')
+  const prefix = realm === DEFAULT_REALM ? '' : `${realm}\n`
   return {
-    signer: {
-      sign: (value) => fastify.signCookie(value),
-      unsign: (value) => fastify.unsignCookie(value)
-    },
-    clientKeys: [derive(signed, 'fastify-login client tag v1')]
+    signer: prefix === ''
+      ? { sign: (value) => fastify.signCookie(value), unsign: (value) => fastify.unsignCookie(value) }
+      : {
+          sign: (value) => fastify.signCookie(prefix + value).slice(prefix.length),
+          unsign: (value) => {
+            const result = fastify.unsignCookie(prefix + value)
+            return result.valid && result.value !== null ? { ...result, value: result.value.slice(prefix.length) } : { valid: false, renew: false, value: null }
+          }
+        },
+    clientKeys: [derive(signed, 'fastify-login client tag v1')],
+    realmTags: [derive(fastify.signCookie(`${REALM_TAG}${realm}`), 'fastify-login realm tag v1').toString('base64url')]
   }
 }
 

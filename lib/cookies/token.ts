@@ -3,24 +3,41 @@ import type { Signer } from './signing'
 // What the login cookies carry. Both are signed as a whole; these functions
 // shape and read the payload.
 //
-//   account: a2.<id, base64url>.<issued at>.<expires at>.<last seen>.<login id>.<r|s>.<client>
+//   account: a3.<id, base64url>.<issued at>.<expires at>.<last seen>.<authenticated at>
+//              .<rotated at>.<generation>.<login id>.<r|s><flags>.<method>.<client>
 //   fresh:   f1.<login id>.<issued at>
 //
-// Times are seconds since the epoch in base 36. The login id is random per
-// login: the fresh cookie names it, so it cannot be paired with another
-// login's account cookie. The type tag keeps one kind from passing for the
-// other. <client> is a keyed tag of the user agent and address that logged
-// in (session protection), empty when protection is off. <last seen> is
-// when the login was last used (idle timeout without a store). Account
-// cookies of the first format (a1, without <last seen>) are still read.
+// Times are seconds since the epoch, and the generation a count, in base 36.
+// The login id is random per login (128 bits): the fresh cookie names it, so
+// it cannot be paired with another login's account cookie. The type tag keeps
+// one kind from passing for the other. <client> is a keyed tag of the user
+// agent and address that logged in (session protection), empty when
+// protection is off. <last seen> is when the login was last used (idle
+// timeout, and last use with a store). <authenticated at> is the last
+// loginUser or confirmLogin, <method> how the user proved who they were then
+// (empty: not said). <generation> and <rotated at> number the cookie's
+// rotations (a store's reuse detection); <flags> are letters: `u` a rotated
+// cookie whose first use is not yet recorded, `p` a login offered device
+// binding, `b` a login bound to its device. Account cookies of the earlier
+// formats (a1 without <last seen>, a2 without what follows it; both with
+// 96-bit login ids) are still read.
+
+export type Binding = 'none' | 'pending' | 'bound'
 
 export interface AccountToken {
   id: string
   issuedAt: number
   expiresAt: number
   lastSeenAt: number
+  authenticatedAt: number
+  rotatedAt: number
+  generation: number
   loginId: string
   remember: boolean
+  // The first use of this generation is not recorded in the store yet.
+  unconfirmed: boolean
+  binding: Binding
+  method: string | null
   client: string
 }
 
@@ -46,7 +63,10 @@ export const CLOCK_SKEW = 60
 export const MAX_LIFETIME = 400 * 24 * 60 * 60
 
 const TIME = /^[0-9a-z]{1,10}$/
-const LOGIN_ID = /^[A-Za-z0-9_-]{16}$/
+// 22 characters (128 bits) since a3; 16 (96 bits) in cookies of older formats.
+const LOGIN_ID = /^[A-Za-z0-9_-]{16}(?:[A-Za-z0-9_-]{6})?$/
+// What `method` may be: short, and nothing a cookie or this format cannot carry.
+export const METHOD = /^[A-Za-z0-9_:-]{1,32}$/
 // Ids must come back exactly as they went in: no replacement characters,
 // and a leading byte order mark kept (by default the decoder drops it, and
 // "\uFEFFadmin" would read back as "admin").
@@ -60,8 +80,9 @@ export function fitsInBrowser (name: string, value: string): boolean {
 
 export function encodeAccount (token: AccountToken): string {
   const id = Buffer.from(token.id, 'utf8').toString('base64url')
-  const times = `${token.issuedAt.toString(36)}.${token.expiresAt.toString(36)}.${token.lastSeenAt.toString(36)}`
-  return `a2.${id}.${times}.${token.loginId}.${token.remember ? 'r' : 's'}.${token.client}`
+  const times = `${token.issuedAt.toString(36)}.${token.expiresAt.toString(36)}.${token.lastSeenAt.toString(36)}.${token.authenticatedAt.toString(36)}.${token.rotatedAt.toString(36)}.${token.generation.toString(36)}`
+  const flags = (token.remember ? 'r' : 's') + (token.unconfirmed ? 'u' : '') + BINDING_FLAG[token.binding]
+  return `a3.${id}.${times}.${token.loginId}.${flags}.${token.method ?? ''}.${token.client}`
 }
 
 export function encodeFresh (token: FreshToken): string {
@@ -79,15 +100,15 @@ export function readAccount (signer: Signer, raw: string | undefined, now: numbe
   return { token, renew: payload.renew }
 }
 
-// One pass over the payload, field by field, with the same rules the
-// format always had (times: 1 to 10 base-36 digits; login id: 16 base64url
-// characters; client: up to 128 of them, the last field). Five regexes and
-// a split into an array cost more than the HMAC's own arithmetic on a new
-// cookie; this reads the times as it checks them and allocates the id, the
-// login id, the client and the token, nothing else.
+// One pass over the payload, field by field (times: 1 to 10 base-36 digits;
+// login id: 22 base64url characters, 16 before a3; method: up to 32 of
+// [A-Za-z0-9_:-]; client: up to 128 base64url characters, the last field).
+// Regexes and a split into an array cost more than the HMAC's own arithmetic
+// on a new cookie; this reads the times as it checks them and allocates the
+// id, the login id, the method, the client and the token, nothing else.
 function parseAccount (value: string): AccountToken | null {
-  const a2 = value.startsWith('a2.')
-  if (!a2 && !value.startsWith('a1.')) return null
+  const version = value.startsWith('a3.') ? 3 : value.startsWith('a2.') ? 2 : value.startsWith('a1.') ? 1 : 0
+  if (version === 0) return null
   const idEnd = value.indexOf('.', 3)
   if (idEnd === -1) return null
   const issuedEnd = value.indexOf('.', idEnd + 1)
@@ -97,14 +118,44 @@ function parseAccount (value: string): AccountToken | null {
   const expiresAt = base36(value, issuedEnd + 1, expiresEnd)
   if (expiresAt === -1) return null
   // a1 has no last use: it counts from the issue.
-  const seenEnd = a2 ? value.indexOf('.', expiresEnd + 1) : expiresEnd
-  const lastSeenAt = a2 ? base36(value, expiresEnd + 1, seenEnd) : issuedAt
+  let end = version === 1 ? expiresEnd : value.indexOf('.', expiresEnd + 1)
+  const lastSeenAt = version === 1 ? issuedAt : base36(value, expiresEnd + 1, end)
   if (lastSeenAt === -1) return null
-  const loginEnd = seenEnd + 1 + LOGIN_ID_LENGTH
-  if (value.charCodeAt(loginEnd) !== DOT || !isBase64url(value, seenEnd + 1, loginEnd)) return null
+  // Before a3: authenticated when issued, never rotated.
+  let authenticatedAt = issuedAt
+  let rotatedAt = issuedAt
+  let generation = 0
+  if (version === 3) {
+    const authenticatedEnd = value.indexOf('.', end + 1)
+    authenticatedAt = base36(value, end + 1, authenticatedEnd)
+    if (authenticatedAt === -1) return null
+    const rotatedEnd = value.indexOf('.', authenticatedEnd + 1)
+    rotatedAt = base36(value, authenticatedEnd + 1, rotatedEnd)
+    if (rotatedAt === -1) return null
+    end = value.indexOf('.', rotatedEnd + 1)
+    generation = base36(value, rotatedEnd + 1, end)
+    if (generation === -1) return null
+  }
+  const loginEnd = end + 1 + (version === 3 ? LOGIN_ID_LENGTH : OLD_LOGIN_ID_LENGTH)
+  if (value.charCodeAt(loginEnd) !== DOT || !isBase64url(value, end + 1, loginEnd)) return null
   const remember = value.charCodeAt(loginEnd + 1)
-  if ((remember !== R && remember !== S) || value.charCodeAt(loginEnd + 2) !== DOT) return null
-  const clientStart = loginEnd + 3
+  if (remember !== R && remember !== S) return null
+  let at = loginEnd + 2
+  let unconfirmed = false
+  let binding: Binding = 'none'
+  let method: string | null = null
+  if (version === 3) {
+    if (value.charCodeAt(at) === U) { unconfirmed = true; at++ }
+    const flag = value.charCodeAt(at)
+    if (flag === P || flag === B) { binding = flag === P ? 'pending' : 'bound'; at++ }
+    if (value.charCodeAt(at) !== DOT) return null
+    const methodEnd = value.indexOf('.', at + 1)
+    if (methodEnd === -1 || methodEnd - at - 1 > MAX_METHOD_LENGTH || !isMethod(value, at + 1, methodEnd)) return null
+    if (methodEnd > at + 1) method = value.slice(at + 1, methodEnd)
+    at = methodEnd
+  }
+  if (value.charCodeAt(at) !== DOT) return null
+  const clientStart = at + 1
   if (value.length - clientStart > MAX_CLIENT_LENGTH || !isBase64url(value, clientStart, value.length)) return null
   // Last: the one field that allocates more than its string.
   const id = decodeId(value.slice(3, idEnd))
@@ -114,8 +165,14 @@ function parseAccount (value: string): AccountToken | null {
     issuedAt,
     expiresAt,
     lastSeenAt,
-    loginId: value.slice(seenEnd + 1, loginEnd),
+    authenticatedAt,
+    rotatedAt,
+    generation,
+    loginId: value.slice(end + 1, loginEnd),
     remember: remember === R,
+    unconfirmed,
+    binding,
+    method,
     client: value.slice(clientStart)
   }
 }
@@ -123,7 +180,13 @@ function parseAccount (value: string): AccountToken | null {
 const DOT = 46
 const R = 114
 const S = 115
-const LOGIN_ID_LENGTH = 16
+const U = 117
+const P = 112
+const B = 98
+const BINDING_FLAG = { none: '', pending: 'p', bound: 'b' } as const
+const LOGIN_ID_LENGTH = 22
+const OLD_LOGIN_ID_LENGTH = 16
+const MAX_METHOD_LENGTH = 32
 const MAX_CLIENT_LENGTH = 128
 const MAX_TIME_LENGTH = 10
 
@@ -141,6 +204,17 @@ function base36 (value: string, from: number, to: number): number {
   return time
 }
 
+// The base64url alphabet and `:`, the characters METHOD allows.
+function isMethod (value: string, from: number, to: number): boolean {
+  for (let at = from; at < to; at++) {
+    const code = value.charCodeAt(at)
+    if (code !== COLON && (code >= 128 || BASE64URL_VALUES[code] === -1)) return false
+  }
+  return true
+}
+
+const COLON = 58
+
 function isBase64url (value: string, from: number, to: number): boolean {
   for (let at = from; at < to; at++) {
     const code = value.charCodeAt(at)
@@ -155,6 +229,7 @@ function isBase64url (value: string, from: number, to: number): boolean {
 export function isCurrent (token: AccountToken, now: number): boolean {
   return token.issuedAt <= now + CLOCK_SKEW &&
     token.lastSeenAt >= token.issuedAt && token.lastSeenAt <= now + CLOCK_SKEW &&
+    token.authenticatedAt <= now + CLOCK_SKEW && token.rotatedAt <= now + CLOCK_SKEW &&
     token.expiresAt - token.issuedAt <= MAX_LIFETIME &&
     now < token.expiresAt
 }

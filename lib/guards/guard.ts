@@ -1,6 +1,8 @@
 import { STATUS_CODES } from 'node:http'
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import type { CurrentUser, Guard, GuardHandler, GuardOptions, LoginConfig, Message } from '../../types/index'
+import type { CurrentUser, FreshRequirement, Guard, GuardHandler, GuardOptions, LoginConfig, Message } from '../../types/index'
+import { METHOD, type AccountToken } from '../cookies/token'
+import { nowInSeconds } from '../clock'
 import { prefersJson } from './accept'
 import { FST_LOGIN_INVALID_OPTION } from '../errors'
 import type { LoginInternals } from '../internals'
@@ -21,6 +23,9 @@ interface Refusal {
   // Redirects carry the URL that was asked for, to come back after logging in.
   nextField: string | false
   event: 'unauthorized' | 'needsRefresh' | null
+  // What a step-up route asked for, told to the needsRefresh listeners and,
+  // as `methods`, to the re-authentication page.
+  requirement: FreshRequirement | null
 }
 
 type Decision = (request: FastifyRequest) => Refusal | null
@@ -35,6 +40,7 @@ export function createGuard (login: LoginInternals, config: LoginConfig, options
     route: options.route === undefined ? undefined : checkRoute('login.route', options.route),
     message: options.message === undefined ? undefined : checkMessage('login.message', options.message, '')
   }
+  const requirement = checkStepUp(options)
   // The refusal the mode is named after takes the route's overrides.
   function refusal (mode: string, base: Refusal): Refusal {
     if (options.mode !== mode) return base
@@ -51,7 +57,8 @@ export function createGuard (login: LoginInternals, config: LoginConfig, options
     status: 401,
     message: config.loginRequiredMessage,
     nextField: config.nextField,
-    event: 'unauthorized'
+    event: 'unauthorized',
+    requirement: null
   })
   const needsRefresh = refusal('fresh', {
     handler: 'needsRefresh',
@@ -59,7 +66,8 @@ export function createGuard (login: LoginInternals, config: LoginConfig, options
     status: 401,
     message: config.needsRefreshMessage,
     nextField: config.nextField,
-    event: 'needsRefresh'
+    event: 'needsRefresh',
+    requirement: requirement ?? { maxAge: null, methods: null }
   })
   const prohibited = refusal('prohibited', {
     handler: 'authorized',
@@ -67,7 +75,8 @@ export function createGuard (login: LoginInternals, config: LoginConfig, options
     status: 403,
     message: config.loginProhibitedMessage,
     nextField: false,
-    event: null
+    event: null,
+    requirement: null
   })
 
   const decisions: Record<string, Decision> = {
@@ -75,7 +84,8 @@ export function createGuard (login: LoginInternals, config: LoginConfig, options
     prohibited: (request) => login.isAuthenticated(request) ? prohibited : null,
     fresh: (request) => {
       if (!login.isAuthenticated(request)) return unauthorized
-      return login.isFresh(request) ? null : needsRefresh
+      if (!login.isFresh(request)) return needsRefresh
+      return requirement === null || meets(login.account(request) as AccountToken, requirement) ? null : needsRefresh
     }
   }
   const decide = decisions[options.mode]
@@ -88,7 +98,8 @@ export function createGuard (login: LoginInternals, config: LoginConfig, options
       done()
       return
     }
-    if (refused.event !== null) login.emit(request, refused.event, request)
+    if (refused.event === 'needsRefresh') login.emit(request, 'needsRefresh', request, refused.requirement as FreshRequirement)
+    else if (refused.event !== null) login.emit(request, refused.event, request)
     refuse(request, reply, refused, login.handlers[refused.handler], done)
   }
 
@@ -165,7 +176,11 @@ function answer (request: FastifyRequest, reply: FastifyReply, refusal: Refusal)
     // post gets 303 instead: 307 would post its fields (a new password, say)
     // again, to the login page.
     const status = request.method === 'GET' || request.method === 'HEAD' ? 307 : 303
-    reply.redirect(refusal.nextField !== false ? withNext(refusal.route, refusal.nextField, request.url) : refusal.route, status)
+    let location = refusal.nextField !== false ? withField(refusal.route, refusal.nextField, request.url) : refusal.route
+    // The re-authentication page can offer the ways the route accepts.
+    const methods = refusal.requirement?.methods
+    if (methods !== null && methods !== undefined) location = withField(location, 'methods', methods.join(','))
+    reply.redirect(location, status)
     return
   }
   reply.code(refusal.status).type('text/plain; charset=utf-8').send(message)
@@ -181,8 +196,32 @@ function varyOnCookie (reply: FastifyReply): void {
   if (!fields.includes('cookie') && !fields.includes('*')) reply.header('vary', `${String(vary)}, Cookie`)
 }
 
-// Appends `next=<url>` to the route's query, before any fragment.
-function withNext (route: string, field: string, url: string): string {
+// Step-up (`maxAge`, `methods`): only with mode 'fresh', checked when the
+// route is declared. null: a plain fresh guard.
+function checkStepUp (options: GuardOptions): FreshRequirement | null {
+  const { maxAge, methods } = options as { maxAge?: unknown, methods?: unknown }
+  if (maxAge === undefined && methods === undefined) return null
+  if (options.mode !== 'fresh') {
+    throw new FST_LOGIN_INVALID_OPTION('login', `\`maxAge\` and \`methods\` go with mode 'fresh' only, not '${options.mode}'`)
+  }
+  if (maxAge !== undefined && (typeof maxAge !== 'number' || !Number.isFinite(maxAge) || maxAge <= 0)) {
+    throw new FST_LOGIN_INVALID_OPTION('login.maxAge', 'must be a positive number of seconds since the user last proved who they are')
+  }
+  if (methods !== undefined && (!Array.isArray(methods) || methods.length === 0 || !methods.every((method) => typeof method === 'string' && METHOD.test(method)))) {
+    throw new FST_LOGIN_INVALID_OPTION('login.methods', 'must be a non-empty array of methods such as [\'passkey\', \'password\'] (1 to 32 letters, digits, `_`, `:` or `-` each)')
+  }
+  return Object.freeze({ maxAge: maxAge ?? null, methods: methods === undefined ? null : Object.freeze([...methods as string[]]) })
+}
+
+// The last authentication is recent enough (exactly `maxAge` passes) and
+// made with one of the methods.
+function meets (account: AccountToken, requirement: FreshRequirement): boolean {
+  if (requirement.maxAge !== null && nowInSeconds() - account.authenticatedAt > requirement.maxAge) return false
+  return requirement.methods === null || (account.method !== null && requirement.methods.includes(account.method))
+}
+
+// Appends `<field>=<value>` to the route's query, before any fragment.
+function withField (route: string, field: string, url: string): string {
   const hash = route.indexOf('#')
   const base = hash === -1 ? route : route.slice(0, hash)
   const fragment = hash === -1 ? '' : route.slice(hash)

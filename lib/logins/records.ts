@@ -1,157 +1,289 @@
-import type { LoginConfig, LoginRecord, LoginStore } from '../../types/index'
+import type { FastifyBaseLogger } from 'fastify'
+import type { LoginConfig, LoginRecord, LoginStore, Revocation } from '../../types/index'
 import { TwoGenerations } from '../cache'
 import { nowInSeconds } from '../clock'
+import { MAX_LIFETIME, type AccountToken } from '../cookies/token'
 import { FST_LOGIN_STORE_FAILED } from '../errors'
 import { andThen, isThenable, type MaybePromise } from '../state'
-import type { AccountToken } from '../cookies/token'
+import { Revocations } from './revocations'
+import { ALIVE, alive, ENDED, recordIsLive, rotate, touchInterval, type Verdict } from './verdict'
 
-// Server-side login records, through the app's store. A login this process
-// has seen alive recently is answered from a bounded cache, so a guarded
-// request of a known login costs no store round trip; the cache is trusted
-// only while the store can tell us about revocations made anywhere (or, for
-// a store that cannot, for `storeCacheWindow` seconds).
+// Server-side login records, through the app's store, checked by the plugin's
+// own rules: the store's answers are never trusted for ownership or liveness
+// (verdict.ts). A request learns that its login is still valid in one of two
+// ways (docs/design/login-validity.md):
+//  - the fast path: a store that reports every revocation, and proves it
+//    heard them, lets this process keep the ended logins (revocations.ts); a
+//    login whose cookie verifies and is not among them is alive, with no
+//    store read;
+//  - otherwise, and whenever the cookie asks for more than a lookup can say
+//    (a rotation due, an idle timeout to check, no fresh proof), its record
+//    is read. Only a store without `subscribe` may have what it read reused,
+//    for `storeCacheWindow` seconds.
 
 // How long a user agent may be in a record.
 const MAX_USER_AGENT = 512
+// Expired revocations forgotten per second, at most: a slice at a time.
+const SWEEP_BUDGET = 20_000
 
 interface Cached {
   record: LoginRecord
-  // When it was read from the store (for stores that cannot report revocations).
   readAt: number
 }
 
+export type LoginRevokedListener = (loginId: string, userId: string) => void
+
 export class LoginRecords {
+  readonly revocations = new Revocations()
   #store: LoginStore
   #config: LoginConfig
-  #cache = new TwoGenerations<Cached>(10000)
-  // Trusted only while revocations are heard: false until the store says so.
-  #listening = false
+  #realmTags: readonly string[]
+  #realm: MaybePromise<string> | null = null
+  #onRevoked: LoginRevokedListener
+  #log: FastifyBaseLogger
+  // Stores without `subscribe`: records reused for `storeCacheWindow`.
+  #window = new TwoGenerations<Cached>(10000)
   // Bumped by every invalidation: a store read that began before one must
-  // not put what it read into the cache (it may be what was just revoked).
+  // not put what it read into the window cache.
   #epoch = 0
+  // What this process wrote lately, so that a client that ignores the
+  // re-issued cookie (or sends it on unguarded pages) does not write again:
+  // when it last wrote each login's last use, and which generation it
+  // recorded as used.
+  #touched = new TwoGenerations<number>(10000)
+  #confirmed = new TwoGenerations<number>(10000)
   #asynchronous = false
+  #sweeper: NodeJS.Timeout | undefined
 
-  constructor (store: LoginStore, config: LoginConfig) {
+  constructor (store: LoginStore, config: LoginConfig, realmTags: readonly string[], log: FastifyBaseLogger, onRevoked: LoginRevokedListener) {
     this.#store = store
     this.#config = config
+    this.#realmTags = realmTags
+    this.#log = log
+    this.#onRevoked = onRevoked
   }
 
-  // At `ready`: hear revocations from other instances, if the store can tell.
+  // Whether a store answered with a promise: `currentUser` must then be
+  // resolved by a guard first, on every request alike (resolution.ts).
+  get asynchronous (): boolean {
+    return this.#asynchronous
+  }
+
+  // At `ready`: which realm id the store knows this registration by, then
+  // hear revocations, if the store can tell.
   async listen (): Promise<void> {
+    await this.realm()
     if (typeof this.#store.subscribe !== 'function') return
-    await this.#store.subscribe({
-      revoked: (loginIds) => {
-        this.#epoch++
-        for (const loginId of loginIds) this.#cache.delete(loginId)
+    const revocations = this.revocations
+    const subscribed = this.#call('subscribe', () => this.#store.subscribe?.({
+      revoked: (ended) => {
+        for (const one of ended) this.#heard(typeof one === 'string' ? { loginId: one, userId: '', expiresAt: nowInSeconds() + MAX_LIFETIME } : one)
       },
       listening: (listening) => {
-        // Whatever was cached may have been revoked while we were deaf.
+        // Whatever was heard before, revocations may have been missed since.
         this.#epoch++
-        this.#cache.clear()
-        this.#listening = listening
-      }
-    })
+        revocations.listening(listening)
+      },
+      heard: (at) => revocations.heard(at),
+      trustedSince: (since) => revocations.trustSince(since),
+      warn: (message) => this.#warn(message)
+    }))
+    await subscribed
+    this.#sweeper = setInterval(() => revocations.sweep(nowInSeconds(), SWEEP_BUDGET), 1000).unref()
+  }
+
+  // Once per message: a store reports its server's settings on every reconnection.
+  #warned = new Set<string>()
+  #warn (message: string): void {
+    if (this.#warned.has(message)) return
+    this.#warned.add(message)
+    this.#log.warn(`fastify-login: ${message}`)
   }
 
   async close (): Promise<void> {
+    clearInterval(this.#sweeper)
     if (typeof this.#store.close === 'function') await this.#store.close()
   }
 
-  create (account: AccountToken, userAgent: string | undefined, ip: string): MaybePromise<void> {
-    const record: LoginRecord = {
-      loginId: account.loginId,
-      userId: account.id,
-      createdAt: account.issuedAt,
-      lastSeenAt: account.issuedAt,
-      expiresAt: account.expiresAt,
-      remembered: account.remember,
-      userAgent: (userAgent ?? '').slice(0, MAX_USER_AGENT),
-      ip
+  // The id the store keeps this realm's logins under. A store that can tell
+  // realms of other apps apart (`realm`) is asked, under a tag of each
+  // secret; another store gets the realm's name.
+  realm (): MaybePromise<string> {
+    if (this.#realm === null) {
+      const store = this.#store
+      this.#realm = typeof store.realm === 'function'
+        ? andThen(this.#call('realm', () => (store.realm as NonNullable<LoginStore['realm']>)(this.#realmTags)), (id) => {
+          this.#realm = id
+          return id
+        })
+        : `name:${this.#config.realm}`
     }
-    return this.#call('create', () => this.#store.create(record))
+    return this.#realm
   }
 
-  // The live record of a login cookie, or null: gone, expired, idle for too
-  // long, or another user's. Touches it (at most about once a minute).
-  check (account: AccountToken): MaybePromise<LoginRecord | null> {
-    const now = nowInSeconds()
-    const cached = this.#cache.get(account.loginId)
-    // Idle by this process's last sight of it: another instance may have
-    // seen it since, so the store decides.
-    if (cached !== undefined && this.#trusts(cached, now) && !this.#idle(cached.record, now)) return this.#alive(account, cached, now)
+  create (account: AccountToken, userAgent: string | undefined, ip: string, createdAt = account.issuedAt): MaybePromise<LoginRecord> {
+    return andThen(this.realm(), (realm) => {
+      const record: LoginRecord = {
+        loginId: account.loginId,
+        userId: account.id,
+        createdAt,
+        lastSeenAt: account.lastSeenAt,
+        expiresAt: account.expiresAt,
+        remembered: account.remember,
+        userAgent: (userAgent ?? '').slice(0, MAX_USER_AGENT),
+        ip,
+        method: account.method,
+        authenticatedAt: account.authenticatedAt,
+        generation: account.generation,
+        generationUsedAt: account.rotatedAt,
+        realm
+      }
+      return andThen(this.#call('create', () => this.#store.create({ ...record })), () => record)
+    })
+  }
+
+  // Is the login of this verified cookie alive? The fast path when the
+  // revocations can be trusted and the cookie asks for nothing else; its
+  // record otherwise.
+  check (token: AccountToken, now: number): MaybePromise<Verdict> {
+    const revocations = this.revocations
+    if (revocations.has(token.loginId)) return ENDED
+    const config = this.#config
+    const idle = config.idleTimeout
+    const rotation = config.rotation
+    const fast = revocations.trusted() &&
+      token.issuedAt >= revocations.trustedSince &&
+      (rotation === false || now - token.rotatedAt < rotation.every) &&
+      (idle === null || now - token.lastSeenAt < idle)
+    if (!fast) return this.#read(token, now)
+    let next: Partial<AccountToken> | null = null
+    let write: MaybePromise<unknown>
+    if (token.unconfirmed) {
+      next = { unconfirmed: false }
+      if (this.#confirmed.get(token.loginId) !== token.generation) write = this.#confirm(token, now)
+    }
+    if (now - token.lastSeenAt >= touchInterval(idle)) {
+      next = { ...next, lastSeenAt: now }
+      write = andThen(write, () => this.#touch(token, now))
+    }
+    if (next === null) return ALIVE
+    const verdict = alive(next)
+    return write === undefined ? verdict : andThen(write, () => verdict)
+  }
+
+  // The record decides: read (or reused from the window cache), checked, and
+  // the rotation and the last use written where due.
+  #read (token: AccountToken, now: number): MaybePromise<Verdict> {
+    return andThen(this.#fetch(token, now), (record) => andThen(this.realm(), (realm) => {
+      if (record === null || !recordIsLive(record, token, realm, this.#config, now)) return ENDED
+      const rotation = rotate(token, record, this.#config, now)
+      if (rotation === 'reused') {
+        return andThen(this.end(record.userId, record.loginId, record.expiresAt), (): Verdict => ({ alive: false, next: null, record, reused: true }))
+      }
+      let next: Partial<AccountToken> | null = rotation
+      // The first use of a rotated cookie, not yet in the record.
+      let write = token.generation > record.generation ? this.#confirm(token, now) : undefined
+      if (token.unconfirmed && next === null) next = { unconfirmed: false }
+      if (now - token.lastSeenAt >= touchInterval(this.#config.idleTimeout)) {
+        next = { ...next, lastSeenAt: now }
+        if (now - record.lastSeenAt >= touchInterval(this.#config.idleTimeout)) write = andThen(write, () => this.#touch(token, now))
+      }
+      const verdict = alive(next, record)
+      return write === undefined ? verdict : andThen(write, () => verdict)
+    }))
+  }
+
+  #fetch (token: AccountToken, now: number): MaybePromise<LoginRecord | null> {
+    const windowed = typeof this.#store.subscribe !== 'function' && this.#config.storeCacheWindow > 0
+    if (windowed) {
+      const cached = this.#window.get(token.loginId)
+      if (cached !== undefined && now - cached.readAt < this.#config.storeCacheWindow) return cached.record
+    }
     const epoch = this.#epoch
-    const read = this.#call('get', () => this.#store.get(account.loginId, account.id))
-    if (isThenable(read)) this.#asynchronous = true
-    return andThen(read, (record) => {
-      if (record === null || record === undefined) return null
-      const entry = { record: { ...record }, readAt: now }
-      if (epoch === this.#epoch && (this.#listening || this.#config.storeCacheWindow > 0)) this.#cache.set(account.loginId, entry)
-      return this.#alive(account, entry, now)
-    })
-  }
-
-  delete (userId: string, loginId: string): MaybePromise<boolean> {
-    this.#forget(loginId)
-    return andThen(this.#call('delete', () => this.#store.delete(loginId, userId)), (existed) => {
-      // Again: a read that raced the delete may have cached it meanwhile.
-      this.#forget(loginId)
-      return existed
-    })
-  }
-
-  deleteAll (userId: string, exceptLoginId?: string): MaybePromise<number> {
-    this.#forgetUser(userId, exceptLoginId)
-    return andThen(this.#call('deleteAll', () => this.#store.deleteAll(userId, exceptLoginId)), (count) => {
-      this.#forgetUser(userId, exceptLoginId)
-      return count
-    })
-  }
-
-  list (userId: string): MaybePromise<LoginRecord[]> {
-    return this.#call('list', () => this.#store.list(userId))
-  }
-
-  // An asynchronous store answers asynchronously from the cache too: code
-  // that reads `currentUser` without a guard must fail the same way on every
-  // request, not only on those the cache could not answer.
-  #answer<T> (value: T): MaybePromise<T> {
-    return this.#asynchronous ? Promise.resolve(value) : value
-  }
-
-  #trusts (cached: Cached, now: number): boolean {
-    return this.#listening || now - cached.readAt < this.#config.storeCacheWindow
-  }
-
-  #alive (account: AccountToken, cached: Cached, now: number): MaybePromise<LoginRecord | null> {
-    const { record } = cached
-    if (record.userId !== account.id || now >= record.expiresAt || this.#idle(record, now)) {
-      this.#cache.delete(account.loginId)
-      return this.#answer(null)
-    }
-    if (now - record.lastSeenAt < touchInterval(this.#config.idleTimeout)) return this.#answer(record)
-    // Written at most about once a minute per login, not on every request;
-    // remembered here only once the store has it.
-    return andThen(this.#call('touch', () => this.#store.touch(record.loginId, now, record.userId)), () => {
-      record.lastSeenAt = now
+    return andThen(this.#get(token.loginId, token.id), (record) => {
+      if (record !== null && windowed && epoch === this.#epoch) this.#window.set(token.loginId, { record, readAt: now })
       return record
     })
   }
 
-  #idle (record: LoginRecord, now: number): boolean {
+  // One record, as the store has it (a copy: nothing the store keeps is ours to change).
+  #get (loginId: string, userId: string): MaybePromise<LoginRecord | null> {
+    return andThen(this.#call('get', () => this.#store.get(loginId, userId)), (record) => record === null || record === undefined ? null : withDefaults(record))
+  }
+
+  // The live record of one login of the user, in this realm, or null: what
+  // the plugin lets a caller end or see (whatever the store's own rules).
+  own (userId: string, loginId: string): MaybePromise<LoginRecord | null> {
+    const now = nowInSeconds()
+    return andThen(this.#get(loginId, userId), (record) => andThen(this.realm(), (realm) => {
+      return record !== null && this.#isOwnLive(record, userId, realm, now) ? record : null
+    }))
+  }
+
+  // The user's live logins in this realm, newest first.
+  list (userId: string): MaybePromise<LoginRecord[]> {
+    const now = nowInSeconds()
+    return andThen(this.#call('list', () => this.#store.list(userId)), (records) => andThen(this.realm(), (realm) => records
+      .map(withDefaults)
+      .filter((record) => this.#isOwnLive(record, userId, realm, now))
+      .sort((a, b) => b.createdAt - a.createdAt)))
+  }
+
+  #isOwnLive (record: LoginRecord, userId: string, realm: string, now: number): boolean {
+    if (record.userId !== userId || (record.realm !== realm && record.realm !== '')) return false
+    if (now >= record.expiresAt || this.revocations.has(record.loginId)) return false
     const idle = this.#config.idleTimeout
-    return idle !== null && now - record.lastSeenAt >= idle
+    return idle === null || now - record.lastSeenAt < idle
   }
 
-  #forget (loginId: string): void {
+  // Ends a login: once the store has deleted it (and told every instance),
+  // this process refuses it too, whether or not it hears its own message. A
+  // store that fails ends nothing, here or elsewhere: the caller's request
+  // is a 503, and the user can try again.
+  end (userId: string, loginId: string, expiresAt = nowInSeconds() + MAX_LIFETIME): MaybePromise<boolean> {
+    // A read under way must not put the login into the window cache.
     this.#epoch++
-    this.#cache.delete(loginId)
+    return andThen(this.#call('delete', () => this.#store.delete(loginId, userId)), (existed) => {
+      this.#heard({ loginId, userId, expiresAt })
+      return existed
+    })
   }
 
-  #forgetUser (userId: string, exceptLoginId: string | undefined): void {
+  #heard (revocation: Revocation): void {
     this.#epoch++
-    for (const [loginId, cached] of this.#cache.entries()) {
-      if (cached.record.userId === userId && loginId !== exceptLoginId) this.#cache.delete(loginId)
+    this.#window.delete(revocation.loginId)
+    const known = this.revocations.has(revocation.loginId)
+    this.revocations.add(revocation)
+    if (!known) {
+      try {
+        this.#onRevoked(revocation.loginId, revocation.userId)
+      } catch (error) {
+        this.#log.error({ err: error }, 'fastify-login: a \'loginRevoked\' listener failed')
+      }
     }
+  }
+
+  // Records the first use of a rotated cookie (one conditional write, once
+  // per process and generation).
+  #confirm (token: AccountToken, now: number): MaybePromise<unknown> {
+    const store = this.#store
+    if (typeof store.advanceGeneration !== 'function') return undefined
+    return andThen(this.#call('advanceGeneration', () => (store.advanceGeneration as NonNullable<LoginStore['advanceGeneration']>)(token.loginId, token.id, token.generation, now)), () => {
+      this.#confirmed.set(token.loginId, token.generation)
+    })
+  }
+
+  // The last use (and a sliding expiry), at most about once a minute a
+  // login per process; remembered only once the store has it.
+  #touch (token: AccountToken, now: number): MaybePromise<unknown> {
+    const interval = touchInterval(this.#config.idleTimeout)
+    const last = this.#touched.get(token.loginId)
+    if (last !== undefined && now - last < interval) return undefined
+    const slide = this.#config.cookieRefreshEachRequest && token.remember
+    const expiresAt = slide ? now + (token.expiresAt - token.issuedAt) : undefined
+    return andThen(this.#call('touch', () => this.#store.touch(token.loginId, now, token.id, expiresAt)), () => {
+      this.#touched.set(token.loginId, now)
+    })
   }
 
   // A store that fails is a server error that names the store, never a logout.
@@ -163,14 +295,22 @@ export class LoginRecords {
       throw storeFailed(method, error)
     }
     if (!isThenable<T>(result)) return result
+    this.#asynchronous = true
     return Promise.resolve(result).catch((error: unknown) => { throw storeFailed(method, error) })
   }
 }
 
-// How often the last use of a login is written: about once a minute, or a
-// tenth of the idle timeout when that is shorter.
-export function touchInterval (idleTimeout: number | null): number {
-  return idleTimeout === null ? 60 : Math.min(60, Math.max(1, Math.floor(idleTimeout / 10)))
+// A record as the plugin reads it: fields added since a store was written
+// (or since the record was) take the values they would have had.
+function withDefaults (record: LoginRecord): LoginRecord {
+  return {
+    ...record,
+    method: record.method ?? null,
+    authenticatedAt: record.authenticatedAt ?? record.createdAt,
+    generation: record.generation ?? 0,
+    generationUsedAt: record.generationUsedAt ?? record.createdAt,
+    realm: record.realm ?? ''
+  }
 }
 
 // What the store said stays in `cause` (logged), never in the answer: a

@@ -1,4 +1,5 @@
-import type { LoginRecord, LoginStore, LoginStoreListener } from '../../types/index'
+import { randomBytes } from 'node:crypto'
+import type { LoginRecord, LoginStore, LoginStoreListener, Revocation } from '../../types/index'
 import { nowInSeconds } from '../clock'
 
 // Logins kept in this process's memory: for tests and single-instance apps.
@@ -7,6 +8,11 @@ import { nowInSeconds } from '../clock'
 export function memoryStore (): LoginStore {
   const records = new Map<string, LoginRecord>()
   const byUser = new Map<string, Set<string>>()
+  // Ended logins until they would have expired, for a registration that
+  // subscribes after they ended (another realm of the app, started later).
+  const ended = new Map<string, Revocation>()
+  let pruneAt = 64
+  const realms = new Map<string, string>()
   const listeners: LoginStoreListener[] = []
 
   function live (loginId: string): LoginRecord | null {
@@ -17,6 +23,11 @@ export function memoryStore (): LoginStore {
     return null
   }
 
+  function owned (loginId: string, userId: string): LoginRecord | null {
+    const record = live(loginId)
+    return record === null || record.userId !== userId ? null : record
+  }
+
   function remove (record: LoginRecord): void {
     records.delete(record.loginId)
     const ids = byUser.get(record.userId)
@@ -24,9 +35,19 @@ export function memoryStore (): LoginStore {
     if (ids?.size === 0) byUser.delete(record.userId)
   }
 
-  function revoked (loginIds: string[]): void {
-    if (loginIds.length === 0) return
-    for (const listener of listeners) listener.revoked(loginIds)
+  // Every listener hears of it before `delete` returns: the store proves
+  // what it heard once, with `heard(Infinity)`.
+  function revoked (gone: LoginRecord[]): void {
+    if (gone.length === 0) return
+    const revocations = gone.map((record) => ({ loginId: record.loginId, userId: record.userId, expiresAt: record.expiresAt }))
+    // Expired ones go each time the list doubles: linear work, amortised.
+    if (ended.size >= pruneAt) {
+      const now = nowInSeconds()
+      for (const [loginId, revocation] of ended) if (revocation.expiresAt <= now) ended.delete(loginId)
+      pruneAt = Math.max(64, ended.size * 2)
+    }
+    for (const revocation of revocations) ended.set(revocation.loginId, revocation)
+    for (const listener of listeners) listener.revoked(revocations)
   }
 
   return {
@@ -38,18 +59,20 @@ export function memoryStore (): LoginStore {
       ids.add(record.loginId)
     },
     get (loginId, userId) {
-      const record = live(loginId)
-      return record === null || record.userId !== userId ? null : { ...record }
+      const record = owned(loginId, userId)
+      return record === null ? null : { ...record }
     },
-    touch (loginId, lastSeenAt, userId) {
-      const record = live(loginId)
-      if (record !== null && record.userId === userId) record.lastSeenAt = lastSeenAt
+    touch (loginId, lastSeenAt, userId, expiresAt) {
+      const record = owned(loginId, userId)
+      if (record === null) return
+      if (lastSeenAt > record.lastSeenAt) record.lastSeenAt = lastSeenAt
+      if (expiresAt !== undefined && expiresAt > record.expiresAt) record.expiresAt = expiresAt
     },
     delete (loginId, userId) {
-      const record = live(loginId)
-      if (record === null || record.userId !== userId) return false
+      const record = owned(loginId, userId)
+      if (record === null) return false
       remove(record)
-      revoked([loginId])
+      revoked([record])
       return true
     },
     list (userId) {
@@ -60,20 +83,36 @@ export function memoryStore (): LoginStore {
         .sort((a, b) => b.createdAt - a.createdAt)
     },
     deleteAll (userId, exceptLoginId) {
-      const gone: string[] = []
+      const gone: LoginRecord[] = []
       for (const loginId of [...byUser.get(userId) ?? []]) {
         const record = live(loginId)
         if (record === null || loginId === exceptLoginId) continue
         remove(record)
-        gone.push(loginId)
+        gone.push(record)
       }
       revoked(gone)
       return gone.length
     },
+    advanceGeneration (loginId, userId, generation, usedAt) {
+      const record = owned(loginId, userId)
+      if (record === null || generation <= record.generation) return false
+      record.generation = generation
+      record.generationUsedAt = usedAt
+      return true
+    },
+    realm (tags) {
+      const id = tags.map((tag) => realms.get(tag)).find((known) => known !== undefined) ?? randomBytes(12).toString('base64url')
+      for (const tag of tags) realms.set(tag, id)
+      return id
+    },
     // One process: every revocation is heard, and always will be.
     subscribe (listener) {
       listeners.push(listener)
+      const now = nowInSeconds()
+      const known = [...ended.values()].filter((revocation) => revocation.expiresAt > now)
+      if (known.length > 0) listener.revoked(known)
       listener.listening(true)
+      listener.heard(Infinity)
     }
   }
 }

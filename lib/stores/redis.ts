@@ -1,6 +1,9 @@
+import { createHash, randomBytes } from 'node:crypto'
 import type { Cluster, Redis } from 'ioredis'
-import type { LoginRecord, LoginStore, LoginStoreListener, RedisStoreOptions } from '../../types/index'
+import type { LoginRecord, LoginStore, LoginStoreListener, RedisStoreOptions, Revocation } from '../../types/index'
+import { nowInSeconds } from '../clock'
 import { FST_LOGIN_INVALID_OPTION, FST_LOGIN_STORE_CORRUPT } from '../errors'
+import { Subscriber } from './redis-subscriber'
 
 // Logins kept in Redis (standalone or Cluster), so every instance sees them
 // and can end them. The app's own ioredis client does the work: this file
@@ -10,27 +13,30 @@ import { FST_LOGIN_INVALID_OPTION, FST_LOGIN_STORE_CORRUPT } from '../errors'
 //   P{u:T}:login:<loginId>   a hash: the record; expires at its expiresAt
 //   P{u:T}:logins            a sorted set: the user's login ids scored by
 //                            expiresAt; expires with the last of them
-//   Prevoked                 the channel every deletion is published on
+//   Pended                   a sorted set: every ended login ("<loginId>
+//                            <U>") scored by when it would have expired; read
+//                            by an instance as it subscribes
+//   Pepoch                   "<random>:<created at>": gone or changed means
+//                            Redis lost its data, and the ended logins with it
+//   P{realms}:<tag>          the realm id a realm tag names
+//   Prevoked                 the channel every ending is published on
 // The `{...}` hash tag puts a user's keys on one Cluster slot, so a script
 // over them works there; base64url keeps braces in an id from breaking
 // the tag, and the `u:` keeps an empty id from making an empty tag (which
 // Redis would ignore, hashing the whole key).
 
 const DEFAULT_PREFIX = 'fastify-login:'
-const FIELDS = ['loginId', 'userId', 'createdAt', 'lastSeenAt', 'expiresAt', 'remembered', 'userAgent', 'ip'] as const
+const FIELDS = ['loginId', 'userId', 'createdAt', 'lastSeenAt', 'expiresAt', 'remembered', 'userAgent', 'ip', 'method', 'authenticatedAt', 'generation', 'generationUsedAt', 'realm'] as const
+// Fields a record written before they existed lacks (withDefaults in records.ts fills them).
+const LATER_FIELDS = new Set<string>(['method', 'authenticatedAt', 'generation', 'generationUsedAt', 'realm'])
+const NUMBERS = ['createdAt', 'lastSeenAt', 'expiresAt', 'authenticatedAt', 'generation', 'generationUsedAt'] as const
 const SECONDS = /^\d{1,15}$/
-// How long to wait before the subscriber reconnects: doubling, at most 2 s.
-const FIRST_RETRY_MS = 50
-const LAST_RETRY_MS = 2000
-// How often the subscriber PINGs: one unanswered beat later it is taken for
-// dead, so a silent connection is noticed within two beats, not minutes.
-const HEARTBEAT_MS = 1000
 
 // KEYS: record, index. ARGV: expiresAt, login id, then the record's fields
 // and values. Record and index entry in one step: a record missing from the
-// index could be neither listed nor revoked by deleteAll. The index expires
-// with its latest login: NX gives a new index its expiry, GT only ever
-// extends it (GT alone does nothing on a key that has no expiry yet).
+// index could be neither listed nor revoked. The index expires with its
+// latest login: NX gives a new index its expiry, GT only ever extends it (GT
+// alone does nothing on a key that has no expiry yet).
 const CREATE = `
 redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 redis.call('EXPIREAT', KEYS[1], ARGV[1])
@@ -38,32 +44,32 @@ redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
 redis.call('EXPIREAT', KEYS[2], ARGV[1], 'NX')
 redis.call('EXPIREAT', KEYS[2], ARGV[1], 'GT')`
 
-// Moves lastSeenAt forward only, and only while the record exists: a touch
-// racing a logout must not bring the login back (HSET on a missing key would
-// create a record without expiry).
+// KEYS: record, index. ARGV: login id, lastSeenAt, expiresAt or ''. Moves
+// lastSeenAt (and a sliding expiry, with the keys' expiry) forward only, and
+// only while the record exists: a touch racing a logout must not bring the
+// login back (HSET on a missing key would create a record without expiry).
 const TOUCH = `
 local seen = redis.call('HGET', KEYS[1], 'lastSeenAt')
-if seen and tonumber(ARGV[1]) > tonumber(seen) then redis.call('HSET', KEYS[1], 'lastSeenAt', ARGV[1]) end`
+if not seen then return end
+if tonumber(ARGV[2]) > tonumber(seen) then redis.call('HSET', KEYS[1], 'lastSeenAt', ARGV[2]) end
+if ARGV[3] ~= '' and tonumber(ARGV[3]) > tonumber(redis.call('HGET', KEYS[1], 'expiresAt')) then
+  redis.call('HSET', KEYS[1], 'expiresAt', ARGV[3])
+  redis.call('EXPIREAT', KEYS[1], ARGV[3])
+  redis.call('ZADD', KEYS[2], 'GT', ARGV[3], ARGV[1])
+  redis.call('EXPIREAT', KEYS[2], ARGV[3], 'GT')
+end`
 
-// KEYS: record, index. ARGV: login id, channel. The record and its index entry
-// go together, and the revocation is published only if there was a login.
+// KEYS: index, record key prefix (a key too, so a client `keyPrefix`
+// applies to it as to the others). ARGV: channel, then the user id, then
+// login ids and their expiries. Deletes exactly those logins and publishes
+// the ones that existed. By then they are in the ended set (see end()).
 const DELETE = `
-local deleted = redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-if deleted == 1 then redis.call('PUBLISH', ARGV[2], cjson.encode({ ARGV[1] })) end
-return deleted`
-
-// KEYS: index, record key prefix (a key too, so a client `keyPrefix` applies
-// to it as to the others). ARGV: the login id to keep (or ''), channel.
-const DELETE_ALL = `
 local gone = {}
-for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  if id ~= ARGV[1] then
-    if redis.call('DEL', KEYS[2] .. id) == 1 then gone[#gone + 1] = id end
-    redis.call('ZREM', KEYS[1], id)
-  end
+for i = 3, #ARGV, 2 do
+  if redis.call('DEL', KEYS[2] .. ARGV[i]) == 1 then gone[#gone + 1] = { ARGV[i], ARGV[2], tonumber(ARGV[i + 1]) } end
+  redis.call('ZREM', KEYS[1], ARGV[i])
 end
-if #gone > 0 then redis.call('PUBLISH', ARGV[2], cjson.encode(gone)) end
+if #gone > 0 then redis.call('PUBLISH', ARGV[1], cjson.encode(gone)) end
 return #gone`
 
 // KEYS: index, record key prefix. The index forgets expired logins by score
@@ -78,59 +84,191 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
 end
 return records`
 
+// KEYS: record. ARGV: generation, used at. Only forward, only if the login exists.
+const ADVANCE = `
+local generation = redis.call('HGET', KEYS[1], 'generation')
+if not redis.call('HGET', KEYS[1], 'loginId') then return 0 end
+if generation and tonumber(ARGV[1]) <= tonumber(generation) then return 0 end
+redis.call('HSET', KEYS[1], 'generation', ARGV[1], 'generationUsedAt', ARGV[2])
+return 1`
+
+// KEYS: the realm tags' keys. ARGV: a new id, for when none is known. The
+// id one tag knows is registered under the others (a secret added for
+// rotation joins the realm the old one found).
+const REALM = `
+local id = nil
+for _, key in ipairs(KEYS) do
+  id = redis.call('GET', key)
+  if id then break end
+end
+if not id then id = ARGV[1] end
+for _, key in ipairs(KEYS) do redis.call('SET', key, id, 'NX') end
+return id`
+
 type Client = Redis | Cluster
+
+// A Lua script sent by its SHA1 (EVALSHA), and once in full on a server that
+// does not know it yet: one round trip, without the script's text.
+class Script {
+  #source: string
+  #sha: string
+
+  constructor (source: string) {
+    this.#source = source
+    this.#sha = createHash('sha1').update(source).digest('hex')
+  }
+
+  async run (client: Client, keys: readonly string[], args: ReadonlyArray<string | number>): Promise<unknown> {
+    try {
+      return await client.evalsha(this.#sha, keys.length, ...keys, ...args)
+    } catch (error) {
+      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error
+      return await client.eval(this.#source, keys.length, ...keys, ...args)
+    }
+  }
+}
+
+const SCRIPTS = {
+  create: new Script(CREATE),
+  touch: new Script(TOUCH),
+  delete: new Script(DELETE),
+  list: new Script(LIST),
+  advance: new Script(ADVANCE),
+  realm: new Script(REALM)
+}
 
 export function redisStore (options: RedisStoreOptions): LoginStore {
   const { client, prefix } = validate(options)
-  const channel = `${prefix}revoked`
+  const keys = {
+    channel: `${prefix}revoked`,
+    ended: `${prefix}ended`,
+    epoch: `${prefix}epoch`
+  }
 
   function userKeys (userId: string): { index: string, recordPrefix: string } {
     const tag = `${prefix}{u:${Buffer.from(userId, 'utf8').toString('base64url')}}:`
     return { index: `${tag}logins`, recordPrefix: `${tag}login:` }
   }
 
+  // Ends logins: first into the ended set, then deleted and published. In
+  // that order, a crash between the two leaves a login refused everywhere
+  // but still recorded, never deleted but unknown to an instance that
+  // starts later. Two steps, as the ended set is on another Cluster slot.
+  async function end (userId: string, logins: Array<[loginId: string, expiresAt: number]>): Promise<number> {
+    if (logins.length === 0) return 0
+    const { index, recordPrefix } = userKeys(userId)
+    await client.zadd(keys.ended, ...logins.flatMap(([loginId, expiresAt]) => [expiresAt, `${loginId} ${userId}`]))
+    // Ended logins that would have expired by now are no longer needed.
+    await client.zremrangebyscore(keys.ended, '-inf', `(${nowInSeconds()}`)
+    return await SCRIPTS.delete.run(client, [index, recordPrefix], [keys.channel, userId, ...logins.flat()]) as number
+  }
+
+  async function list (userId: string): Promise<LoginRecord[]> {
+    const { index, recordPrefix } = userKeys(userId)
+    const found = await SCRIPTS.list.run(client, [index, recordPrefix], []) as Array<[string, string[]]>
+    return found
+      .map(([loginId, flat]) => fromHash(pairs(flat), recordPrefix + loginId, loginId, userId) as LoginRecord)
+      .sort((a, b) => b.createdAt - a.createdAt)
+  }
+
   // One per subscribe(): a store object shared by two registrations of the
   // plugin gives each its own, and close() stops them all (each listener
-  // then hears `listening(false)` and stops trusting its cache).
+  // then hears `listening(false)` and stops trusting what it heard).
   const subscribers = new Set<Subscriber>()
 
   return {
     async create (record) {
       const { index, recordPrefix } = userKeys(record.userId)
-      const fields = FIELDS.flatMap((field) => [field, field === 'remembered' ? Number(record.remembered) : record[field]])
-      await client.eval(CREATE, 2, recordPrefix + record.loginId, index, record.expiresAt, record.loginId, ...fields)
+      const fields = FIELDS.flatMap((field) => [field, toField(record, field)])
+      await SCRIPTS.create.run(client, [recordPrefix + record.loginId, index], [record.expiresAt, record.loginId, ...fields])
     },
     async get (loginId, userId) {
       const key = userKeys(userId).recordPrefix + loginId
       return fromHash(await client.hgetall(key), key, loginId, userId)
     },
-    async touch (loginId, lastSeenAt, userId) {
-      await client.eval(TOUCH, 1, userKeys(userId).recordPrefix + loginId, lastSeenAt)
+    async touch (loginId, lastSeenAt, userId, expiresAt) {
+      const { index, recordPrefix } = userKeys(userId)
+      await SCRIPTS.touch.run(client, [recordPrefix + loginId, index], [loginId, lastSeenAt, expiresAt ?? ''])
     },
     async delete (loginId, userId) {
-      const { index, recordPrefix } = userKeys(userId)
-      return await client.eval(DELETE, 2, recordPrefix + loginId, index, loginId, channel) === 1
+      const expiresAt = await client.hget(userKeys(userId).recordPrefix + loginId, 'expiresAt')
+      if (expiresAt === null) return false
+      return await end(userId, [[loginId, Number(expiresAt)]]) === 1
     },
-    async list (userId) {
-      const { index, recordPrefix } = userKeys(userId)
-      const found = await client.eval(LIST, 2, index, recordPrefix) as Array<[string, string[]]>
-      return found
-        .map(([loginId, flat]) => fromHash(pairs(flat), recordPrefix + loginId, loginId, userId) as LoginRecord)
-        .sort((a, b) => b.createdAt - a.createdAt)
-    },
+    list,
     async deleteAll (userId, exceptLoginId) {
-      const { index, recordPrefix } = userKeys(userId)
-      return await client.eval(DELETE_ALL, 2, index, recordPrefix, exceptLoginId ?? '', channel) as number
+      const logins = (await list(userId)).filter((record) => record.loginId !== exceptLoginId)
+      return await end(userId, logins.map((record) => [record.loginId, record.expiresAt]))
+    },
+    async advanceGeneration (loginId, userId, generation, usedAt) {
+      return await SCRIPTS.advance.run(client, [userKeys(userId).recordPrefix + loginId], [generation, usedAt]) === 1
+    },
+    async realm (tags) {
+      return await SCRIPTS.realm.run(client, tags.map((tag) => `${prefix}{realms}:${tag}`), [randomBytes(12).toString('base64url')]) as string
     },
     async subscribe (listener) {
-      const subscriber = new Subscriber(client, channel, listener)
+      const subscriber = new Subscriber(client, keys.channel, {
+        // Before the plugin may trust what it hears: everything ended before
+        // the subscription, and whether Redis still has it.
+        catchUp: async () => {
+          await catchUp(client, keys, listener)
+        },
+        listener
+      })
       subscribers.add(subscriber)
       await subscriber.start()
+      await warnAboutSettings(client, listener)
     },
     async close () {
       await Promise.all([...subscribers].map(async (subscriber) => await subscriber.stop()))
       subscribers.clear()
     }
+  }
+}
+
+// Since when the ended set is whole (the epoch), then every ended login in
+// it that has not expired, a slice at a time (ZSCAN returns every member
+// present for the whole scan; one added meanwhile is heard on the channel).
+async function catchUp (client: Client, keys: { ended: string, epoch: string }, listener: LoginStoreListener): Promise<void> {
+  let epoch = await client.get(keys.epoch)
+  if (epoch === null) {
+    await client.set(keys.epoch, `${randomBytes(9).toString('base64url')}:${nowInSeconds()}`, 'NX')
+    epoch = await client.get(keys.epoch)
+  }
+  const since = Number(epoch?.slice(epoch.indexOf(':') + 1))
+  if (!Number.isSafeInteger(since)) throw new FST_LOGIN_STORE_CORRUPT(`${JSON.stringify(epoch)}`, keys.epoch)
+  listener.trustedSince(since)
+  const now = nowInSeconds()
+  let cursor = '0'
+  do {
+    const [next, flat] = await client.zscan(keys.ended, cursor, 'COUNT', 5000)
+    cursor = next
+    const revocations: Revocation[] = []
+    for (let i = 0; i < flat.length; i += 2) {
+      const expiresAt = Number(flat[i + 1])
+      const space = flat[i].indexOf(' ')
+      if (expiresAt > now && space !== -1) revocations.push({ loginId: flat[i].slice(0, space), userId: flat[i].slice(space + 1), expiresAt })
+    }
+    if (revocations.length > 0) listener.revoked(revocations)
+  } while (cursor !== '0')
+}
+
+// Settings of the server that would break the store's promises, where the
+// server lets us read them (managed services often do not: then nothing is said).
+async function warnAboutSettings (client: Client, listener: LoginStoreListener): Promise<void> {
+  let settings: Record<string, string>
+  try {
+    settings = pairs(await client.config('GET', 'maxmemory-policy') as string[])
+    Object.assign(settings, pairs(await client.config('GET', 'appendonly') as string[]))
+  } catch {
+    return
+  }
+  const policy = settings['maxmemory-policy']
+  if (policy !== undefined && policy !== 'noeviction' && !policy.startsWith('volatile')) {
+    listener.warn?.(`redisStore: Redis evicts keys (maxmemory-policy ${policy}): an evicted user index makes "log out every device" end nothing, and an evicted ended-logins set lets ended logins back in. Set maxmemory-policy to noeviction (see docs/redis-store.md).`)
+  }
+  if (settings.appendonly === 'no') {
+    listener.warn?.('redisStore: Redis has no append-only file (appendonly no): a crash brings back logins that were ended since the last snapshot. Set appendonly yes (see docs/redis-store.md).')
   }
 }
 
@@ -146,6 +284,12 @@ function validate (options: RedisStoreOptions): { client: Client, prefix: string
   return { client: client as Client, prefix }
 }
 
+function toField (record: LoginRecord, field: typeof FIELDS[number]): string | number {
+  if (field === 'remembered') return Number(record.remembered)
+  // A login without a method keeps an empty one: a method is never empty.
+  return record[field] ?? ''
+}
+
 // What HGETALL answered, as a record: null for a missing key (HGETALL answers
 // `{}`), an error for anything else that is not a whole record, since a value
 // we cannot read must never become a login, nor look like "no login". The
@@ -153,10 +297,10 @@ function validate (options: RedisStoreOptions): { client: Client, prefix: string
 // under the wrong key: never hand out another user's login.
 function fromHash (hash: Record<string, string>, key: string, loginId: string, userId: string): LoginRecord | null {
   if (Object.keys(hash).length === 0) return null
-  const missing = FIELDS.find((field) => typeof hash[field] !== 'string')
+  const missing = FIELDS.find((field) => typeof hash[field] !== 'string' && !LATER_FIELDS.has(field))
   if (missing !== undefined) throw new FST_LOGIN_STORE_CORRUPT(`a hash without \`${missing}\``, key)
-  for (const field of ['createdAt', 'lastSeenAt', 'expiresAt'] as const) {
-    if (!SECONDS.test(hash[field])) throw new FST_LOGIN_STORE_CORRUPT(`\`${field}\` = ${JSON.stringify(hash[field])}`, key)
+  for (const field of NUMBERS) {
+    if (hash[field] !== undefined && !SECONDS.test(hash[field])) throw new FST_LOGIN_STORE_CORRUPT(`\`${field}\` = ${JSON.stringify(hash[field])}`, key)
   }
   if (hash.remembered !== '1' && hash.remembered !== '0') {
     throw new FST_LOGIN_STORE_CORRUPT(`\`remembered\` = ${JSON.stringify(hash.remembered)}`, key)
@@ -164,163 +308,28 @@ function fromHash (hash: Record<string, string>, key: string, loginId: string, u
   if (hash.loginId !== loginId || hash.userId !== userId) {
     throw new FST_LOGIN_STORE_CORRUPT(`the login ${JSON.stringify(hash.loginId)} of user ${JSON.stringify(hash.userId)}`, key)
   }
+  const createdAt = Number(hash.createdAt)
   return {
     loginId: hash.loginId,
     userId: hash.userId,
-    createdAt: Number(hash.createdAt),
+    createdAt,
     lastSeenAt: Number(hash.lastSeenAt),
     expiresAt: Number(hash.expiresAt),
     remembered: hash.remembered === '1',
     userAgent: hash.userAgent,
-    ip: hash.ip
+    ip: hash.ip,
+    method: hash.method === undefined || hash.method === '' ? null : hash.method,
+    authenticatedAt: hash.authenticatedAt === undefined ? createdAt : Number(hash.authenticatedAt),
+    generation: hash.generation === undefined ? 0 : Number(hash.generation),
+    generationUsedAt: hash.generationUsedAt === undefined ? createdAt : Number(hash.generationUsedAt),
+    // Written before realms: records.ts reads it as the realm's own until it expires.
+    realm: hash.realm ?? ''
   }
 }
 
-// A script answers HGETALL as a flat [field, value, ...] list.
+// A script answers HGETALL (and CONFIG GET) as a flat [field, value, ...] list.
 function pairs (flat: string[]): Record<string, string> {
   const hash: Record<string, string> = {}
   for (let i = 0; i < flat.length; i += 2) hash[flat[i]] = flat[i + 1]
   return hash
-}
-
-// The connection that hears revocations. Pub/sub needs a connection of its
-// own; this one is opened and reconnected here rather than by ioredis, so the
-// listener hears exactly when revocations may have been missed (`false` as
-// soon as the connection drops) and when they are heard again (`true` only
-// once SUBSCRIBE is confirmed on the new connection). On a Cluster it is a
-// plain connection to one master, rotating on failures: classic pub/sub is
-// cluster-wide, and a Cluster's own subscriber reconnects without telling.
-class Subscriber {
-  #client: Client
-  #channel: string
-  #listener: LoginStoreListener
-  #connection: Redis | null = null
-  #listening = false
-  #attempts = 0
-  #retry: NodeJS.Timeout | undefined
-  #heartbeat: NodeJS.Timeout | undefined
-  #stopped = false
-  // Why the last connection failed, for the error of a subscribe that could not.
-  #lastError = new Error('the connection closed')
-  #started: { resolve: () => void, reject: (error: Error) => void } | null = null
-
-  constructor (client: Client, channel: string, listener: LoginStoreListener) {
-    this.#client = client
-    this.#channel = channel
-    this.#listener = listener
-  }
-
-  // Resolves once the first SUBSCRIBE is confirmed; rejects if the first
-  // connection fails, so a Redis that is not there fails the app's `ready`.
-  async start (): Promise<void> {
-    if (this.#client.isCluster && this.#client.status !== 'ready') await this.#client.ping()
-    await new Promise<void>((resolve, reject) => {
-      this.#started = { resolve, reject }
-      this.#connect()
-    })
-  }
-
-  async stop (): Promise<void> {
-    // Whoever still listens must stop trusting what it cached.
-    this.#setListening(false)
-    this.#stopped = true
-    clearTimeout(this.#retry)
-    clearInterval(this.#heartbeat)
-    // An app closed while still starting: its `ready` must not wait forever.
-    this.#started?.reject(new Error(`fastify-login: redisStore was closed before it could subscribe to \`${this.#channel}\``))
-    this.#started = null
-    // Not QUIT: a frozen Redis would never answer it, and the app's close
-    // would wait forever. Closing our end is all a subscriber needs.
-    this.#connection?.disconnect()
-    this.#connection = null
-  }
-
-  #connect (): void {
-    const connection = this.#open()
-    this.#connection = connection
-    if (connection === null) return this.#ended()
-    connection.on('error', (error: Error) => { this.#lastError = error })
-    connection.on('message', (_channel: string, message: string) => this.#heard(message))
-    connection.on('ready', () => {
-      connection.subscribe(this.#channel).then(() => {
-        this.#attempts = 0
-        this.#beat(connection)
-        this.#setListening(true)
-      }, (error: Error) => {
-        // Refused (an ACL, say): drop the connection and try again.
-        this.#lastError = error
-        connection.disconnect()
-      })
-    })
-    connection.on('close', () => {
-      clearInterval(this.#heartbeat)
-      this.#setListening(false)
-    })
-    connection.once('end', () => this.#ended())
-    connection.connect().catch(() => { /* 'end' follows, and handles it */ })
-  }
-
-  #open (): Redis | null {
-    // No retries by ioredis (each attempt is a new connection, see #ended),
-    // no resubscription behind our back, lazy so our handlers come first.
-    const overrides = { lazyConnect: true, autoResubscribe: false, retryStrategy: () => null, connectionName: 'fastify-login:subscriber' }
-    if (!this.#client.isCluster) return (this.#client as Redis).duplicate(overrides)
-    // None while the Cluster has lost every node: try again later.
-    const masters = (this.#client as Cluster).nodes('master')
-    return masters.length === 0 ? null : masters[this.#attempts % masters.length].duplicate(overrides)
-  }
-
-  // A peer that is gone without closing the connection (a partition, a
-  // frozen server) would otherwise look like one that has nothing to say.
-  #beat (connection: Redis): void {
-    let answered = true
-    this.#heartbeat = setInterval(() => {
-      if (!answered) {
-        // Deaf now, not when ioredis gives up closing the socket politely.
-        clearInterval(this.#heartbeat)
-        this.#setListening(false)
-        return connection.disconnect()
-      }
-      answered = false
-      connection.ping().then(() => { answered = true }, () => { /* 'close' follows */ })
-    }, HEARTBEAT_MS).unref()
-  }
-
-  #ended (): void {
-    if (this.#stopped) return
-    if (this.#started !== null) {
-      const started = this.#started
-      this.#started = null
-      this.#stopped = true
-      started.reject(new Error(`fastify-login: redisStore could not subscribe to \`${this.#channel}\`: ${this.#lastError.message}`))
-      return
-    }
-    const delay = Math.min(FIRST_RETRY_MS * 2 ** this.#attempts, LAST_RETRY_MS)
-    this.#attempts++
-    // Unref'd, like the heartbeat: waiting for Redis alone keeps no process alive.
-    this.#retry = setTimeout(() => this.#connect(), delay).unref()
-  }
-
-  #heard (message: string): void {
-    let loginIds: unknown
-    try { loginIds = JSON.parse(message) } catch {}
-    if (Array.isArray(loginIds) && loginIds.every((id) => typeof id === 'string')) {
-      this.#listener.revoked(loginIds)
-      return
-    }
-    // Something we cannot read may have been a revocation: whatever is
-    // cached can no longer be trusted, so have it dropped.
-    this.#listener.listening(false)
-    this.#listener.listening(true)
-  }
-
-  #setListening (listening: boolean): void {
-    if (listening === this.#listening || this.#stopped) return
-    this.#listening = listening
-    this.#listener.listening(listening)
-    if (listening && this.#started !== null) {
-      this.#started.resolve()
-      this.#started = null
-    }
-  }
 }

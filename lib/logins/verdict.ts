@@ -1,0 +1,64 @@
+import type { LoginConfig, LoginRecord } from '../../types/index'
+import type { AccountToken } from '../cookies/token'
+
+// What checking a login with a store decided: whether it is alive, and what a
+// guard should change in the account cookie it re-issues (a rotation, the
+// first use of a rotated cookie recorded, the last use moved on).
+export interface Verdict {
+  readonly alive: boolean
+  readonly next: Partial<AccountToken> | null
+  // The record, when one was read: for the events that name it.
+  readonly record: LoginRecord | null
+  // Two parties held the login, which is now ended everywhere (rotation).
+  readonly reused: boolean
+}
+
+export const ALIVE: Verdict = Object.freeze({ alive: true, next: null, record: null, reused: false })
+export const ENDED: Verdict = Object.freeze({ alive: false, next: null, record: null, reused: false })
+
+export function alive (next: Partial<AccountToken> | null, record: LoginRecord | null = null): Verdict {
+  return { alive: true, next, record, reused: false }
+}
+
+// How often the last use of a login is written: about once a minute, or a
+// tenth of the idle timeout when that is shorter.
+export function touchInterval (idleTimeout: number | null): number {
+  return idleTimeout === null ? 60 : Math.min(60, Math.max(1, Math.floor(idleTimeout / 10)))
+}
+
+// The record of a login as the store has it, against its cookie, by the
+// plugin's own rules: whatever the store answers, a record of another user,
+// another realm, past its expiry or idle for too long is no login.
+export function recordIsLive (record: LoginRecord, token: AccountToken, realm: string, config: LoginConfig, now: number): boolean {
+  if (record.loginId !== token.loginId || record.userId !== token.id) return false
+  if (record.realm !== realm && record.realm !== LEGACY_REALM) return false
+  if (now >= record.expiresAt) return false
+  const idle = config.idleTimeout
+  return idle === null || now - Math.max(record.lastSeenAt, token.lastSeenAt) < idle
+}
+
+// Records written before realms have none: they are read as this realm's
+// until they expire (60 days at most), so an upgrade logs nobody out.
+export const LEGACY_REALM = ''
+
+// Rotation, on a record read because the cookie is `every` old (or a store
+// without the fast path): see docs/design/login-validity.md.
+//  - the record knows a newer generation, first used more than `grace` ago:
+//    two parties hold the login (the caller ends it);
+//  - a newer one used within `grace`: parallel requests, two tabs: this one
+//    gets the newer generation too;
+//  - the cookie is the newest and `every` old: the next generation, marked
+//    unconfirmed, with no write (a response that never arrives changes nothing).
+export type Rotation = 'reused' | Partial<AccountToken> | null
+
+export function rotate (token: AccountToken, record: LoginRecord, config: LoginConfig, now: number): Rotation {
+  const rotation = config.rotation
+  if (record.generation > token.generation) {
+    if (rotation !== false && now - record.generationUsedAt > rotation.grace) return 'reused'
+    return { generation: record.generation, rotatedAt: now, unconfirmed: false }
+  }
+  if (rotation !== false && now - token.rotatedAt >= rotation.every) {
+    return { generation: token.generation + 1, rotatedAt: now, unconfirmed: true }
+  }
+  return null
+}

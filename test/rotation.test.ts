@@ -1,0 +1,196 @@
+import { test } from 'tap'
+import type { Test } from 'tap'
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
+import { memoryStore } from '../lib/index'
+import type { LoginRecord, LoginStore } from '../types/index'
+import { clock, cookieJar, login, portal, setCookieHeaders } from './helpers'
+
+// Rotation with reuse detection (issue 20, part 1), with memoryStore and a
+// controlled clock: every `every` seconds a login's account cookie is
+// re-issued as its next generation; an older generation that comes back more
+// than `grace` seconds after a newer one was first used ends the login. The
+// same against Redis and three instances: test/rotation-redis.test.ts.
+
+const EVERY = 600
+const GRACE = 60
+
+// A browser: a cookie jar that takes what each response sets (unless the
+// response is lost on the way).
+class Browser {
+  jar: Record<string, string>
+  constructor (jar: Record<string, string>) { this.jar = { ...jar } }
+  async get (app: FastifyInstance, url = '/me', { lost = false } = {}): Promise<LightMyRequestResponse> {
+    const response = await app.inject({ url, cookies: this.jar })
+    if (!lost) this.jar = { ...this.jar, ...cookieJar(response) }
+    return response
+  }
+
+  copy (): Browser { return new Browser(this.jar) }
+  // The account cookie's generation and flags (a3: fields 7 and 9).
+  get generation (): string {
+    const fields = this.jar.account.split('.')
+    return `${fields[7]}.${fields[9]}`
+  }
+}
+
+interface Setup {
+  app: FastifyInstance
+  time: { advance: (seconds: number) => void }
+  reused: LoginRecord[]
+  store: LoginStore & { writes: Record<string, number> }
+}
+
+// A memoryStore that counts its writes.
+function countingStore (): LoginStore & { writes: Record<string, number> } {
+  const inner = memoryStore()
+  const writes: Record<string, number> = {}
+  const count = <A extends unknown[], R>(name: string, method: (...args: A) => R) => (...args: A): R => {
+    writes[name] = (writes[name] ?? 0) + 1
+    return method(...args)
+  }
+  return {
+    ...inner,
+    writes,
+    touch: count('touch', inner.touch),
+    advanceGeneration: count('advanceGeneration', inner.advanceGeneration as NonNullable<LoginStore['advanceGeneration']>),
+    get: count('get', inner.get)
+  }
+}
+
+async function setup (t: Test): Promise<Setup> {
+  const time = clock(t)
+  const reused: LoginRecord[] = []
+  const store = countingStore()
+  const { app } = await portal(t, store, { rotation: { every: EVERY, grace: GRACE } }, (app) => {
+    app.loginManager.on('loginReuseDetected', (_request, record) => { reused.push(record) })
+  })
+  return { app, time, reused, store }
+}
+
+test('a login is re-issued as its next generation once per `every`, on a guarded request', async (t) => {
+  const { app, time, store } = await setup(t)
+  const browser = new Browser(await login(app))
+  const loginId = (await browser.get(app)).json().loginId
+  t.equal(browser.generation, '0.s', 'generation 0')
+  time.advance(EVERY - 1)
+  t.same(setCookieHeaders(await browser.get(app, '/plain')), [], 'an unguarded page never re-issues')
+  t.equal(store.writes.get ?? 0, 0, 'younger than `every`: no store read')
+  time.advance(1)
+  const rotated = await browser.get(app)
+  t.equal(rotated.statusCode, 200)
+  t.equal(rotated.json().loginId, loginId, 'the same login, the same login id')
+  t.equal(browser.generation, '1.su', 'generation 1, its first use not yet recorded')
+  t.equal(store.writes.advanceGeneration ?? 0, 0, 'issuing it writes nothing')
+  await browser.get(app)
+  t.equal(browser.generation, '1.s', 'its first use recorded, and re-issued as such')
+  t.equal(store.writes.advanceGeneration, 1, 'one store write per rotation')
+  for (let i = 0; i < 5; i++) await browser.get(app)
+  t.equal(store.writes.advanceGeneration, 1, 'and no more')
+  t.same((await app.loginManager.listLogins('1')).map((record) => [record.loginId, record.generation]), [[loginId, 1]], 'the devices list does not change')
+})
+
+test('ordinary use never ends a login', async (t) => {
+  t.test('a response carrying the new cookie never arrives: the old one goes on working, long after grace', async (t) => {
+    const { app, time, reused } = await setup(t)
+    const browser = new Browser(await login(app))
+    time.advance(EVERY)
+    for (let i = 0; i < 3; i++) {
+      t.equal((await browser.get(app, '/me', { lost: true })).statusCode, 200, `lost response ${i + 1}`)
+      time.advance(GRACE * 3)
+    }
+    t.equal(browser.generation, '0.s')
+    t.equal((await browser.get(app)).statusCode, 200, 'the next one arrives')
+    t.equal((await browser.get(app)).statusCode, 200)
+    t.equal(browser.generation, '1.s')
+    t.same(reused, [])
+  })
+
+  t.test('parallel requests with the old cookie while the rotation is in flight, and two tabs', async (t) => {
+    const { app, time, reused } = await setup(t)
+    const browser = new Browser(await login(app))
+    time.advance(EVERY)
+    const old = browser.copy()
+    const answers = await Promise.all([0, 1, 2].map(async () => await old.copy().get(app)))
+    t.same(answers.map((answer) => answer.statusCode), [200, 200, 200], 'each of three parallel requests passes')
+    t.same(answers.map((answer) => new Browser(cookieJar(answer)).generation), ['1.su', '1.su', '1.su'], 'each gets the next generation')
+    browser.jar = { ...browser.jar, ...cookieJar(answers[0]) }
+    t.equal((await browser.get(app)).statusCode, 200, 'the browser uses it: its first use is recorded')
+    time.advance(GRACE)
+    const straggler = old.copy()
+    t.equal((await straggler.get(app)).statusCode, 200, 'another tab still sends the old one, within grace: fine')
+    t.equal(straggler.generation, '1.s', 'and catches up')
+    t.equal((await browser.get(app)).statusCode, 200)
+    t.same(reused, [])
+  })
+
+  t.test('a clock that moves back does not end it', async (t) => {
+    const { app, time, reused } = await setup(t)
+    const browser = new Browser(await login(app))
+    time.advance(EVERY)
+    const old = browser.copy()
+    await browser.get(app)
+    await browser.get(app)
+    time.advance(-30)
+    t.equal((await old.get(app)).statusCode, 200, 'the older cookie, "before" the newer one was used')
+    t.same(reused, [])
+  })
+})
+
+test('reuse ends the login, in either order, everywhere, and says so once', async (t) => {
+  for (const order of ['the thief first', 'the owner first']) {
+    const { app, time, reused } = await setup(t)
+    const owner = new Browser(await login(app, '1', 'Chrome on Windows'))
+    const thief = owner.copy()
+    time.advance(EVERY)
+    const [first, second] = order === 'the thief first' ? [thief, owner] : [owner, thief]
+    await first.get(app)
+    t.equal((await first.get(app)).statusCode, 200, `${order}: its newer generation is used`)
+    time.advance(GRACE + 1)
+    const late = await second.get(app)
+    t.equal(late.statusCode, 401, `${order}: the older generation, more than grace later: refused`)
+    t.equal((await first.get(app)).statusCode, 401, `${order}: and the login is ended for every copy`)
+    t.same(await app.loginManager.listLogins('1'), [], `${order}: and from the devices list`)
+    t.equal(reused.length, 1, `${order}: loginReuseDetected once`)
+    t.match(reused[0], { userId: '1', userAgent: 'Chrome on Windows', generation: 1 }, 'with the record, to tell the user')
+    t.equal((await second.get(app)).statusCode, 401)
+    t.equal(reused.length, 1, 'not again for the next attempt')
+  }
+})
+
+test('with rotation off, nothing is re-issued and an older cookie is not reuse', async (t) => {
+  const time = clock(t)
+  const { app } = await portal(t, memoryStore(), { rotation: false })
+  const browser = new Browser(await login(app))
+  const copy = browser.copy()
+  time.advance(EVERY * 10)
+  t.equal((await browser.get(app)).statusCode, 200)
+  t.equal(browser.generation, '0.s', 'no new generation')
+  t.equal((await copy.get(app)).statusCode, 200, 'a copy is the same login, as without a store')
+})
+
+test('a store without the fast path (no subscribe): every request reads, and rotation works the same', async (t) => {
+  const time = clock(t)
+  const { subscribe, ...reading } = memoryStore()
+  t.type(subscribe, 'function')
+  const { app } = await portal(t, reading, { rotation: { every: EVERY, grace: GRACE } })
+  const browser = new Browser(await login(app))
+  time.advance(EVERY)
+  await browser.get(app)
+  const unconfirmed = browser.copy()
+  t.equal(browser.generation, '1.su')
+  t.equal((await browser.get(app)).statusCode, 200, 'its first use recorded')
+  t.equal((await unconfirmed.get(app)).statusCode, 200, 'a parallel request with the same unconfirmed cookie: recorded already')
+  t.equal(unconfirmed.generation, '1.s', 'and confirmed without a write')
+})
+
+test('a rotated cookie at a registration whose store cannot record it: accepted, nothing written', async (t) => {
+  const time = clock(t)
+  const store = memoryStore()
+  const { app } = await portal(t, store, { rotation: { every: EVERY, grace: GRACE } })
+  const browser = new Browser(await login(app))
+  time.advance(EVERY)
+  await browser.get(app)
+  t.equal(browser.generation, '1.su')
+  const { app: unable } = await portal(t, { ...store, advanceGeneration: undefined }, { rotation: false })
+  t.equal((await browser.get(unable)).statusCode, 200)
+})
