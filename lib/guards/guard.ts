@@ -33,7 +33,7 @@ export function createGuard (login: LoginInternals, config: LoginConfig, options
   }
   const override = {
     route: options.route === undefined ? undefined : checkRoute('login.route', options.route),
-    message: options.message === undefined ? undefined : checkMessage('login.message', options.message, '')
+    message: options.message === undefined ? undefined : checkMessage('login.message', options.message)
   }
   // The refusal the mode is named after takes the route's overrides.
   function refusal (mode: string, base: Refusal): Refusal {
