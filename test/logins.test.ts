@@ -2,7 +2,7 @@ import { test } from 'tap'
 import Fastify from 'fastify'
 import fastifyLogin, { memoryStore } from '../lib/index'
 import type { LoginRecord, LoginStore, LoginStoreListener } from '../types/index'
-import { clock, cookieJar, login, portal, SECRET, setCookieHeaders, User, userStore } from './helpers'
+import { clock, cookieJar, login, portal, refusesIllFormedIds, SECRET, setCookieHeaders, User, userStore } from './helpers'
 
 // Logins the server can end (issue 10): records in a store, logout that
 // revokes every copy of a cookie, per-device revocation, idle timeout and
@@ -330,6 +330,10 @@ test('the store methods check what they are given', async (t) => {
   await t.rejects(app.loginManager.listLogins({} as User), { code: 'FST_LOGIN_INVALID_USER', message: /a user object with an id, or a user id/ })
   await t.rejects(app.loginManager.revokeAllLogins(null as unknown as User), { code: 'FST_LOGIN_INVALID_USER' })
   t.match((await app.inject('/anonymous-revoke')).json(), { code: 'FST_LOGIN_NOT_LOGGED_IN', message: /revokeOtherLogins\(\) needs a user logged in/ })
+})
+
+test('memoryStore: a user id that is not well-formed Unicode is refused by the store methods', async (t) => {
+  await refusesIllFormedIds(t, memoryStore())
 })
 
 test('a login without a user agent is recorded with an empty one', async (t) => {
