@@ -1,6 +1,7 @@
 import { test } from 'tap'
 import Fastify from 'fastify'
 import fastifyLogin, { memoryStore } from '../lib/index'
+import { kKeptRecords } from '../lib/stores/memory'
 import type { LoginRecord, LoginStore, LoginStoreListener } from '../types/index'
 import { clock, cookieJar, login, portal, refusesIllFormedIds, SECRET, setCookieHeaders, User, userStore } from './helpers'
 
@@ -378,6 +379,30 @@ test('memoryStore drops expired logins when it looks at them', async (t) => {
   t.equal(store.deleteAll('u'), 1)
   t.same(store.list('nobody'), [])
   t.equal(store.deleteAll('nobody'), 0)
+})
+
+test('memoryStore frees the expired logins of users nobody looks at, a few per login created, with no timer', async (t) => {
+  const time = clock(t)
+  const timers = process.getActiveResourcesInfo().filter((resource) => resource === 'Timeout').length
+  const store = memoryStore()
+  const kept = (): number => (store as unknown as Record<typeof kKeptRecords, number>)[kKeptRecords]
+  const record = (loginId: string, lifetime: number): LoginRecord => {
+    const now = Math.floor(Date.now() / 1000)
+    return { loginId, userId: `user-${loginId}`, createdAt: now, lastSeenAt: now, expiresAt: now + lifetime, remembered: false, userAgent: '', ip: '' }
+  }
+  for (let i = 0; i < 1000; i++) store.create(record(`old-${i}`, 60))
+  t.equal(kept(), 1000)
+  t.equal(process.getActiveResourcesInfo().filter((resource) => resource === 'Timeout').length, timers, 'no timer keeps the process alive')
+  time.advance(61)
+  store.create(record('new-0', DAY))
+  t.equal(kept(), 1000 - 4 + 1, 'a login created frees four expired ones, no more')
+  // 1,000 logins look at 4,000 records: the rest of a round and a whole new one.
+  for (let i = 1; i < 1000; i++) store.create(record(`new-${i}`, DAY))
+  t.equal(kept(), 1000, 'after 1,000 logins every expired one is gone; the live ones stay')
+  time.advance(DAY)
+  for (let i = 0; i < 1000; i++) store.create(record(`newer-${i}`, DAY))
+  t.equal(kept(), 1000, 'the sweep went round again, over the records added after it started')
+  t.same(store.list('user-newer-0'), [record('newer-0', DAY)], 'a live login is untouched')
 })
 
 test('a known login costs no store read; a revocation on another instance is heard', async (t) => {
