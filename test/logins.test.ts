@@ -1,5 +1,6 @@
 import { test } from 'tap'
 import Fastify from 'fastify'
+import fastifyCookie from '@fastify/cookie'
 import fastifyLogin, { memoryStore } from '../lib/index'
 import { kKeptRecords } from '../lib/stores/memory'
 import type { LoginRecord, LoginStore, LoginStoreListener } from '../types/index'
@@ -263,6 +264,44 @@ test('a logout with a planted duplicate cookie still ends the real login', async
   t.equal(response.statusCode, 200)
   t.same(await app.loginManager.listLogins('1'), [], 'both logins its cookies named are gone (a quoted value too)')
   t.equal((await app.inject({ url: '/me', cookies: copy })).statusCode, 401, 'and every copy of their cookies is anonymous')
+})
+
+test('a logout reads four distinct account cookies at most, and ends each login once', async (t) => {
+  // Borrowed signing: every HMAC the plugin runs goes through app.unsignCookie.
+  const app = Fastify()
+  await app.register(fastifyCookie, { secret: SECRET })
+  const inner = memoryStore()
+  let deletes = 0
+  const users = userStore()
+  await app.register(fastifyLogin, {
+    store: { ...inner, delete: (loginId, userId) => { deletes++; return inner.delete(loginId, userId) } },
+    userLoader: (id) => users.get(id)
+  })
+  app.get('/login', async (request, reply) => { await app.loginManager.loginUser(request, reply, users.get('1') as User); return 'in' })
+  app.get('/logout', async (request, reply) => { await app.loginManager.logoutUser(request, reply); return 'bye' })
+  await app.ready()
+  t.teardown(() => app.close())
+  const unsign = app.unsignCookie.bind(app)
+  let hmacs = 0
+  app.unsignCookie = (value) => { hmacs++; return unsign(value) }
+
+  const revoked = cookieJar(await app.inject('/login')).account
+  await app.inject({ url: '/logout', cookies: { account: revoked } })
+  deletes = 0
+  hmacs = 0
+  const response = await app.inject({ url: '/logout', headers: { cookie: Array(123).fill(`account=${revoked}`).join('; ') } })
+  t.equal(response.statusCode, 200)
+  t.equal(hmacs, 1, 'one revoked cookie sent 123 times is verified once')
+  t.equal(deletes, 1, 'and its login deleted once')
+
+  const live: string[] = []
+  for (let i = 0; i < 10; i++) live.push(cookieJar(await app.inject('/login')).account)
+  deletes = 0
+  hmacs = 0
+  await app.inject({ url: '/logout', headers: { cookie: live.map((value) => `account=${value}`).join('; ') } })
+  t.equal(hmacs, 4, 'ten distinct cookies: four are verified')
+  t.equal(deletes, 4, 'four logins ended')
+  t.equal((await app.loginManager.listLogins('1')).length, 6, 'the others are left to their own logout')
 })
 
 test('a login and a logout in one request with a planted duplicate cookie leave no live login', async (t) => {
