@@ -143,15 +143,19 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
   const { loginRequired, loginProhibited, freshLoginRequired } = app.loginManager
   app.decorateRequest('logoutReason', null)
   app.decorateRequest('clientChanged', false)
+  app.decorateRequest('cookieSentTwice', false)
   app.loginManager.on('sessionProtected', (request) => { request.clientChanged = true })
+  app.loginManager.on('duplicateCookie', (request) => { request.cookieSentTwice = true })
 
   const flash = createFlash({ cookieName: `${cookiePrefix}flash`, secure: https, messages: { 'login-required': LOGIN_REQUIRED_MESSAGE } })
 
   // A guard sends a visitor to log in: the log-in page says why. A login
   // cookie that no longer works (another device ended that login, or it
-  // expired) is cleared on the way.
+  // expired) is cleared on the way. Not a login cookie sent twice: the
+  // second is a copy planted by a neighbouring site, which the guard has
+  // already expired where it can; logging out would end the real login.
   app.loginManager.unauthorizedHandler((request, reply) => {
-    const ended = request.logoutReason ?? (request.cookies[accountCookie] === undefined ? null : 'login-ended')
+    const ended = request.cookieSentTwice ? null : request.logoutReason ?? (request.cookies[accountCookie] === undefined ? null : 'login-ended')
     flash.set(reply, ended ?? 'login-required')
     if (ended !== null) return app.loginManager.logoutUser(request, reply) // a promise with an asynchronous store
   })

@@ -159,6 +159,9 @@ export class Resolution {
   // (without a store) carries the last use for the idle timeout.
   refreshCookies (request: FastifyRequest, reply: FastifyReply): void {
     const state = loginState(request)
+    // A copy planted beside the login cookie would keep every request
+    // anonymous for as long as it lives: expired where it can be.
+    if (state.cookies?.duplicated === true) this.expirePlanted(request, reply, state)
     if (state.protectionFailed) {
       state.protectionFailed = false
       this.clearCookies(request, reply, state)
@@ -237,7 +240,15 @@ export class Resolution {
   }
 
   clearCookies (request: FastifyRequest, reply: FastifyReply, state: LoginState): void {
-    this.cookies.clear(reply, state, this.sent(request, state))
+    const sent = this.sent(request, state)
+    if (sent.duplicated) this.expirePlanted(request, reply, state)
+    this.cookies.clear(reply, state, sent)
+  }
+
+  expirePlanted (request: FastifyRequest, reply: FastifyReply, state: LoginState): void {
+    if (state.plantedExpired) return
+    state.plantedExpired = true
+    this.cookies.expirePlanted(request, reply)
   }
 
   sameClient (request: FastifyRequest, account: AccountToken): boolean {

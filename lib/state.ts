@@ -23,6 +23,8 @@ export interface LoginState {
   renewAccount: boolean
   // 'strong' session protection refused the account cookie: clear it.
   protectionFailed: boolean
+  // This response already expires the copies of a login cookie sent twice.
+  plantedExpired: boolean
   // The Set-Cookie line of each login cookie this response sets (a logout
   // must then expire them, and a second write replaces the line).
   written: Map<string, string> | null
@@ -51,6 +53,7 @@ export function loginState (request: FastifyRequest): LoginState {
       generation: 0,
       renewAccount: false,
       protectionFailed: false,
+      plantedExpired: false,
       written: null,
       user: undefined,
       authenticated: false,

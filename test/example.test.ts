@@ -453,6 +453,22 @@ test('a tampered or foreign login cookie is logged out', async (t) => {
   t.equal((await app.inject({ url: '/profile', cookies: good })).statusCode, 200, 'the current id and version load the student')
 })
 
+test('a login cookie planted beside the real one: the page is refused, the copy expired, the real login kept', async (t) => {
+  const { app } = await portal(t)
+  const browser = new Browser(app)
+  await browser.signUp('Ada', PASSWORD, { remember: true })
+  const real = Object.entries(browser.cookies).map(([name, value]) => `${name}=${value}`).join('; ')
+  // Another port of 127.0.0.1 set `account` at Path=/profile: the browser sends it first.
+  const refused = await app.inject({ url: '/profile', headers: { cookie: `account=planted; ${real}` } })
+  t.equal(refused.statusCode, 307, 'a login cookie sent twice is no login')
+  const lines = [refused.headers['set-cookie']].flat().map(String).filter((line) => line.startsWith('account='))
+  t.same(lines.map((line) => /Path=[^;]+/.exec(line)?.[0]), ['Path=/profile'], 'the copy is expired where it lives, the real cookie (Path=/) is not')
+  const flash = (refused.cookies as Array<{ name: string, value: string }>).find((cookie) => cookie.name === 'flash')
+  t.equal(app.unsignCookie(flash?.value ?? '').value, 'login-required', 'not "your login has ended"')
+  t.equal(await browser.navigation(), 'Logged in as Ada · Log out', 'the real login was never ended')
+  t.equal((await app.loginManager.listLogins('1:1')).length, 1)
+})
+
 test('a fresh login is needed to change the password: re-authenticate, then back', async (t) => {
   const { app, rows } = await portal(t)
   const browser = new Browser(app)

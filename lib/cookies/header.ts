@@ -28,6 +28,12 @@ export function readLoginCookies (header: string | undefined, account: string, i
   }
 }
 
+// Whether the header sends a cookie of that name more than once.
+export function sentTwice (header: string, name: string): boolean {
+  const first = pairAt(header, name, 0)
+  return first !== -1 && pairAt(header, name, first) !== -1
+}
+
 // The distinct values the header sends under `name`, in quotes or not, the
 // first `limit` of them: a logout must end every login a tossed cookie stood
 // beside, whichever way it is spelled.
