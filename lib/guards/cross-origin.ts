@@ -8,7 +8,9 @@ import type { LoginInternals } from '../internals'
 // an unsafe request from another origin is refused. Unlike double-submit
 // tokens it cannot be defeated by a cookie planted from a sibling subdomain
 // or another port of the same host. Requests without either header do not
-// come from a browser page and pass.
+// come from a browser page and pass. A WebSocket upgrade is a GET, but the
+// browser sends the login cookie with it from any site and the socket then
+// acts as the user (cross-site WebSocket hijacking): it counts as unsafe.
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
 const MESSAGE = 'Cross-origin request refused.'
@@ -17,7 +19,7 @@ export function createCrossOriginProtection (login: LoginInternals, config: Logi
   const trusted = new Set(config.trustedOrigins)
 
   function allowed (request: FastifyRequest): boolean {
-    if (SAFE_METHODS.has(request.method)) return true
+    if (SAFE_METHODS.has(request.method) && !isWebSocketUpgrade(request)) return true
     const origin = request.headers.origin
     if (typeof origin === 'string' && trusted.has(origin.toLowerCase())) return true
     const site = request.headers['sec-fetch-site']
@@ -44,6 +46,11 @@ export function createCrossOriginProtection (login: LoginInternals, config: Logi
       reply.type('text/plain; charset=utf-8').send(MESSAGE)
     }
   } as Guard
+}
+
+function isWebSocketUpgrade (request: FastifyRequest): boolean {
+  const upgrade = request.headers.upgrade
+  return typeof upgrade === 'string' && /(^|[\s,])websocket($|[\s,])/i.test(upgrade)
 }
 
 // Both sides normalised by the URL parser, with the Origin's scheme, so that
