@@ -270,15 +270,12 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
 
     const errors = problems(checkPresent('name', name, LIMITS.name), checkPresent('password', password, LIMITS.passwordMax))
     if (errors.length > 0) return refuse(400, errors)
-    const retryAfter = await attempts.passwordRefusal(request, name)
-    if (retryAfter !== null) return tooManyAttempts(reply, retryAfter)
     const row = db.studentByName(name)
-    const matches = row === null ? await verifyAgainstNobody(password) : await verifyPassword(password, row.passwordHash)
-    if (!matches) {
-      await attempts.passwordFailed(request, name)
-      // One message for both: the page does not tell which names exist.
-      return refuse(401, ['Wrong name or password.'])
-    }
+    const { retryAfter, matches } = await attempts.checkPassword(request, name, () =>
+      row === null ? verifyAgainstNobody(password) : verifyPassword(password, row.passwordHash))
+    if (retryAfter !== null) return tooManyAttempts(reply, retryAfter)
+    // One message for both: the page does not tell which names exist.
+    if (!matches) return refuse(401, ['Wrong name or password.'])
 
     await app.loginManager.loginUser(request, reply, new Student(row), { remember: values.remember })
     renewCsrfSecret(request, reply)
@@ -315,12 +312,10 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
     )
     if (errors.length > 0) return refuse(400, errors)
     const student = request.currentUser
-    const retryAfter = await attempts.passwordRefusal(request, student.name)
+    const { retryAfter, matches } = await attempts.checkPassword(request, student.name, () =>
+      verifyPassword(current, db.studentById(student.id).passwordHash))
     if (retryAfter !== null) return tooManyAttempts(reply, retryAfter)
-    if (!await verifyPassword(current, db.studentById(student.id).passwordHash)) {
-      await attempts.passwordFailed(request, student.name)
-      return refuse(401, ['Your current password is not that one.'])
-    }
+    if (!matches) return refuse(401, ['Your current password is not that one.'])
     // A new password logs out every other device: new session version.
     const row = db.changePassword(student.id, await hashPassword(password))
     await logInAgain(request, reply, row)
@@ -342,12 +337,10 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
     const invalid = checkPresent('password', password, LIMITS.passwordMax)
     if (invalid !== null) return refuse(400, [invalid])
     const student = request.currentUser
-    const retryAfter = await attempts.passwordRefusal(request, student.name)
+    const { retryAfter, matches } = await attempts.checkPassword(request, student.name, () =>
+      verifyPassword(password, db.studentById(student.id).passwordHash))
     if (retryAfter !== null) return tooManyAttempts(reply, retryAfter)
-    if (!await verifyPassword(password, db.studentById(student.id).passwordHash)) {
-      await attempts.passwordFailed(request, student.name)
-      return refuse(401, ['Wrong password.'])
-    }
+    if (!matches) return refuse(401, ['Wrong password.'])
 
     app.loginManager.confirmLogin(request, reply) // fresh again, same login
     return reply.redirect(app.loginManager.nextUrl(request, '/profile'), 303)

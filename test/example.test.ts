@@ -990,6 +990,30 @@ test('password guessing: the 6th wrong password is a 429 that says when to retry
   t.equal(later.statusCode, 303, 'after the window the right password works')
 })
 
+test('password guessing: a burst of 40 concurrent guesses gets five checked; the right one after them does not log in', async (t) => {
+  const { app } = await portal(t)
+  await new Browser(app, 'setup', '10.0.0.9').signUp('Ada')
+  const attacker = new Browser(app, 'attacker', '10.0.0.1')
+  await attacker.get('/login')
+  const guess = async (password: string): Promise<LightMyRequestResponse> => await app.inject({
+    method: 'POST',
+    url: '/login',
+    cookies: attacker.cookies,
+    remoteAddress: '10.0.0.1',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    payload: new URLSearchParams({ _csrf: attacker.csrf, name: 'Ada', password }).toString()
+  })
+  const before = passwords.stats.hashes
+  const answers = await Promise.all([...Array.from({ length: 39 }, async (_, index) => await guess(`guess number ${index}`)), guess(PASSWORD)])
+  t.equal(passwords.stats.hashes - before, 5, 'five passwords checked: the limit')
+  const statuses = answers.map((answer) => answer.statusCode)
+  t.same([statuses.filter((status) => status === 401).length, statuses.filter((status) => status === 429).length], [5, 35], 'five wrong, 35 refused before hashing')
+  const right = answers[39]
+  t.equal(right.statusCode, 429, 'the right password after the limit does not log in')
+  t.notOk([right.headers['set-cookie']].flat().some((line) => String(line).startsWith('account=')), 'no login cookie')
+  t.equal((await new Browser(app, 'ada', '10.0.0.3').logIn('Ada')).statusCode, 429, 'and the name is locked, as after five failures in a row')
+})
+
 test('password guessing: what one attacker locks, and what not', async (t) => {
   const { app } = await portal(t)
   await new Browser(app, 'setup', '10.0.0.8').signUp('Ada')
