@@ -393,7 +393,10 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
   // Ends one other login. It needs a fresh login, as "log out everywhere"
   // does; a refusal comes back to GET /devices after re-authenticating.
   app.post('/devices', { onRequest: freshLoginRequired, preHandler: csrf }, async (request, reply) => {
-    const ended = await app.loginManager.revokeLogin(request.currentUser, field(request.body, 'login'))
+    const login = field(request.body, 'login')
+    // The page's buttons always send one: a post without it is not theirs.
+    if (login === '') return render(reply, 'error', { title: 'Error', message: 'Choose the device to log out.' }, 400)
+    const ended = await app.loginManager.revokeLogin(request.currentUser, login)
     flash.set(reply, ended ? 'device-logged-out' : 'device-already-gone')
     return reply.redirect('/devices', 303)
   })

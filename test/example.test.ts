@@ -1432,6 +1432,19 @@ test('your devices: every live login, this one marked; log out another; log-out 
   t.equal((raw.prepare("SELECT count(*) AS n FROM logins WHERE user_id = '1:1'").get() as { n: number }).n, 1, 'the laptop only')
 })
 
+test('your devices: a post without a device is a 400 that says so, not a server error', async (t) => {
+  const { app } = await portal(t)
+  const laptop = new Browser(app)
+  await laptop.signUp('Ada')
+  await laptop.get('/devices')
+  for (const fields of [{}, { login: '' }, { login: ['a', 'b'] }] as Array<Record<string, string | string[]>>) {
+    const response = await laptop.post('/devices', fields)
+    t.equal(response.statusCode, 400, JSON.stringify(fields))
+    t.equal(errorOf(response), 'Choose the device to log out.')
+  }
+  t.equal(await laptop.navigation(), 'Logged in as Ada · Log out', 'still logged in')
+})
+
 test('your devices: ending another login needs a fresh login, and only ends your own', async (t) => {
   const { app } = await portal(t)
   const laptop = new Browser(app, 'laptop')
