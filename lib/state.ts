@@ -81,6 +81,18 @@ export function isGuarded (config: object, manager: object): boolean {
   return (config as { [kGuardedBy]?: object })[kGuardedBy] === manager
 }
 
+// Marks a hook made by one manager (a guard, crossOriginProtection), so that
+// the plugin finds its own hooks among those of a route.
+const kHookOf = Symbol('fastify-login.hook-of')
+
+export function markHook<T extends object> (hook: T, owner: object): T {
+  return Object.assign(hook, { [kHookOf]: owner })
+}
+
+export function isHookOf (hook: unknown, owner: object): boolean {
+  return (hook as { [kHookOf]?: object } | null)?.[kHookOf] === owner
+}
+
 // Loaders, stores and handlers may answer with a promise or a plain value.
 export function isThenable<T> (value: unknown): value is PromiseLike<T> {
   return value !== null && typeof value === 'object' && typeof (value as { then?: unknown }).then === 'function'

@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fast
 import type { Guard, LoginConfig } from '../../types/index'
 import { prefersJson } from './accept'
 import type { LoginInternals } from '../internals'
+import { markHook } from '../state'
 
 // Login CSRF without tokens, in the manner of Go's http.CrossOriginProtection:
 // browsers say where a request comes from (Sec-Fetch-Site, else Origin), and
@@ -33,7 +34,7 @@ export function createCrossOriginProtection (login: LoginInternals, config: Logi
 
   // A hook gets the whole request and reply; the public Guard type names only
   // their raw parts (see types/index.d.ts for why).
-  return function crossOriginProtection (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+  return markHook(function crossOriginProtection (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     if (allowed(request)) {
       done()
       return
@@ -45,7 +46,7 @@ export function createCrossOriginProtection (login: LoginInternals, config: Logi
     } else {
       reply.type('text/plain; charset=utf-8').send(MESSAGE)
     }
-  } as Guard
+  } as Guard, login)
 }
 
 function isWebSocketUpgrade (request: FastifyRequest): boolean {
