@@ -143,15 +143,19 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
   const { loginRequired, loginProhibited, freshLoginRequired } = app.loginManager
   app.decorateRequest('logoutReason', null)
   app.decorateRequest('clientChanged', false)
+  app.decorateRequest('cookieSentTwice', false)
   app.loginManager.on('sessionProtected', (request) => { request.clientChanged = true })
+  app.loginManager.on('duplicateCookie', (request) => { request.cookieSentTwice = true })
 
   const flash = createFlash({ cookieName: `${cookiePrefix}flash`, secure: https, messages: { 'login-required': LOGIN_REQUIRED_MESSAGE } })
 
   // A guard sends a visitor to log in: the log-in page says why. A login
   // cookie that no longer works (another device ended that login, or it
-  // expired) is cleared on the way.
+  // expired) is cleared on the way. Not a login cookie sent twice: the
+  // second is a copy planted by a neighbouring site, which the guard has
+  // already expired where it can; logging out would end the real login.
   app.loginManager.unauthorizedHandler((request, reply) => {
-    const ended = request.logoutReason ?? (request.cookies[accountCookie] === undefined ? null : 'login-ended')
+    const ended = request.cookieSentTwice ? null : request.logoutReason ?? (request.cookies[accountCookie] === undefined ? null : 'login-ended')
     flash.set(reply, ended ?? 'login-required')
     if (ended !== null) return app.loginManager.logoutUser(request, reply) // a promise with an asynchronous store
   })
@@ -266,15 +270,12 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
 
     const errors = problems(checkPresent('name', name, LIMITS.name), checkPresent('password', password, LIMITS.passwordMax))
     if (errors.length > 0) return refuse(400, errors)
-    const retryAfter = await attempts.passwordRefusal(request, name)
-    if (retryAfter !== null) return tooManyAttempts(reply, retryAfter)
     const row = db.studentByName(name)
-    const matches = row === null ? await verifyAgainstNobody(password) : await verifyPassword(password, row.passwordHash)
-    if (!matches) {
-      await attempts.passwordFailed(request, name)
-      // One message for both: the page does not tell which names exist.
-      return refuse(401, ['Wrong name or password.'])
-    }
+    const { retryAfter, matches } = await attempts.checkPassword(request, name, () =>
+      row === null ? verifyAgainstNobody(password) : verifyPassword(password, row.passwordHash))
+    if (retryAfter !== null) return tooManyAttempts(reply, retryAfter)
+    // One message for both: the page does not tell which names exist.
+    if (!matches) return refuse(401, ['Wrong name or password.'])
 
     await app.loginManager.loginUser(request, reply, new Student(row), { remember: values.remember, method: 'password' })
     renewCsrfSecret(request, reply)
@@ -311,12 +312,10 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
     )
     if (errors.length > 0) return refuse(400, errors)
     const student = request.currentUser
-    const retryAfter = await attempts.passwordRefusal(request, student.name)
+    const { retryAfter, matches } = await attempts.checkPassword(request, student.name, () =>
+      verifyPassword(current, db.studentById(student.id).passwordHash))
     if (retryAfter !== null) return tooManyAttempts(reply, retryAfter)
-    if (!await verifyPassword(current, db.studentById(student.id).passwordHash)) {
-      await attempts.passwordFailed(request, student.name)
-      return refuse(401, ['Your current password is not that one.'])
-    }
+    if (!matches) return refuse(401, ['Your current password is not that one.'])
     // A new password logs out every other device: new session version.
     const row = db.changePassword(student.id, await hashPassword(password))
     await logInAgain(request, reply, row)
@@ -338,12 +337,10 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
     const invalid = checkPresent('password', password, LIMITS.passwordMax)
     if (invalid !== null) return refuse(400, [invalid])
     const student = request.currentUser
-    const retryAfter = await attempts.passwordRefusal(request, student.name)
+    const { retryAfter, matches } = await attempts.checkPassword(request, student.name, () =>
+      verifyPassword(password, db.studentById(student.id).passwordHash))
     if (retryAfter !== null) return tooManyAttempts(reply, retryAfter)
-    if (!await verifyPassword(password, db.studentById(student.id).passwordHash)) {
-      await attempts.passwordFailed(request, student.name)
-      return refuse(401, ['Wrong password.'])
-    }
+    if (!matches) return refuse(401, ['Wrong password.'])
 
     // Fresh again, as a new login (a copy of the old cookie no longer works).
     await app.loginManager.confirmLogin(request, reply, { method: 'password' })
@@ -397,7 +394,10 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
   // Ends one other login. It needs a fresh login, as "log out everywhere"
   // does; a refusal comes back to GET /devices after re-authenticating.
   app.post('/devices', { onRequest: freshLoginRequired, preHandler: csrf }, async (request, reply) => {
-    const ended = await app.loginManager.revokeLogin(request.currentUser, field(request.body, 'login'))
+    const login = field(request.body, 'login')
+    // The page's buttons always send one: a post without it is not theirs.
+    if (login === '') return render(reply, 'error', { title: 'Error', message: 'Choose the device to log out.' }, 400)
+    const ended = await app.loginManager.revokeLogin(request.currentUser, login)
     flash.set(reply, ended ? 'device-logged-out' : 'device-already-gone')
     return reply.redirect('/devices', 303)
   })

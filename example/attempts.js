@@ -15,8 +15,11 @@
 //   spreads over many addresses; the lock ends by itself.
 // - by address: students behind one address (a school's NAT) share its
 //   five failures.
-// - checks already running when the fifth failure lands still finish: a
-//   burst gets at most HASH_SLOTS - 1 guesses past the limit (passwords.js).
+// - a check holds a place on each key while it runs, taken before the
+//   counters are read: a burst of concurrent guesses gets no more checks
+//   than the failures left, and the rest a 429, whatever their password. A
+//   failure is counted before its place is given back; a success gives it
+//   back uncounted.
 //
 // Sign-ups: each one that gets as far as hashing its password counts, per
 // address, created or refused for a taken name.
@@ -49,11 +52,14 @@ function createAttemptLimits (app) {
   const signUps = limiter(SIGN_UPS, SIGN_UP_WINDOW_MS)
 
   // Null when every key may go on, else the seconds until all of them may.
-  async function refusal (limit, request, keys) {
+  // `places`: how many checks each key has under way, this one included;
+  // each of them may still become a failure.
+  async function refusal (limit, request, keys, places = keys.map(() => 1)) {
     let retryAfter = null
-    for (const key of keys) {
+    for (const [i, key] of keys.entries()) {
       const { remaining, ttlInSeconds } = await limit(request, key, false)
-      if (remaining === 0) retryAfter = Math.max(retryAfter ?? 0, ttlInSeconds)
+      // Refused by checks under way alone, the wait is theirs: a second.
+      if (places[i] > remaining) retryAfter = Math.max(retryAfter ?? 0, ttlInSeconds, 1)
     }
     return retryAfter
   }
@@ -62,10 +68,42 @@ function createAttemptLimits (app) {
     for (const key of keys) await limit(request, key, true)
   }
 
-  const passwordKeys = (request, name) => [addressKey(request), nameKey(name)]
+  // Password checks under way, per key.
+  const running = new Map()
+  function hold (keys) {
+    return keys.map((key) => {
+      const places = (running.get(key) ?? 0) + 1
+      running.set(key, places)
+      return places
+    })
+  }
+  function giveBack (keys) {
+    for (const key of keys) {
+      const places = running.get(key) - 1
+      if (places === 0) running.delete(key)
+      else running.set(key, places)
+    }
+  }
+
+  // Runs `check` (a password check: true when it matches) if the limits let
+  // it: `{ retryAfter }` in seconds when they do not, else `{ matches }`.
+  async function checkPassword (request, name, check) {
+    const keys = [addressKey(request), nameKey(name)]
+    // Taken before anything is awaited: concurrent checks see each other.
+    const places = hold(keys)
+    try {
+      const retryAfter = await refusal(passwordFailures, request, keys, places)
+      if (retryAfter !== null) return { retryAfter, matches: false }
+      const matches = await check()
+      if (!matches) await count(passwordFailures, request, keys)
+      return { retryAfter: null, matches }
+    } finally {
+      giveBack(keys)
+    }
+  }
+
   return {
-    passwordRefusal: (request, name) => refusal(passwordFailures, request, passwordKeys(request, name)),
-    passwordFailed: (request, name) => count(passwordFailures, request, passwordKeys(request, name)),
+    checkPassword,
     signUpRefusal: (request) => refusal(signUps, request, [addressKey(request)]),
     signedUp: (request) => count(signUps, request, [addressKey(request)])
   }

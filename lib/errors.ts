@@ -61,7 +61,7 @@ export const FST_LOGIN_UNAUTHORIZED = createError(
 
 export const FST_LOGIN_INVALID_USER = createError(
   'FST_LOGIN_INVALID_USER',
-  'fastify-login: cannot log in: %s.',
+  'fastify-login: invalid user: %s.',
   500
 )
 

@@ -390,7 +390,8 @@ function reported<T> (reply: FastifyReply, method: string, result: MaybePromise<
 function idOf (user: User | string): string {
   const id = typeof user === 'string' ? user : user !== null && typeof user === 'object' ? userId(user as object) : null
   if (id === null) throw new FST_LOGIN_INVALID_USER('expected a user object with an id, or a user id')
-  // A lone surrogate would reach the store as U+FFFD: another user's id.
+  // A lone surrogate becomes U+FFFD in UTF-8 (Redis keys): 'x\uD800' would
+  // name the logins of user 'x\uFFFD'.
   if (!id.isWellFormed()) throw new FST_LOGIN_INVALID_USER('the user id must be well-formed Unicode')
   return id
 }

@@ -1,11 +1,11 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyRequest, RouteOptions } from 'fastify'
 import type { FastifyLoginOptions, Guard, LoginRouteConfig, LoginStore } from '../types/index'
 import { FST_LOGIN_INVALID_OPTION, FST_LOGIN_NO_SECRET, FST_LOGIN_NO_USER_LOADER } from './errors'
 import { kInternals } from './internals'
 import { LoginManager } from './manager'
 import { checkSecret, resolveConfig } from './options'
 import { borrowedKeys, ownKeys, type Keys } from './cookies/signing'
-import { isGuarded, kLoginState, markGuarded } from './state'
+import { isGuarded, isHookOf, kLoginState, markGuarded } from './state'
 import { exposeToTemplates } from './templates'
 
 // Options → decorators → hooks. No global hook is added: a route that never
@@ -74,7 +74,9 @@ function guardDeclaredRoutes (fastify: FastifyInstance, manager: LoginManager): 
     ? standardGuards[declared]
     : manager.guard(typeof declared === 'string' ? { mode: declared } : declared)
 
+  const owner = manager[kInternals]
   fastify.addHook('onRoute', function guardDeclaredRoute (routeOptions) {
+    for (const name of GUARD_STAGES) runOwnHooksLast(routeOptions, name, owner)
     const declared = routeOptions.config?.login
     if (declared === undefined) return
     const guard = guardOf(declared)
@@ -103,6 +105,23 @@ function guardDeclaredRoutes (fastify: FastifyInstance, manager: LoginManager): 
     if (guard === undefined) lateGuards.set(config, guard = guardOf(config.login))
     guard.call(this, request, reply, done)
   })
+}
+
+// A route's own hooks of this plugin (its guards, crossOriginProtection) go
+// after the others of their list, in their order, as the guard of
+// `config.login` does: the hooks that plugins registered before this one
+// added to the route (a rate limit) then see the requests they refuse. The
+// route's own hooks cannot be told from those: they move before ours too.
+const GUARD_STAGES = ['onRequest', 'preValidation', 'preHandler'] as const
+
+function runOwnHooksLast (routeOptions: RouteOptions, name: typeof GUARD_STAGES[number], owner: object): void {
+  const hooks: unknown = routeOptions[name]
+  // A single hook: nothing was added after it.
+  if (!Array.isArray(hooks)) return
+  const own = hooks.filter((hook) => isHookOf(hook, owner))
+  if (own.length === 0 || hooks.slice(-own.length).every((hook) => isHookOf(hook, owner))) return
+  // A new array: the app's may be shared with other routes.
+  routeOptions[name] = [...hooks.filter((hook) => !isHookOf(hook, owner)), ...own]
 }
 
 const STORE_METHODS = ['create', 'get', 'touch', 'delete', 'list'] as const

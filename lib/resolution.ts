@@ -18,6 +18,11 @@ type MaybeUser = User | null | undefined
 type LoadEvent = 'userLoadedFromCookie' | 'userLoadedFromRequest'
 type Loaded = [user: MaybeUser | PromiseLike<MaybeUser>, event: LoadEvent | null]
 
+// Four: room for the real cookie beside the copies a page plants in practice
+// (at another path, for a parent domain); each value past them would only
+// cost an HMAC and a store call (see everyToken).
+const MAX_LOGOUT_COOKIES = 4
+
 // Who is logged in on a request: the account cookie verified (signature,
 // times, duplicates, client), the login's record checked when there is a
 // store, then the app's loader. Each step runs at most once per request and
@@ -118,13 +123,19 @@ export class Resolution {
     return token
   }
 
-  // Every login the request's account cookies name, though it sent more than
-  // one (and so has no login): what a logout must end.
+  // The logins the request's account cookies name, though it sent more than
+  // one (and so has no login): what a logout must end. Each distinct value
+  // costs an HMAC and each login a store call, so a page that plants copies
+  // by the hundred must not set the price of a logout: the first
+  // MAX_LOGOUT_COOKIES distinct values are read, each login once.
   everyToken (request: FastifyRequest): AccountToken[] {
     const now = nowInSeconds()
-    return cookieValues(request.headers.cookie as string, this.config.cookieName.account)
-      .map((raw) => this.#accounts.read(this.#keys.signer, raw, now)?.token)
-      .filter((token): token is AccountToken => token !== undefined)
+    const logins = new Map<string, AccountToken>()
+    for (const raw of cookieValues(request.headers.cookie as string, this.config.cookieName.account, MAX_LOGOUT_COOKIES)) {
+      const token = this.#accounts.read(this.#keys.signer, raw, now)?.token
+      if (token !== undefined) logins.set(token.loginId, token)
+    }
+    return [...logins.values()]
   }
 
   // The login of the request: its token, once the store (if any) says the
@@ -156,6 +167,9 @@ export class Resolution {
   // (without a store) carries the last use for the idle timeout.
   refreshCookies (request: FastifyRequest, reply: FastifyReply): void {
     const state = loginState(request)
+    // A copy planted beside the login cookie would keep every request
+    // anonymous for as long as it lives: expired where it can be.
+    if (state.cookies?.duplicated === true) this.expirePlanted(request, reply, state)
     if (state.protectionFailed) {
       state.protectionFailed = false
       this.clearCookies(request, reply, state)
@@ -242,7 +256,15 @@ export class Resolution {
   }
 
   clearCookies (request: FastifyRequest, reply: FastifyReply, state: LoginState): void {
-    this.cookies.clear(reply, state, this.sent(request, state))
+    const sent = this.sent(request, state)
+    if (sent.duplicated) this.expirePlanted(request, reply, state)
+    this.cookies.clear(reply, state, sent)
+  }
+
+  expirePlanted (request: FastifyRequest, reply: FastifyReply, state: LoginState): void {
+    if (state.plantedExpired) return
+    state.plantedExpired = true
+    this.cookies.expirePlanted(request, reply)
   }
 
   sameClient (request: FastifyRequest, account: AccountToken): boolean {

@@ -26,6 +26,8 @@ export interface LoginState {
   renewAccount: boolean
   // 'strong' session protection refused the account cookie: clear it.
   protectionFailed: boolean
+  // This response already expires the copies of a login cookie sent twice.
+  plantedExpired: boolean
   // The Set-Cookie line of each login cookie this response sets (a logout
   // must then expire them, and a second write replaces the line).
   written: Map<string, string> | null
@@ -55,6 +57,7 @@ export function loginState (request: FastifyRequest): LoginState {
       generation: 0,
       renewAccount: false,
       protectionFailed: false,
+      plantedExpired: false,
       written: null,
       user: undefined,
       authenticated: false,
@@ -80,6 +83,18 @@ export function markGuarded<T extends object> (config: T, manager: object): T {
 
 export function isGuarded (config: object, manager: object): boolean {
   return (config as { [kGuardedBy]?: object })[kGuardedBy] === manager
+}
+
+// Marks a hook made by one manager (a guard, crossOriginProtection), so that
+// the plugin finds its own hooks among those of a route.
+const kHookOf = Symbol('fastify-login.hook-of')
+
+export function markHook<T extends object> (hook: T, owner: object): T {
+  return Object.assign(hook, { [kHookOf]: owner })
+}
+
+export function isHookOf (hook: unknown, owner: object): boolean {
+  return (hook as { [kHookOf]?: object } | null)?.[kHookOf] === owner
 }
 
 // Loaders, stores and handlers may answer with a promise or a plain value.

@@ -454,6 +454,22 @@ test('a tampered or foreign login cookie is logged out', async (t) => {
   t.equal((await app.inject({ url: '/profile', cookies: good })).statusCode, 200, 'the current id and version load the student')
 })
 
+test('a login cookie planted beside the real one: the page is refused, the copy expired, the real login kept', async (t) => {
+  const { app } = await portal(t)
+  const browser = new Browser(app)
+  await browser.signUp('Ada', PASSWORD, { remember: true })
+  const real = Object.entries(browser.cookies).map(([name, value]) => `${name}=${value}`).join('; ')
+  // Another port of 127.0.0.1 set `account` at Path=/profile: the browser sends it first.
+  const refused = await app.inject({ url: '/profile', headers: { cookie: `account=planted; ${real}` } })
+  t.equal(refused.statusCode, 307, 'a login cookie sent twice is no login')
+  const lines = [refused.headers['set-cookie']].flat().map(String).filter((line) => line.startsWith('account='))
+  t.same(lines.map((line) => /Path=[^;]+/.exec(line)?.[0]), ['Path=/profile'], 'the copy is expired where it lives, the real cookie (Path=/) is not')
+  const flash = (refused.cookies as Array<{ name: string, value: string }>).find((cookie) => cookie.name === 'flash')
+  t.equal(app.unsignCookie(flash?.value ?? '').value, 'login-required', 'not "your login has ended"')
+  t.equal(await browser.navigation(), 'Logged in as Ada · Log out', 'the real login was never ended')
+  t.equal((await app.loginManager.listLogins('1:1')).length, 1)
+})
+
 test('a fresh login is needed to change the password: re-authenticate, then back', async (t) => {
   const { app, rows } = await portal(t)
   const browser = new Browser(app)
@@ -975,6 +991,30 @@ test('password guessing: the 6th wrong password is a 429 that says when to retry
   t.equal(later.statusCode, 303, 'after the window the right password works')
 })
 
+test('password guessing: a burst of 40 concurrent guesses gets five checked; the right one after them does not log in', async (t) => {
+  const { app } = await portal(t)
+  await new Browser(app, 'setup', '10.0.0.9').signUp('Ada')
+  const attacker = new Browser(app, 'attacker', '10.0.0.1')
+  await attacker.get('/login')
+  const guess = async (password: string): Promise<LightMyRequestResponse> => await app.inject({
+    method: 'POST',
+    url: '/login',
+    cookies: attacker.cookies,
+    remoteAddress: '10.0.0.1',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    payload: new URLSearchParams({ _csrf: attacker.csrf, name: 'Ada', password }).toString()
+  })
+  const before = passwords.stats.hashes
+  const answers = await Promise.all([...Array.from({ length: 39 }, async (_, index) => await guess(`guess number ${index}`)), guess(PASSWORD)])
+  t.equal(passwords.stats.hashes - before, 5, 'five passwords checked: the limit')
+  const statuses = answers.map((answer) => answer.statusCode)
+  t.same([statuses.filter((status) => status === 401).length, statuses.filter((status) => status === 429).length], [5, 35], 'five wrong, 35 refused before hashing')
+  const right = answers[39]
+  t.equal(right.statusCode, 429, 'the right password after the limit does not log in')
+  t.notOk([right.headers['set-cookie']].flat().some((line) => String(line).startsWith('account=')), 'no login cookie')
+  t.equal((await new Browser(app, 'ada', '10.0.0.3').logIn('Ada')).statusCode, 429, 'and the name is locked, as after five failures in a row')
+})
+
 test('password guessing: what one attacker locks, and what not', async (t) => {
   const { app } = await portal(t)
   await new Browser(app, 'setup', '10.0.0.8').signUp('Ada')
@@ -1438,6 +1478,19 @@ test('your devices: every live login, this one marked; log out another; log-out 
   const raw = new Database(file, { readonly: true })
   t.teardown(() => raw.close())
   t.equal((raw.prepare("SELECT count(*) AS n FROM logins WHERE user_id = '1:1'").get() as { n: number }).n, 1, 'the laptop only')
+})
+
+test('your devices: a post without a device is a 400 that says so, not a server error', async (t) => {
+  const { app } = await portal(t)
+  const laptop = new Browser(app)
+  await laptop.signUp('Ada')
+  await laptop.get('/devices')
+  for (const fields of [{}, { login: '' }, { login: ['a', 'b'] }] as Array<Record<string, string | string[]>>) {
+    const response = await laptop.post('/devices', fields)
+    t.equal(response.statusCode, 400, JSON.stringify(fields))
+    t.equal(errorOf(response), 'Choose the device to log out.')
+  }
+  t.equal(await laptop.navigation(), 'Logged in as Ada · Log out', 'still logged in')
 })
 
 test('your devices: ending another login needs a fresh login, and only ends your own', async (t) => {

@@ -210,3 +210,22 @@ export async function login (app: FastifyInstance, id = '1', userAgent = 'Firefo
   if (response.statusCode !== 200) throw new Error(`login: ${response.statusCode} ${response.body}`)
   return cookieJar(response)
 }
+
+// A user id with a lone surrogate names nobody: UTF-8 (Redis keys, the
+// cookie) would turn 'x\uD800' into 'x\uFFFD', another user's id.
+export async function refusesIllFormedIds (t: Test, store: LoginStore): Promise<void> {
+  const victim = new User('x\uFFFD', 'victim')
+  const app = Fastify()
+  await app.register(fastifyLogin, { secret: SECRET, store, userLoader: (id) => id === victim.id ? victim : null })
+  await app.ready()
+  t.teardown(() => app.close())
+  await app.loginManager.cookiesFor(victim)
+  const [{ loginId }] = await app.loginManager.listLogins(victim)
+  const invalid = { code: 'FST_LOGIN_INVALID_USER', message: 'fastify-login: invalid user: the user id must be well-formed Unicode.' }
+  for (const impostor of ['x\uD800', new User('x\uD800', 'impostor')]) {
+    await t.rejects(app.loginManager.listLogins(impostor), invalid, 'listLogins')
+    await t.rejects(app.loginManager.revokeLogin(impostor, loginId), invalid, 'revokeLogin')
+    await t.rejects(app.loginManager.revokeAllLogins(impostor), invalid, 'revokeAllLogins')
+  }
+  t.same((await app.loginManager.listLogins(victim)).map((record) => record.loginId), [loginId], 'the login of user x\uFFFD is alive')
+}

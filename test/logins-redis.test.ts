@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Cluster, Redis } from 'ioredis'
 import { redisStore } from '../lib/index'
 import type { LoginStore, Revocation } from '../types/index'
-import { clock, login, portal, setCookieHeaders } from './helpers'
+import { clock, login, portal, refusesIllFormedIds, setCookieHeaders } from './helpers'
 import { clusterClient, redisClient, startCluster, startRedis } from './redis-server'
 
 // Logins the server can end (issue 10), through the plugin, with Redis: real
@@ -387,6 +387,11 @@ test('Redis down: a login is a 503, never accepted unchecked; back, it all works
     t.equal((await me(two.app, bob)).status, 200, 'nor any other')
     t.match(await one.app.loginManager.listLogins('1'), [{ userAgent: 'Just before the crash' }])
   })
+})
+
+test('redisStore: \'x\\uD800\' is refused, never read as user \'x\\uFFFD\' (whose Redis key it would name)', async (t) => {
+  const server = await startRedis(t)
+  await refusesIllFormedIds(t, redisStore({ client: await readyClient(t, server.port) }))
 })
 
 test('a client left with ioredis\' defaults: a request waits while Redis is down, and is answered when it is back', async (t) => {

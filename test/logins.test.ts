@@ -1,8 +1,10 @@
 import { test } from 'tap'
 import Fastify from 'fastify'
+import fastifyCookie from '@fastify/cookie'
 import fastifyLogin, { memoryStore } from '../lib/index'
+import { kKeptRecords } from '../lib/stores/memory'
 import type { LoginRecord, LoginStore, LoginStoreListener } from '../types/index'
-import { clock, cookieJar, login, portal, SECRET, setCookieHeaders, User, userStore } from './helpers'
+import { clock, cookieJar, login, portal, refusesIllFormedIds, SECRET, setCookieHeaders, User, userStore } from './helpers'
 
 // Logins the server can end (issue 10): records in a store, logout that
 // revokes every copy of a cookie, per-device revocation, idle timeout and
@@ -272,6 +274,44 @@ test('a logout with a planted duplicate cookie still ends the real login', async
   t.equal((await app.inject({ url: '/me', cookies: copy })).statusCode, 401, 'and every copy of their cookies is anonymous')
 })
 
+test('a logout reads four distinct account cookies at most, and ends each login once', async (t) => {
+  // Borrowed signing: every HMAC the plugin runs goes through app.unsignCookie.
+  const app = Fastify()
+  await app.register(fastifyCookie, { secret: SECRET })
+  const inner = memoryStore()
+  let deletes = 0
+  const users = userStore()
+  await app.register(fastifyLogin, {
+    store: { ...inner, delete: (loginId, userId) => { deletes++; return inner.delete(loginId, userId) } },
+    userLoader: (id) => users.get(id)
+  })
+  app.get('/login', async (request, reply) => { await app.loginManager.loginUser(request, reply, users.get('1') as User); return 'in' })
+  app.get('/logout', async (request, reply) => { await app.loginManager.logoutUser(request, reply); return 'bye' })
+  await app.ready()
+  t.teardown(() => app.close())
+  const unsign = app.unsignCookie.bind(app)
+  let hmacs = 0
+  app.unsignCookie = (value) => { hmacs++; return unsign(value) }
+
+  const revoked = cookieJar(await app.inject('/login')).account
+  await app.inject({ url: '/logout', cookies: { account: revoked } })
+  deletes = 0
+  hmacs = 0
+  const response = await app.inject({ url: '/logout', headers: { cookie: Array(123).fill(`account=${revoked}`).join('; ') } })
+  t.equal(response.statusCode, 200)
+  t.equal(hmacs, 1, 'one revoked cookie sent 123 times is verified once')
+  t.equal(deletes, 1, 'and its login deleted once')
+
+  const live: string[] = []
+  for (let i = 0; i < 10; i++) live.push(cookieJar(await app.inject('/login')).account)
+  deletes = 0
+  hmacs = 0
+  await app.inject({ url: '/logout', headers: { cookie: live.map((value) => `account=${value}`).join('; ') } })
+  t.equal(hmacs, 4, 'ten distinct cookies: four are verified')
+  t.equal(deletes, 4, 'four logins ended')
+  t.equal((await app.loginManager.listLogins('1')).length, 6, 'the others are left to their own logout')
+})
+
 test('a login and a logout in one request with a planted duplicate cookie leave no live login', async (t) => {
   const { app } = await portal(t, memoryStore(), {}, (app) => {
     app.get('/in-and-out', async (request, reply) => {
@@ -340,6 +380,10 @@ test('the store methods check what they are given', async (t) => {
   t.match((await app.inject('/anonymous-revoke')).json(), { code: 'FST_LOGIN_NOT_LOGGED_IN', message: /revokeOtherLogins\(\) needs a user logged in/ })
 })
 
+test('memoryStore: a user id that is not well-formed Unicode is refused by the store methods', async (t) => {
+  await refusesIllFormedIds(t, memoryStore())
+})
+
 test('a login without a user agent is recorded with an empty one', async (t) => {
   const { app } = await portal(t, memoryStore(), {}, (app) => {
     app.get('/login-bare', {
@@ -382,6 +426,30 @@ test('memoryStore drops expired logins when it looks at them', async (t) => {
   t.equal(store.deleteAll?.('u'), 1)
   t.same(store.list('nobody'), [])
   t.equal(store.deleteAll?.('nobody'), 0)
+})
+
+test('memoryStore frees the expired logins of users nobody looks at, a few per login created, with no timer', async (t) => {
+  const time = clock(t)
+  const timers = process.getActiveResourcesInfo().filter((resource) => resource === 'Timeout').length
+  const store = memoryStore()
+  const kept = (): number => (store as unknown as Record<typeof kKeptRecords, number>)[kKeptRecords]
+  const record = (loginId: string, lifetime: number): LoginRecord => {
+    const now = Math.floor(Date.now() / 1000)
+    return { loginId, userId: `user-${loginId}`, createdAt: now, lastSeenAt: now, expiresAt: now + lifetime, remembered: false, userAgent: '', ip: '' }
+  }
+  for (let i = 0; i < 1000; i++) store.create(record(`old-${i}`, 60))
+  t.equal(kept(), 1000)
+  t.equal(process.getActiveResourcesInfo().filter((resource) => resource === 'Timeout').length, timers, 'no timer keeps the process alive')
+  time.advance(61)
+  store.create(record('new-0', DAY))
+  t.equal(kept(), 1000 - 4 + 1, 'a login created frees four expired ones, no more')
+  // 1,000 logins look at 4,000 records: the rest of a round and a whole new one.
+  for (let i = 1; i < 1000; i++) store.create(record(`new-${i}`, DAY))
+  t.equal(kept(), 1000, 'after 1,000 logins every expired one is gone; the live ones stay')
+  time.advance(DAY)
+  for (let i = 0; i < 1000; i++) store.create(record(`newer-${i}`, DAY))
+  t.equal(kept(), 1000, 'the sweep went round again, over the records added after it started')
+  t.same(store.list('user-newer-0'), [record('newer-0', DAY)], 'a live login is untouched')
 })
 
 test('a known login costs no store read; a revocation on another instance is heard', async (t) => {

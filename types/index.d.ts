@@ -493,7 +493,7 @@ declare namespace fastifyLogin {
     nextUrl (request: LoginRequest<RawServer, RawRequest>, fallback?: string): string
     /** The cookies a login would set, for `app.inject({ cookies })` in tests. */
     cookiesFor (user: User, options?: CookiesForOptions): Promise<Record<string, string>>
-    /** Refuses (403) unsafe methods sent by a browser from another origin: for login, logout and other state-changing routes. */
+    /** Refuses (403) unsafe methods and WebSocket upgrades sent by a browser from another origin: for login, logout, other state-changing routes and WebSocket routes. */
     readonly crossOriginProtection: Guard<RawServer, RawRequest, RawReply>
     /** The user's live logins (a user object or its id), newest first. Needs `store`. */
     listLogins (user: User | string): Promise<LoginRecord[]>

@@ -28,16 +28,23 @@ export function readLoginCookies (header: string | undefined, account: string, i
   }
 }
 
-// Every value the header sends under `name`, in quotes or not: a logout must
-// end every login a tossed cookie stood beside, whichever way it is spelled.
-export function cookieValues (header: string, name: string): string[] {
-  const values: string[] = []
-  for (let at = pairAt(header, name, 0); at !== -1; at = pairAt(header, name, at)) {
+// Whether the header sends a cookie of that name more than once.
+export function sentTwice (header: string, name: string): boolean {
+  const first = pairAt(header, name, 0)
+  return first !== -1 && pairAt(header, name, first) !== -1
+}
+
+// The distinct values the header sends under `name`, in quotes or not, the
+// first `limit` of them: a logout must end every login a tossed cookie stood
+// beside, whichever way it is spelled.
+export function cookieValues (header: string, name: string, limit = Infinity): string[] {
+  const values = new Set<string>()
+  for (let at = pairAt(header, name, 0); at !== -1 && values.size < limit; at = pairAt(header, name, at)) {
     // The quotes come off as sent, before decoding: `%22` is part of a value.
     const value = rawValueAt(header, at)
-    values.push(decode(value.length > 1 && value.startsWith('"') && value.endsWith('"') ? value.slice(1, -1) : value))
+    values.add(decode(value.length > 1 && value.startsWith('"') && value.endsWith('"') ? value.slice(1, -1) : value))
   }
-  return values
+  return [...values]
 }
 
 // Where the `=` of the next pair named `name` is, searching after `from`;

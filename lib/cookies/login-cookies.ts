@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { readLoginCookies, type SentCookies } from './header'
+import { readLoginCookies, sentTwice, type SentCookies } from './header'
+import { plantedPlaces } from './planted'
 import { nowInSeconds } from '../clock'
 import type { LoginConfig } from '../../types/index'
 import { FST_LOGIN_INVALID_USER } from '../errors'
@@ -72,6 +73,26 @@ export class LoginCookies {
   clear (reply: FastifyReply, state: LoginState, sent: SentCookies): void {
     this.#expire(reply, state, this.#config.cookieName.account, sent.account !== undefined)
     this.#expire(reply, state, this.#config.cookieName.isFresh, sent.isFresh !== undefined)
+  }
+
+  // The request sent a login cookie twice: a copy planted beside the real
+  // one. Expires that name everywhere a copy can be for this request but at
+  // the real cookie's own place, so the next request carries the real one
+  // alone (planted.ts). A __Host- cookie cannot be planted elsewhere.
+  expirePlanted (request: FastifyRequest, reply: FastifyReply): void {
+    const { cookieName, cookiePath, cookieDomain } = this.#config
+    const header = request.headers.cookie as string
+    const names = [cookieName.account, cookieName.isFresh].filter((name) => !name.toLowerCase().startsWith('__host-') && sentTwice(header, name))
+    if (names.length === 0) return
+    const secure = this.#secure(request)
+    reply.header('cache-control', 'no-store')
+    for (const { domain, path } of plantedPlaces(request.url, request.hostname, cookiePath, cookieDomain)) {
+      const scope = (domain === null ? '' : `; Domain=${domain}`) + `; Path=${path}`
+      for (const name of names) {
+        // Not through #set: these lines are not the login cookie's own.
+        reply.header('set-cookie', `${name}=; Max-Age=0${scope}; Expires=${EPOCH}${this.#flags}${secure || name.toLowerCase().startsWith('__secure-') ? '; Secure' : ''}${SAME_SITE[this.#config.cookieSameSite]}`)
+      }
+    }
   }
 
   #expire (reply: FastifyReply, state: LoginState, name: string, wasSent: boolean): void {

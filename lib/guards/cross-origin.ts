@@ -2,13 +2,16 @@ import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fast
 import type { Guard, LoginConfig } from '../../types/index'
 import { prefersJson } from './accept'
 import type { LoginInternals } from '../internals'
+import { markHook } from '../state'
 
 // Login CSRF without tokens, in the manner of Go's http.CrossOriginProtection:
 // browsers say where a request comes from (Sec-Fetch-Site, else Origin), and
 // an unsafe request from another origin is refused. Unlike double-submit
 // tokens it cannot be defeated by a cookie planted from a sibling subdomain
 // or another port of the same host. Requests without either header do not
-// come from a browser page and pass.
+// come from a browser page and pass. A WebSocket upgrade is a GET, but the
+// browser sends the login cookie with it from any site and the socket then
+// acts as the user (cross-site WebSocket hijacking): it counts as unsafe.
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
 const MESSAGE = 'Cross-origin request refused.'
@@ -17,7 +20,7 @@ export function createCrossOriginProtection (login: LoginInternals, config: Logi
   const trusted = new Set(config.trustedOrigins)
 
   function allowed (request: FastifyRequest): boolean {
-    if (SAFE_METHODS.has(request.method)) return true
+    if (SAFE_METHODS.has(request.method) && !isWebSocketUpgrade(request)) return true
     const origin = request.headers.origin
     if (typeof origin === 'string' && trusted.has(origin.toLowerCase())) return true
     const site = request.headers['sec-fetch-site']
@@ -31,7 +34,7 @@ export function createCrossOriginProtection (login: LoginInternals, config: Logi
 
   // A hook gets the whole request and reply; the public Guard type names only
   // their raw parts (see types/index.d.ts for why).
-  return function crossOriginProtection (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+  return markHook(function crossOriginProtection (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     if (allowed(request)) {
       done()
       return
@@ -43,7 +46,12 @@ export function createCrossOriginProtection (login: LoginInternals, config: Logi
     } else {
       reply.type('text/plain; charset=utf-8').send(MESSAGE)
     }
-  } as Guard
+  } as Guard, login)
+}
+
+function isWebSocketUpgrade (request: FastifyRequest): boolean {
+  const upgrade = request.headers.upgrade
+  return typeof upgrade === 'string' && /(^|[\s,])websocket($|[\s,])/i.test(upgrade)
 }
 
 // Both sides normalised by the URL parser, with the Origin's scheme, so that

@@ -7,7 +7,7 @@ import { prefersJson } from './accept'
 import { FST_LOGIN_INVALID_OPTION } from '../errors'
 import type { LoginInternals } from '../internals'
 import { checkMessage, checkRoute } from '../options'
-import { isThenable } from '../state'
+import { isThenable, markHook } from '../state'
 
 // The guards are callback-style hooks: with a synchronous loader a guarded
 // request passes without allocating a promise. Each refusal goes to the app's
@@ -38,7 +38,7 @@ export function createGuard (login: LoginInternals, config: LoginConfig, options
   }
   const override = {
     route: options.route === undefined ? undefined : checkRoute('login.route', options.route),
-    message: options.message === undefined ? undefined : checkMessage('login.message', options.message, '')
+    message: options.message === undefined ? undefined : checkMessage('login.message', options.message)
   }
   const requirement = checkStepUp(options)
   // The refusal the mode is named after takes the route's overrides.
@@ -105,7 +105,7 @@ export function createGuard (login: LoginInternals, config: LoginConfig, options
 
   // Fastify hands a hook the whole request and reply; the public Guard type
   // names only their raw parts (see types/index.d.ts for why).
-  return function loginGuard (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+  return markHook(function loginGuard (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     // CORS preflights carry no cookies, so they cannot pass a guard; a CORS
     // plugin answers them before route hooks run. One that reaches the guard
     // gets an empty answer: never the guarded handler, run anonymously.
@@ -127,7 +127,7 @@ export function createGuard (login: LoginInternals, config: LoginConfig, options
       return
     }
     user.then(() => guarded(done, () => judge(request, reply, done)), done)
-  } as Guard
+  } as Guard, login)
 }
 
 function refuse (request: FastifyRequest, reply: FastifyReply, refusal: Refusal, handler: GuardHandler | null, done: HookHandlerDoneFunction): void {

@@ -2,9 +2,19 @@ import { randomBytes } from 'node:crypto'
 import type { LoginRecord, LoginStore, LoginStoreListener, Revocation } from '../../types/index'
 import { nowInSeconds } from '../clock'
 
+// How many records a memory store keeps, expired ones not yet swept
+// included: for the tests, which must see what is freed.
+export const kKeptRecords = Symbol('fastify-login.kept-records')
+
+// A login created looks at this many records for expired ones: more than the
+// one it adds, so the sweep goes round every record, however many there are,
+// with bounded work per login and no timer.
+const SWEEP_PER_CREATE = 4
+
 // Logins kept in this process's memory: for tests and single-instance apps.
 // Synchronous, so `request.currentUser` stays synchronous. Expired logins are
-// dropped when they are next looked at, and when a user's logins are listed.
+// dropped when they are next looked at, when a user's logins are listed, and
+// by the sweep of each login created.
 export function memoryStore (): LoginStore {
   const records = new Map<string, LoginRecord>()
   const byUser = new Map<string, Set<string>>()
@@ -14,6 +24,11 @@ export function memoryStore (): LoginStore {
   let pruneAt = 64
   const realms = new Map<string, string>()
   const listeners: LoginStoreListener[] = []
+  // The sweep's round: the login ids kept when it began, and how far it got.
+  // Ids, not an iterator of the Map: a live iterator would hold on to the
+  // records deleted since it was made until it moved on.
+  let round: string[] = []
+  let next = 0
 
   function live (loginId: string): LoginRecord | null {
     const record = records.get(loginId)
@@ -35,6 +50,22 @@ export function memoryStore (): LoginStore {
     if (ids?.size === 0) byUser.delete(record.userId)
   }
 
+  // Expired logins of users nobody looks at again would stay for ever.
+  function sweep (): void {
+    const now = nowInSeconds()
+    for (let i = 0; i < SWEEP_PER_CREATE; i++) {
+      if (next === round.length) {
+        // A new round, over the records kept now: its cost, spread over the
+        // logins created while it lasts, is a few ids each.
+        round = [...records.keys()]
+        next = 0
+        if (round.length === 0) return
+      }
+      const record = records.get(round[next++])
+      if (record !== undefined && record.expiresAt <= now) remove(record)
+    }
+  }
+
   // Every listener hears of it before `delete` returns: the store proves
   // what it heard once, with `heard(Infinity)`.
   function revoked (gone: LoginRecord[]): void {
@@ -50,8 +81,12 @@ export function memoryStore (): LoginStore {
     for (const listener of listeners) listener.revoked(revocations)
   }
 
-  return {
+  const store: LoginStore & { readonly [kKeptRecords]: number } = {
+    get [kKeptRecords] () {
+      return records.size
+    },
     create (record) {
+      sweep()
       // A copy: the caller's object must not change what is stored.
       records.set(record.loginId, { ...record })
       let ids = byUser.get(record.userId)
@@ -115,4 +150,5 @@ export function memoryStore (): LoginStore {
       listener.heard(Infinity)
     }
   }
+  return store
 }
