@@ -1,13 +1,13 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { CurrentUser, GuardHandler, LoginEvents } from '../types/index'
+import type { LoginCurrentUser, GuardHandler, LoginEvents } from '../types/index'
 
 // What the guards and the request decorators need from the manager, and apps
 // must not call: kept under a Symbol, like Fastify's own internals.
 export const kInternals = Symbol('fastify-login.internals')
 
 export interface LoginInternals {
-  resolveUser (request: FastifyRequest): CurrentUser | Promise<CurrentUser>
-  currentUser (request: FastifyRequest): CurrentUser
+  resolveUser (request: FastifyRequest): LoginCurrentUser | Promise<LoginCurrentUser>
+  currentUser (request: FastifyRequest): LoginCurrentUser
   isAuthenticated (request: FastifyRequest): boolean
   isFresh (request: FastifyRequest): boolean
   refreshCookies (request: FastifyRequest, reply: FastifyReply): void

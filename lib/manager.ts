@@ -12,7 +12,7 @@ import type {
   LoginStore,
   LoginUserOptions,
   RequestLoader,
-  User,
+  LoginUser,
   UserLoader
 } from '../types/index'
 import { nowInSeconds } from './clock'
@@ -118,15 +118,15 @@ export class LoginManager extends EventEmitter<LoginEvents> {
 
   // The current user as the app's user type, for typed code on a guarded
   // route; nobody logged in is a 401 through Fastify's error handler.
-  user (request: FastifyRequest): User {
+  user (request: FastifyRequest): LoginUser {
     const user = this.#resolution.currentUser(request)
     if (!loginState(request).authenticated) throw new FST_LOGIN_UNAUTHORIZED('app.loginManager.user(request)')
-    return user as User
+    return user as LoginUser
   }
 
   // With a store, the login is recorded before its cookies are written: a
   // cookie never names a login the server does not know.
-  loginUser (request: FastifyRequest, reply: FastifyReply, user: User, options: LoginUserOptions = {}): MaybePromise<boolean> {
+  loginUser (request: FastifyRequest, reply: FastifyReply, user: LoginUser, options: LoginUserOptions = {}): MaybePromise<boolean> {
     checkLoginUser(user)
     // Without a user loader the cookie could never be read back.
     if (this.#resolution.userLoader === null) throw new FST_LOGIN_COOKIE_NEEDS_USER_LOADER('loginUser()')
@@ -164,7 +164,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     const state = loginState(request)
     const token = resolution.readToken(request, state)
     if (state.authenticated) {
-      resolution.emit(request, 'logout', request, state.user as User)
+      resolution.emit(request, 'logout', request, state.user as LoginUser)
     } else if (state.user === undefined && this.listenerCount('logout') > 0) {
       this.#announceLogout(request, token)
     }
@@ -203,7 +203,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     state.token = confirmed
     state.renewAccount = false
     state.fresh = true
-    this.#resolution.emit(request, 'loginConfirmed', request, user as User)
+    this.#resolution.emit(request, 'loginConfirmed', request, user as LoginUser)
   }
 
   loginInfo (request: FastifyRequest): LoginInfo | null {
@@ -232,7 +232,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
   }
 
   // With a store, the cookies name a recorded login, as a real one would.
-  async cookiesFor (user: User, options: CookiesForOptions = {}): Promise<Record<string, string>> {
+  async cookiesFor (user: LoginUser, options: CookiesForOptions = {}): Promise<Record<string, string>> {
     checkLoginUser(user)
     // Cookies that load nobody would make a test pass for the wrong reason.
     if (this.#resolution.userLoader === null) throw new FST_LOGIN_COOKIE_NEEDS_USER_LOADER('cookiesFor()')
@@ -248,11 +248,11 @@ export class LoginManager extends EventEmitter<LoginEvents> {
   }
 
   /** The user's live logins, newest first. */
-  async listLogins (user: User | string): Promise<LoginRecord[]> {
+  async listLogins (user: LoginUser | string): Promise<LoginRecord[]> {
     return await this.#store('listLogins()').list(idOf(user))
   }
 
-  async revokeLogin (user: User | string, loginId: string): Promise<boolean> {
+  async revokeLogin (user: LoginUser | string, loginId: string): Promise<boolean> {
     const records = this.#store('revokeLogin()')
     if (typeof loginId !== 'string' || loginId.length === 0) {
       throw new FST_LOGIN_INVALID_OPTION('loginId', 'must be the `loginId` of one of the user\'s logins (see listLogins)')
@@ -271,7 +271,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     return await records.deleteAll(account.id, account.loginId)
   }
 
-  async revokeAllLogins (user: User | string): Promise<number> {
+  async revokeAllLogins (user: LoginUser | string): Promise<number> {
     return await this.#store('revokeAllLogins()').deleteAll(idOf(user))
   }
 
@@ -291,11 +291,11 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     Promise.resolve()
       .then(load)
       .then((user) => {
-        if (user !== null && user !== undefined) this.#resolution.emit(request, 'logout', request, user as User)
+        if (user !== null && user !== undefined) this.#resolution.emit(request, 'logout', request, user as LoginUser)
       }, (error: unknown) => request.log.error({ err: error }, 'fastify-login: could not load the user for the \'logout\' event'))
   }
 
-  #newAccount (user: User, options: LoginUserOptions, client: string): AccountToken {
+  #newAccount (user: LoginUser, options: LoginUserOptions, client: string): AccountToken {
     const id = userId(user as object)
     if (id === null || id === '') throw new FST_LOGIN_NO_USER_ID()
     // Lone surrogates do not survive UTF-8: the id would come back different.
@@ -326,7 +326,7 @@ function reported<T> (reply: FastifyReply, method: string, result: MaybePromise<
   return result
 }
 
-function idOf (user: User | string): string {
+function idOf (user: LoginUser | string): string {
   if (typeof user === 'string') return user
   const id = user !== null && typeof user === 'object' ? userId(user as object) : null
   if (id === null) throw new FST_LOGIN_INVALID_USER('expected a user object with an id, or a user id')

@@ -1,6 +1,6 @@
 import type { EventEmitter } from 'node:events'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { AnonymousUser, CurrentUser, LoginConfig, LoginEvents, RequestLoader, User, UserLoader } from '../types/index'
+import type { LoginAnonymousUser, LoginCurrentUser, LoginConfig, LoginEvents, RequestLoader, LoginUser, UserLoader } from '../types/index'
 import { ClientCheck } from './binding/client-check'
 import { nowInSeconds } from './clock'
 import { cookieValues, type SentCookies } from './cookies/header'
@@ -13,7 +13,7 @@ import type { Keys } from './cookies/signing'
 import type { AccountToken } from './cookies/token'
 import { VerifiedAccounts, VerifiedFreshCookies } from './cookies/verified'
 
-type MaybeUser = User | null | undefined
+type MaybeUser = LoginUser | null | undefined
 type LoadEvent = 'userLoadedFromCookie' | 'userLoadedFromRequest'
 type Loaded = [user: MaybeUser | PromiseLike<MaybeUser>, event: LoadEvent | null]
 
@@ -48,7 +48,7 @@ export class Resolution {
 
   // The user of this request: resolved at most once, then cached. Returns a
   // promise only while a store or loader is still working.
-  resolveUser (request: FastifyRequest): CurrentUser | Promise<CurrentUser> {
+  resolveUser (request: FastifyRequest): LoginCurrentUser | Promise<LoginCurrentUser> {
     const state = loginState(request)
     if (state.user !== undefined) return state.user
     if (state.error !== undefined) throw state.error
@@ -61,7 +61,7 @@ export class Resolution {
       if (isThenable(account)) {
         const generation = state.generation
         return this.#wait(request, state, Promise.resolve(account).then((login) => {
-          return state.generation === generation ? this.#callLoader(request, state, login) : [state.user as User, null]
+          return state.generation === generation ? this.#callLoader(request, state, login) : [state.user as LoginUser, null]
         }))
       }
       const [loaded, event] = this.#callLoader(request, state, account)
@@ -73,7 +73,7 @@ export class Resolution {
     }
   }
 
-  currentUser (request: FastifyRequest): CurrentUser {
+  currentUser (request: FastifyRequest): LoginCurrentUser {
     const user = this.resolveUser(request)
     if (isThenable(user)) throw new FST_LOGIN_USER_NOT_LOADED()
     return user
@@ -195,12 +195,12 @@ export class Resolution {
     this.cookies.writeLogin(reply, state, next, null)
   }
 
-  settle (request: FastifyRequest, state: LoginState, user: MaybeUser, event: LoadEvent | null): CurrentUser {
+  settle (request: FastifyRequest, state: LoginState, user: MaybeUser, event: LoadEvent | null): LoginCurrentUser {
     state.pending = null
     state.authenticated = user !== null && user !== undefined
     if (state.authenticated) {
-      state.user = user as User
-      if (event !== null) this.emit(request, event, request, user as User)
+      state.user = user as LoginUser
+      if (event !== null) this.emit(request, event, request, user as LoginUser)
     } else {
       state.user = this.#anonymousUser()
     }
@@ -253,14 +253,14 @@ export class Resolution {
 
   // A login or logout in the meantime supersedes the work: it must not
   // overwrite the user they set, nor fail a request they already answered.
-  #wait (request: FastifyRequest, state: LoginState, work: Promise<Loaded>): Promise<CurrentUser> {
+  #wait (request: FastifyRequest, state: LoginState, work: Promise<Loaded>): Promise<LoginCurrentUser> {
     const generation = state.generation
-    const pending: Promise<CurrentUser> = work
+    const pending: Promise<LoginCurrentUser> = work
       .then(async ([loaded, event]) => [await loaded, event] as const)
       .then(
-        ([user, event]) => state.generation === generation ? this.settle(request, state, user, event) : state.user as CurrentUser,
+        ([user, event]) => state.generation === generation ? this.settle(request, state, user, event) : state.user as LoginCurrentUser,
         (error: unknown) => {
-          if (state.generation !== generation) return state.user as CurrentUser
+          if (state.generation !== generation) return state.user as LoginCurrentUser
           state.error = error
           state.pending = null
           throw error
@@ -296,13 +296,13 @@ export class Resolution {
     return true
   }
 
-  #anonymousUser (): AnonymousUser {
+  #anonymousUser (): LoginAnonymousUser {
     const Anonymous = this.config.anonymousUser
     // Classes need `new`; arrow functions cannot take it. A plain function
     // factory works either way, since `new` returns the object it returns.
     return (Anonymous.prototype === undefined
-      ? (Anonymous as () => AnonymousUser)()
-      : new (Anonymous as new () => AnonymousUser)())
+      ? (Anonymous as () => LoginAnonymousUser)()
+      : new (Anonymous as new () => LoginAnonymousUser)())
   }
 }
 

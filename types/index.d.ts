@@ -63,20 +63,20 @@ declare namespace fastifyLogin {
   export interface LoginTypes {}
 
   /** The app's user type (`UserMixin` until the app declares its own). */
-  export type User = LoginTypes extends { user: infer U } ? U : UserMixin
+  export type LoginUser = LoginTypes extends { user: infer U } ? U : UserMixin
   /** The logged-out user's type. */
-  export type AnonymousUser = LoginTypes extends { anonymousUser: infer A } ? A : AnonymousUserMixin
+  export type LoginAnonymousUser = LoginTypes extends { anonymousUser: infer A } ? A : AnonymousUserMixin
   /** What `request.currentUser` holds; `isAuthenticated` tells them apart. */
-  export type CurrentUser = User | AnonymousUser
+  export type LoginCurrentUser = LoginUser | LoginAnonymousUser
   /**
    * What `request.currentUser` holds on a route whose `config` is
    * `ContextConfig`: the app's user where the route's own guard lets only
    * logged-in users through (`login: 'required'` or `'fresh'`), else
-   * `CurrentUser`.
+   * `LoginCurrentUser`.
    */
   export type CurrentUserOf<ContextConfig> = ContextConfig extends { login: 'required' | 'fresh' | { mode: 'required' | 'fresh' } }
-    ? User
-    : CurrentUser
+    ? LoginUser
+    : LoginCurrentUser
 
   /** A request of any route of a server of type `RawServer`. */
   export type LoginRequest<
@@ -91,9 +91,9 @@ declare namespace fastifyLogin {
   > = FastifyReply<RouteGenericInterface, RawServer, RawRequest, RawReply>
 
   export type MaybePromise<T> = T | Promise<T>
-  export type UserLoader = (id: string, request: FastifyRequest) => MaybePromise<User | null | undefined>
+  export type UserLoader = (id: string, request: FastifyRequest) => MaybePromise<LoginUser | null | undefined>
   /** Finds the user from the request itself (an API key, a bearer token); never sets cookies. */
-  export type RequestLoader = (request: FastifyRequest) => MaybePromise<User | null | undefined>
+  export type RequestLoader = (request: FastifyRequest) => MaybePromise<LoginUser | null | undefined>
   /** Answers a request that a guard refused; may send the reply or return a payload. */
   export type GuardHandler = (request: FastifyRequest, reply: FastifyReply) => unknown
   /**
@@ -141,7 +141,7 @@ declare namespace fastifyLogin {
   export type LoginRouteConfig = GuardMode | GuardOptions
 
   /** A class, or a factory function, for the logged-out user. */
-  export type AnonymousUserFactory = (new () => AnonymousUser) | (() => AnonymousUser)
+  export type AnonymousUserFactory = (new () => LoginAnonymousUser) | (() => LoginAnonymousUser)
 
   /** `anonymousUser` is required once the app declares `LoginTypes.anonymousUser`. */
   export type FastifyLoginOptions = FastifyLoginBaseOptions & (LoginTypes extends { anonymousUser: unknown }
@@ -321,13 +321,13 @@ declare namespace fastifyLogin {
 
   /** The events of `app.loginManager` and their arguments. */
   export interface LoginEvents {
-    login: [request: FastifyRequest, user: User]
-    logout: [request: FastifyRequest, user: User]
-    loginConfirmed: [request: FastifyRequest, user: User]
+    login: [request: FastifyRequest, user: LoginUser]
+    logout: [request: FastifyRequest, user: LoginUser]
+    loginConfirmed: [request: FastifyRequest, user: LoginUser]
     unauthorized: [request: FastifyRequest]
     needsRefresh: [request: FastifyRequest]
-    userLoadedFromCookie: [request: FastifyRequest, user: User]
-    userLoadedFromRequest: [request: FastifyRequest, user: User]
+    userLoadedFromCookie: [request: FastifyRequest, user: LoginUser]
+    userLoadedFromRequest: [request: FastifyRequest, user: LoginUser]
     sessionProtected: [request: FastifyRequest]
     /** A login cookie came more than once (a cookie planted by another site): the request is anonymous. */
     duplicateCookie: [request: FastifyRequest]
@@ -360,12 +360,12 @@ declare namespace fastifyLogin {
      * that a guard lets only logged-in users through. With an asynchronous
      * user loader, a guard or `await request.loadUser()` must run first.
      */
-    user (request: LoginRequest<RawServer, RawRequest>): User
+    user (request: LoginRequest<RawServer, RawRequest>): LoginUser
     /**
      * Logs the user in: `true`, or `false` (and no cookie) for an inactive
      * user unless `force`. A promise when the store is asynchronous: `await` it.
      */
-    loginUser (request: LoginRequest<RawServer, RawRequest>, reply: LoginReply<RawServer, RawRequest, RawReply>, user: User, options?: LoginUserOptions): MaybePromise<boolean>
+    loginUser (request: LoginRequest<RawServer, RawRequest>, reply: LoginReply<RawServer, RawRequest, RawReply>, user: LoginUser, options?: LoginUserOptions): MaybePromise<boolean>
     /** Expires the login cookies; with a store, ends the login on the server too. A promise with an asynchronous store. */
     logoutUser (request: LoginRequest<RawServer, RawRequest>, reply: LoginReply<RawServer, RawRequest, RawReply>): MaybePromise<void>
     /** Makes the current login fresh again, after the user re-entered a password. Needs a login made with the cookie. */
@@ -375,17 +375,17 @@ declare namespace fastifyLogin {
     /** The `next` field of the query or body when it is a path on this site, else `fallback`. */
     nextUrl (request: LoginRequest<RawServer, RawRequest>, fallback?: string): string
     /** The cookies a login would set, for `app.inject({ cookies })` in tests. */
-    cookiesFor (user: User, options?: CookiesForOptions): Promise<Record<string, string>>
+    cookiesFor (user: LoginUser, options?: CookiesForOptions): Promise<Record<string, string>>
     /** Refuses (403) unsafe methods sent by a browser from another origin: for login, logout and other state-changing routes. */
     readonly crossOriginProtection: Guard<RawServer, RawRequest, RawReply>
     /** The user's live logins (a user object or its id), newest first. Needs `store`. */
-    listLogins (user: User | string): Promise<LoginRecord[]>
+    listLogins (user: LoginUser | string): Promise<LoginRecord[]>
     /** Ends one login of the user; `true` if it existed. Needs `store`. */
-    revokeLogin (user: User | string, loginId: string): Promise<boolean>
+    revokeLogin (user: LoginUser | string, loginId: string): Promise<boolean>
     /** Ends every login of the request's user but the request's own; how many. Needs `store`. */
     revokeOtherLogins (request: LoginRequest<RawServer, RawRequest>): Promise<number>
     /** Ends every login of the user; how many. Needs `store`. */
-    revokeAllLogins (user: User | string): Promise<number>
+    revokeAllLogins (user: LoginUser | string): Promise<number>
   }
 
   /** Give it an `id` (a field or a getter), or override `getId()`. */

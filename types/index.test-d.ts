@@ -7,9 +7,14 @@
 // (`interface LoginTypes { ... }`) in one file would apply to all of them:
 // each `LoginTypes` configuration therefore lives in its own file and run.
 //
-//   index.test-d.ts           LoginTypes { user: Student }   (this file)
-//   default-user.test-d.ts    no augmentation
-//   anonymous-user.test-d.ts  LoginTypes { anonymousUser: Guest }
+//   index.test-d.ts                LoginTypes { user: Student }   (this file)
+//   default-user.test-d.ts         no augmentation
+//   anonymous-user.test-d.ts       LoginTypes { anonymousUser: Guest }
+//   app-named-user.test-d.ts       the app's classes named User and AnonymousUser
+//   app-named-current-user.test-d.ts  the app's class named CurrentUser
+//
+// (types/forms/ compiles the import forms with tsc, and a script file that
+// declares the user type.)
 //
 // This file declares the app's user type, the way an app does it once, and
 // leaves the anonymous user at its default: so one plain run checks both
@@ -29,7 +34,7 @@ import fastifyLogin, {
   fastifyLogin as namedFastifyLogin,
   UserMixin,
   AnonymousUserMixin,
-  type CurrentUser,
+  type LoginCurrentUser,
   type FastifyLoginOptions,
   type Guard,
   type GuardHandler,
@@ -41,7 +46,7 @@ import fastifyLogin, {
   type LoginRecord,
   type LoginStore,
   type MaybePromise,
-  type User,
+  type LoginUser,
   type UserLoader,
   memoryStore,
   redisStore
@@ -287,7 +292,7 @@ expectNotAssignable<FastifyLoginOptions>({
 // 4. Request decorators ------------------------------------------------------
 
 Fastify().get('/me', async (request) => {
-  expectType<CurrentUser>(request.currentUser)
+  expectType<LoginCurrentUser>(request.currentUser)
   expectType<Student | AnonymousUserMixin>(request.currentUser)
   expectType<Promise<Student | AnonymousUserMixin>>(request.loadUser())
   expectType<Student | AnonymousUserMixin>(await request.loadUser())
@@ -300,7 +305,7 @@ Fastify().get('/me', async (request) => {
 
 // 5. The declared user type --------------------------------------------------
 
-expectType<Student>({} as User)
+expectType<Student>({} as LoginUser)
 
 declare const request: FastifyRequest
 const current = request.currentUser

@@ -1,6 +1,6 @@
 import { STATUS_CODES } from 'node:http'
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import type { CurrentUser, Guard, GuardHandler, GuardOptions, LoginConfig, Message } from '../../types/index'
+import type { LoginCurrentUser, Guard, GuardHandler, GuardOptions, LoginConfig, Message } from '../../types/index'
 import { prefersJson } from './accept'
 import { FST_LOGIN_INVALID_OPTION } from '../errors'
 import type { LoginInternals } from '../internals'
@@ -104,7 +104,7 @@ export function createGuard (login: LoginInternals, config: LoginConfig, options
     }
     // The answer depends on the login cookie: caches must key on it.
     varyOnCookie(reply)
-    let user: CurrentUser | Promise<CurrentUser>
+    let user: LoginCurrentUser | Promise<LoginCurrentUser>
     try {
       user = login.resolveUser(request)
       if (!isThenable(user)) {
