@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events'
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyReply, FastifyRequest, FastifySchema, FastifyTypeProviderDefault, RawRequestDefaultExpression, RawServerDefault, RouteGenericInterface } from 'fastify'
 import type {
   CookiesForOptions,
   Guard,
@@ -8,6 +8,7 @@ import type {
   LoginConfig,
   LoginEvents,
   LoginInfo,
+  LoginInfoOf,
   LoginRecord,
   LoginStore,
   LoginUserOptions,
@@ -206,6 +207,8 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     this.#resolution.emit(request, 'loginConfirmed', request, user as LoginUser)
   }
 
+  // Typed for the route: never null where only logged-in users get through.
+  loginInfo<RouteGeneric extends RouteGenericInterface, ContextConfig> (request: FastifyRequest<RouteGeneric, RawServerDefault, RawRequestDefaultExpression, FastifySchema, FastifyTypeProviderDefault, ContextConfig>): LoginInfoOf<ContextConfig, RouteGeneric>
   loginInfo (request: FastifyRequest): LoginInfo | null {
     this.#resolution.currentUser(request)
     const state = loginState(request)

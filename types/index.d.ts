@@ -3,6 +3,8 @@ import type {
   FastifyPluginAsync,
   FastifyReply,
   FastifyRequest,
+  FastifySchema,
+  FastifyTypeProviderDefault,
   HookHandlerDoneFunction,
   RawReplyDefaultExpression,
   RawRequestDefaultExpression,
@@ -23,21 +25,36 @@ declare module 'fastify' {
 
   // The type parameters are Fastify's own: ContextConfig is the route's
   // `config`, so a route declared with `config: { login: 'required' }` (or
-  // 'fresh') has the app's user type as its `currentUser`.
+  // 'fresh') has the app's user type as its `currentUser`. A route given its
+  // types explicitly (`app.get<{ Params: … }>`) gets no inferred `config`
+  // type: it names it there, as `Config`.
   interface FastifyRequest<RouteGeneric, RawServer, RawRequest, SchemaCompiler, TypeProvider, ContextConfig, Logger, RequestType> {
     /**
      * The logged-in user, or the anonymous user. Resolved on first read and
      * cached for the request. With an asynchronous user loader, a guard or
      * `await request.loadUser()` must run first. On a route declared with
-     * `config: { login: 'required' }` or `'fresh'`, it is the app's user.
+     * `config: { login: 'required' }` or `'fresh'`, it is the app's user;
+     * a route with explicit type arguments says so in them too:
+     * `app.get<{ Params: …, Config: { login: 'required' } }>(…)`.
      */
-    readonly currentUser: fastifyLogin.CurrentUserOf<ContextConfig>
+    readonly currentUser: fastifyLogin.CurrentUserOf<ContextConfig, RouteGeneric>
     /** Resolves `currentUser` (once per request) and returns it. */
-    loadUser (): Promise<fastifyLogin.CurrentUserOf<ContextConfig>>
+    loadUser (): Promise<fastifyLogin.CurrentUserOf<ContextConfig, RouteGeneric>>
     /** True only while the login was made in this browser session. */
     readonly isFresh: boolean
   }
   /* eslint-enable @typescript-eslint/no-unused-vars */
+
+  interface RouteGenericInterface {
+    /**
+     * The route's `config` type, for a route whose types are given
+     * explicitly (TypeScript then infers none of them, the config included):
+     * `app.get<{ Params: …, Config: { login: 'required' } }>(…)` types
+     * `request.currentUser` as the app's user, as `config: { login:
+     * 'required' }` does on a route whose types are inferred.
+     */
+    Config?: FastifyContextConfig
+  }
 
   interface FastifyContextConfig {
     /**
@@ -49,6 +66,17 @@ declare module 'fastify' {
 }
 
 type FastifyLogin = FastifyPluginAsync<fastifyLogin.FastifyLoginOptions>
+
+// `true` where the route's config type, inferred (`ContextConfig`) or given
+// in its type arguments (`RouteGeneric['Config']`), says that only logged-in
+// users reach it. (Not exported: a name of the package's would shadow an
+// app's own inside `declare module 'fastify-login'`.)
+type IsLoggedIn<ContextConfig, RouteGeneric> = [ContextConfig] extends [LoggedInConfig]
+  ? true
+  : RouteGeneric extends { Config: LoggedInConfig } ? true : false
+interface LoggedInConfig {
+  login: 'required' | 'fresh' | { mode: 'required' | 'fresh' }
+}
 
 declare namespace fastifyLogin {
   /**
@@ -66,17 +94,28 @@ declare namespace fastifyLogin {
   export type LoginUser = LoginTypes extends { user: infer U } ? U : UserMixin
   /** The logged-out user's type. */
   export type LoginAnonymousUser = LoginTypes extends { anonymousUser: infer A } ? A : AnonymousUserMixin
-  /** What `request.currentUser` holds; `isAuthenticated` tells them apart. */
+  /**
+   * What `request.currentUser` holds; `isAuthenticated` tells them apart. It
+   * is the app's user alone on a route whose config type says `login:
+   * 'required'` or `'fresh'`: inferred from `config: { login: 'required' }`,
+   * or, on a route whose types are given explicitly, named in them as
+   * `app.get<{ Params: …, Config: { login: 'required' } }>(…)`.
+   */
   export type LoginCurrentUser = LoginUser | LoginAnonymousUser
   /**
    * What `request.currentUser` holds on a route whose `config` is
-   * `ContextConfig`: the app's user where the route's own guard lets only
-   * logged-in users through (`login: 'required'` or `'fresh'`), else
-   * `LoginCurrentUser`.
+   * `ContextConfig` and whose type arguments are `RouteGeneric`: the app's
+   * user where the route's own guard lets only logged-in users through
+   * (`login: 'required'` or `'fresh'`, in the config or in the type
+   * arguments' `Config`), else `LoginCurrentUser`.
    */
-  export type CurrentUserOf<ContextConfig> = ContextConfig extends { login: 'required' | 'fresh' | { mode: 'required' | 'fresh' } }
+  export type CurrentUserOf<ContextConfig, RouteGeneric = RouteGenericInterface> = IsLoggedIn<ContextConfig, RouteGeneric> extends true
     ? LoginUser
     : LoginCurrentUser
+  /** What `loginInfo(request)` returns: never null where `currentUser` is the app's user. */
+  export type LoginInfoOf<ContextConfig, RouteGeneric = RouteGenericInterface> = IsLoggedIn<ContextConfig, RouteGeneric> extends true
+    ? LoginInfo
+    : LoginInfo | null
 
   /** A request of any route of a server of type `RawServer`. */
   export type LoginRequest<
@@ -370,8 +409,14 @@ declare namespace fastifyLogin {
     logoutUser (request: LoginRequest<RawServer, RawRequest>, reply: LoginReply<RawServer, RawRequest, RawReply>): MaybePromise<void>
     /** Makes the current login fresh again, after the user re-entered a password. Needs a login made with the cookie. */
     confirmLogin (request: LoginRequest<RawServer, RawRequest>, reply: LoginReply<RawServer, RawRequest, RawReply>): void
-    /** How the current user logged in; `null` for an anonymous visitor. */
-    loginInfo (request: LoginRequest<RawServer, RawRequest>): LoginInfo | null
+    /**
+     * How the current user logged in; `null` for an anonymous visitor. Never
+     * null on a route that lets only logged-in users through (`config: {
+     * login: 'required' }` or `'fresh'`).
+     */
+    loginInfo<RouteGeneric extends RouteGenericInterface = RouteGenericInterface, ContextConfig = unknown> (
+      request: FastifyRequest<RouteGeneric, RawServer, RawRequest, FastifySchema, FastifyTypeProviderDefault, ContextConfig>
+    ): LoginInfoOf<ContextConfig, RouteGeneric>
     /** The `next` field of the query or body when it is a path on this site, else `fallback`. */
     nextUrl (request: LoginRequest<RawServer, RawRequest>, fallback?: string): string
     /** The cookies a login would set, for `app.inject({ cookies })` in tests. */
