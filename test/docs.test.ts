@@ -1,18 +1,27 @@
 import { test } from 'tap'
+import { execFileSync } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
-import { join, posix, resolve } from 'node:path'
+import { dirname, join, posix, relative, resolve } from 'node:path'
 
 // The pages hold together: every relative link and `#anchor` of README.md
-// and docs/ resolves in the repository, as GitHub renders it; the README
-// lists every page; and docs/api.md names every field of the objects it
-// describes.
+// and docs/ resolves in the repository, as GitHub renders it; every link to
+// this repository on GitHub names a file that exists; the pages the package
+// ships (npm pack) link only to files it ships, since a reader of
+// node_modules/fastify-login has nothing else; the README lists every page;
+// and docs/api.md names every field of the objects it describes.
 
 const root = resolve(__dirname, '..')
+const repository = repositoryUrl()
 
 interface Link {
   page: string
   line: number
   target: string
+}
+
+function repositoryUrl (): string {
+  const { repository } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { repository: { url: string } }
+  return repository.url.replace(/^git\+/, '').replace(/\.git$/, '')
 }
 
 function pagesOf (dir: string): string[] {
@@ -105,6 +114,34 @@ test('every relative link and #anchor of the pages resolves', async (t) => {
     }
   }
   t.ok(checked > 30, `${checked} links checked`)
+})
+
+test('every link to this repository on GitHub names a file of it', async (t) => {
+  const prefix = new RegExp(`^${repository.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/(?:blob|tree|raw)/main/([^#?]+)`)
+  for (const link of pages.flatMap(linksOf)) {
+    const path = prefix.exec(link.target)?.[1]
+    if (path === undefined) continue
+    t.ok(existsSync(join(root, decodeURIComponent(path))), `${link.page}:${link.line}: ${link.target}`)
+  }
+})
+
+test('the pages the package ships link only to files it ships', async (t) => {
+  const [packed] = JSON.parse(execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], {
+    cwd: root,
+    encoding: 'utf8',
+    env: { ...process.env, npm_config_loglevel: 'error' }
+  })) as Array<{ files: Array<{ path: string }> }>
+  const shipped = new Set(packed.files.map((file) => file.path))
+  const shippedPages = [...shipped].filter((path) => path.endsWith('.md'))
+  t.ok(shippedPages.includes('README.md') && shippedPages.includes('docs/api.md'), 'the README and the docs are shipped')
+  for (const page of shippedPages) {
+    for (const link of linksOf(page)) {
+      if (/^[a-z][a-z0-9+.-]*:/i.test(link.target) || link.target.startsWith('#')) continue
+      const file = posix.normalize(posix.join(posix.dirname(page), decodeURIComponent(link.target.split('#')[0])))
+      t.ok(shipped.has(file) || [...shipped].some((path) => path.startsWith(`${file}/`)),
+        `${page}:${link.line}: ${link.target} is in the package (or link to ${repository}/blob/main/${relative(root, join(root, dirname(page), link.target.split('#')[0]))})`)
+    }
+  }
 })
 
 test('the README\'s table of pages lists every page of docs/', async (t) => {
