@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { CurrentUser, GuardHandler, LoginEvents } from '../types/index'
+import type { LoginCurrentUser, GuardHandler, LoginEvents } from '../types/index'
 import type { AccountToken } from './cookies/token'
 
 // What the guards and the request decorators need from the manager, and apps
@@ -7,8 +7,8 @@ import type { AccountToken } from './cookies/token'
 export const kInternals = Symbol('fastify-login.internals')
 
 export interface LoginInternals {
-  resolveUser (request: FastifyRequest): CurrentUser | Promise<CurrentUser>
-  currentUser (request: FastifyRequest): CurrentUser
+  resolveUser (request: FastifyRequest): LoginCurrentUser | Promise<LoginCurrentUser>
+  currentUser (request: FastifyRequest): LoginCurrentUser
   isAuthenticated (request: FastifyRequest): boolean
   isFresh (request: FastifyRequest): boolean
   // The verified login of the request (its account cookie), once resolved; null for none.

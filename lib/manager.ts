@@ -1,6 +1,5 @@
 import { EventEmitter } from 'node:events'
-import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { FastifyBaseLogger } from 'fastify'
+import type { FastifyBaseLogger, FastifyReply, FastifyRequest, FastifySchema, FastifyTypeProviderDefault, RawRequestDefaultExpression, RawServerDefault, RouteGenericInterface } from 'fastify'
 import type {
   ConfirmLoginOptions,
   CookiesForOptions,
@@ -10,11 +9,12 @@ import type {
   LoginConfig,
   LoginEvents,
   LoginInfo,
+  LoginInfoOf,
   LoginRecord,
   LoginStore,
   LoginUserOptions,
   RequestLoader,
-  User,
+  LoginUser,
   UserLoader
 } from '../types/index'
 import { nowInSeconds } from './clock'
@@ -126,15 +126,15 @@ export class LoginManager extends EventEmitter<LoginEvents> {
 
   // The current user as the app's user type, for typed code on a guarded
   // route; nobody logged in is a 401 through Fastify's error handler.
-  user (request: FastifyRequest): User {
+  user (request: FastifyRequest): LoginUser {
     const user = this.#resolution.currentUser(request)
     if (!loginState(request).authenticated) throw new FST_LOGIN_UNAUTHORIZED('app.loginManager.user(request)')
-    return user as User
+    return user as LoginUser
   }
 
   // With a store, the login is recorded before its cookies are written: a
   // cookie never names a login the server does not know.
-  loginUser (request: FastifyRequest, reply: FastifyReply, user: User, options: LoginUserOptions = {}): MaybePromise<boolean> {
+  loginUser (request: FastifyRequest, reply: FastifyReply, user: LoginUser, options: LoginUserOptions = {}): MaybePromise<boolean> {
     checkLoginUser(user)
     // Without a user loader the cookie could never be read back.
     if (this.#resolution.userLoader === null) throw new FST_LOGIN_COOKIE_NEEDS_USER_LOADER('loginUser()')
@@ -158,7 +158,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
   // named (a login over another on the same browser replaces it: a copy of
   // the old cookie must not stay alive, unlisted by the user), and the
   // user's least recently used ones past `maxLogins`.
-  #record (request: FastifyRequest, state: LoginState, account: AccountToken, user: User): MaybePromise<LoginRecord[]> {
+  #record (request: FastifyRequest, state: LoginState, account: AccountToken, user: LoginUser): MaybePromise<LoginRecord[]> {
     const records = this.#records
     const devices = this.#devices
     if (records === null || devices === null) return []
@@ -176,7 +176,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     const state = loginState(request)
     const token = resolution.readToken(request, state)
     if (state.authenticated) {
-      resolution.emit(request, 'logout', request, state.user as User)
+      resolution.emit(request, 'logout', request, state.user as LoginUser)
     } else if (state.user === undefined && this.listenerCount('logout') > 0) {
       this.#announceLogout(request, token)
     }
@@ -238,10 +238,12 @@ export class LoginManager extends EventEmitter<LoginEvents> {
       // A new fresh cookie restarts the freshDuration clock.
       this.#resolution.cookies.writeLogin(reply, state, confirmed, now)
       this.#resolution.replaceLogin(state, confirmed, true)
-      this.#resolution.emit(request, 'loginConfirmed', request, user as User)
+      this.#resolution.emit(request, 'loginConfirmed', request, user as LoginUser)
     }))
   }
 
+  // Typed for the route: never null where only logged-in users get through.
+  loginInfo<RouteGeneric extends RouteGenericInterface, ContextConfig> (request: FastifyRequest<RouteGeneric, RawServerDefault, RawRequestDefaultExpression, FastifySchema, FastifyTypeProviderDefault, ContextConfig>): LoginInfoOf<ContextConfig, RouteGeneric>
   loginInfo (request: FastifyRequest): LoginInfo | null {
     this.#resolution.currentUser(request)
     const state = loginState(request)
@@ -270,7 +272,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
   }
 
   // With a store, the cookies name a recorded login, as a real one would.
-  async cookiesFor (user: User, options: CookiesForOptions = {}): Promise<Record<string, string>> {
+  async cookiesFor (user: LoginUser, options: CookiesForOptions = {}): Promise<Record<string, string>> {
     checkLoginUser(user)
     // Cookies that load nobody would make a test pass for the wrong reason.
     if (this.#resolution.userLoader === null) throw new FST_LOGIN_COOKIE_NEEDS_USER_LOADER('cookiesFor()')
@@ -286,11 +288,11 @@ export class LoginManager extends EventEmitter<LoginEvents> {
   }
 
   /** The user's live logins, newest first. */
-  async listLogins (user: User | string): Promise<LoginRecord[]> {
+  async listLogins (user: LoginUser | string): Promise<LoginRecord[]> {
     return await this.#store('listLogins()').list(idOf(user))
   }
 
-  async revokeLogin (user: User | string, loginId: string): Promise<boolean> {
+  async revokeLogin (user: LoginUser | string, loginId: string): Promise<boolean> {
     const devices = this.#store('revokeLogin()')
     if (typeof loginId !== 'string' || loginId.length === 0) {
       throw new FST_LOGIN_INVALID_OPTION('loginId', 'must be the `loginId` of one of the user\'s logins (see listLogins)')
@@ -309,7 +311,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     return await devices.revokeAll(account.id, account.loginId)
   }
 
-  async revokeAllLogins (user: User | string): Promise<number> {
+  async revokeAllLogins (user: LoginUser | string): Promise<number> {
     return await this.#store('revokeAllLogins()').revokeAll(idOf(user))
   }
 
@@ -329,11 +331,11 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     Promise.resolve()
       .then(load)
       .then((user) => {
-        if (user !== null && user !== undefined) this.#resolution.emit(request, 'logout', request, user as User)
+        if (user !== null && user !== undefined) this.#resolution.emit(request, 'logout', request, user as LoginUser)
       }, (error: unknown) => request.log.error({ err: error }, 'fastify-login: could not load the user for the \'logout\' event'))
   }
 
-  #newAccount (user: User, options: LoginUserOptions, client: string): AccountToken {
+  #newAccount (user: LoginUser, options: LoginUserOptions, client: string): AccountToken {
     const id = userId(user as object)
     if (id === null || id === '') throw new FST_LOGIN_NO_USER_ID()
     // Lone surrogates do not survive UTF-8: the id would come back different.
@@ -387,7 +389,7 @@ function reported<T> (reply: FastifyReply, method: string, result: MaybePromise<
   return result
 }
 
-function idOf (user: User | string): string {
+function idOf (user: LoginUser | string): string {
   const id = typeof user === 'string' ? user : user !== null && typeof user === 'object' ? userId(user as object) : null
   if (id === null) throw new FST_LOGIN_INVALID_USER('expected a user object with an id, or a user id')
   // A lone surrogate becomes U+FFFD in UTF-8 (Redis keys): 'x\uD800' would

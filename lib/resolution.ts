@@ -1,6 +1,6 @@
 import type { EventEmitter } from 'node:events'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { AnonymousUser, CurrentUser, LoginConfig, LoginEvents, LoginRecord, RequestLoader, User, UserLoader } from '../types/index'
+import type { LoginAnonymousUser, LoginCurrentUser, LoginConfig, LoginEvents, LoginRecord, RequestLoader, LoginUser, UserLoader } from '../types/index'
 import { ClientCheck } from './binding/client-check'
 import { nowInSeconds } from './clock'
 import { cookieValues, type SentCookies } from './cookies/header'
@@ -14,7 +14,7 @@ import type { Keys } from './cookies/signing'
 import type { AccountToken } from './cookies/token'
 import { VerifiedAccounts, VerifiedFreshCookies } from './cookies/verified'
 
-type MaybeUser = User | null | undefined
+type MaybeUser = LoginUser | null | undefined
 type LoadEvent = 'userLoadedFromCookie' | 'userLoadedFromRequest'
 type Loaded = [user: MaybeUser | PromiseLike<MaybeUser>, event: LoadEvent | null]
 
@@ -54,7 +54,7 @@ export class Resolution {
 
   // The user of this request: resolved at most once, then cached. Returns a
   // promise only while a store or loader is still working.
-  resolveUser (request: FastifyRequest): CurrentUser | Promise<CurrentUser> {
+  resolveUser (request: FastifyRequest): LoginCurrentUser | Promise<LoginCurrentUser> {
     const state = loginState(request)
     if (state.user !== undefined) return state.user
     if (state.error !== undefined) throw state.error
@@ -67,7 +67,7 @@ export class Resolution {
       if (isThenable(account)) {
         const generation = state.generation
         return this.#wait(request, state, Promise.resolve(account).then((login) => {
-          return state.generation === generation ? this.#callLoader(request, state, login) : [state.user as User, null]
+          return state.generation === generation ? this.#callLoader(request, state, login) : [state.user as LoginUser, null]
         }))
       }
       const [loaded, event] = this.#callLoader(request, state, account)
@@ -82,7 +82,7 @@ export class Resolution {
   // With an asynchronous store, the getter refuses on every request alike,
   // though most are answered without the store: code that works only until
   // a request needs a store read would fail in production, not in tests.
-  currentUser (request: FastifyRequest): CurrentUser {
+  currentUser (request: FastifyRequest): LoginCurrentUser {
     const state = loginState(request)
     if (state.user === undefined && state.error === undefined && this.records?.asynchronous === true) throw new FST_LOGIN_USER_NOT_LOADED()
     const user = this.resolveUser(request)
@@ -224,12 +224,12 @@ export class Resolution {
     this.cookies.writeLogin(reply, state, next, null)
   }
 
-  settle (request: FastifyRequest, state: LoginState, user: MaybeUser, event: LoadEvent | null): CurrentUser {
+  settle (request: FastifyRequest, state: LoginState, user: MaybeUser, event: LoadEvent | null): LoginCurrentUser {
     state.pending = null
     state.authenticated = user !== null && user !== undefined
     if (state.authenticated) {
-      state.user = user as User
-      if (event !== null) this.emit(request, event, request, user as User)
+      state.user = user as LoginUser
+      if (event !== null) this.emit(request, event, request, user as LoginUser)
     } else {
       state.user = this.#anonymousUser()
     }
@@ -291,14 +291,14 @@ export class Resolution {
 
   // A login or logout in the meantime supersedes the work: it must not
   // overwrite the user they set, nor fail a request they already answered.
-  #wait (request: FastifyRequest, state: LoginState, work: Promise<Loaded>): Promise<CurrentUser> {
+  #wait (request: FastifyRequest, state: LoginState, work: Promise<Loaded>): Promise<LoginCurrentUser> {
     const generation = state.generation
-    const pending: Promise<CurrentUser> = work
+    const pending: Promise<LoginCurrentUser> = work
       .then(async ([loaded, event]) => [await loaded, event] as const)
       .then(
-        ([user, event]) => state.generation === generation ? this.settle(request, state, user, event) : state.user as CurrentUser,
+        ([user, event]) => state.generation === generation ? this.settle(request, state, user, event) : state.user as LoginCurrentUser,
         (error: unknown) => {
-          if (state.generation !== generation) return state.user as CurrentUser
+          if (state.generation !== generation) return state.user as LoginCurrentUser
           state.error = error
           state.pending = null
           throw error
@@ -334,13 +334,13 @@ export class Resolution {
     return true
   }
 
-  #anonymousUser (): AnonymousUser {
+  #anonymousUser (): LoginAnonymousUser {
     const Anonymous = this.config.anonymousUser
     // Classes need `new`; arrow functions cannot take it. A plain function
     // factory works either way, since `new` returns the object it returns.
     return (Anonymous.prototype === undefined
-      ? (Anonymous as () => AnonymousUser)()
-      : new (Anonymous as new () => AnonymousUser)())
+      ? (Anonymous as () => LoginAnonymousUser)()
+      : new (Anonymous as new () => LoginAnonymousUser)())
   }
 }
 

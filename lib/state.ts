@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify'
-import type { CurrentUser } from '../types/index'
+import type { LoginCurrentUser } from '../types/index'
 import type { SentCookies } from './cookies/header'
 import type { AccountToken, FreshToken, Verified } from './cookies/token'
 import type { Verdict } from './logins/verdict'
@@ -31,9 +31,9 @@ export interface LoginState {
   // The Set-Cookie line of each login cookie this response sets (a logout
   // must then expire them, and a second write replaces the line).
   written: Map<string, string> | null
-  user: CurrentUser | undefined
+  user: LoginCurrentUser | undefined
   authenticated: boolean
-  pending: Promise<CurrentUser> | null
+  pending: Promise<LoginCurrentUser> | null
   error: unknown
   // undefined: not read yet; null: no valid fresh cookie.
   freshCookie: Verified<FreshToken> | null | undefined

@@ -435,7 +435,7 @@ test('memoryStore frees the expired logins of users nobody looks at, a few per l
   const kept = (): number => (store as unknown as Record<typeof kKeptRecords, number>)[kKeptRecords]
   const record = (loginId: string, lifetime: number): LoginRecord => {
     const now = Math.floor(Date.now() / 1000)
-    return { loginId, userId: `user-${loginId}`, createdAt: now, lastSeenAt: now, expiresAt: now + lifetime, remembered: false, userAgent: '', ip: '' }
+    return { loginId, userId: `user-${loginId}`, createdAt: now, lastSeenAt: now, expiresAt: now + lifetime, remembered: false, userAgent: '', ip: '', method: null, authenticatedAt: now, generation: 0, generationUsedAt: now, realm: 'r' }
   }
   for (let i = 0; i < 1000; i++) store.create(record(`old-${i}`, 60))
   t.equal(kept(), 1000)

@@ -3,39 +3,12 @@ import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
+import { consumerFindings, consumerScript, esmFindings, esmScript } from './consumers'
 
 // The package as a consumer gets it: built, packed, installed into a fresh
 // project, loaded with require() and with import. Runs against dist/, so
 // `npm run build` must have run (npm test does).
 const root = resolve(__dirname, '..')
-
-const consumerScript = `
-const Fastify = require('fastify')
-const fastifyLogin = require('fastify-login')
-const { UserMixin, AnonymousUserMixin } = fastifyLogin
-class User extends UserMixin { constructor (id) { super(); this.id = id } }
-async function main () {
-  const app = Fastify()
-  await app.register(fastifyLogin, { secret: 'a-consumer-secret-of-at-least-32-chars', userLoader: (id) => new User(id) })
-  app.get('/login', (request, reply) => { app.loginManager.loginUser(request, reply, new User(3)); return 'ok' })
-  app.get('/me', { onRequest: app.loginManager.loginRequired }, (request) => request.currentUser.getId())
-  const login = await app.inject('/login')
-  const cookies = Object.fromEntries(login.cookies.map((c) => [c.name, c.value]))
-  const me = await app.inject({ url: '/me', cookies })
-  const anonymous = await app.inject('/me')
-  console.log(JSON.stringify({
-    shape: [typeof fastifyLogin, fastifyLogin.default === fastifyLogin, fastifyLogin.fastifyLogin === fastifyLogin, typeof AnonymousUserMixin],
-    me: me.body,
-    anonymous: anonymous.statusCode
-  }))
-}
-main()
-`
-
-const esmScript = `
-import fastifyLogin, { fastifyLogin as named, UserMixin, AnonymousUserMixin, memoryStore, redisStore } from 'fastify-login'
-console.log(JSON.stringify([typeof fastifyLogin, named === fastifyLogin, typeof UserMixin, new AnonymousUserMixin().isAnonymous, typeof memoryStore, typeof redisStore]))
-`
 
 test('dist/ loads with require() and import, in the official plugins\' export shape', async (t) => {
   const cjs = require(join(root, 'dist/index.js'))
@@ -47,7 +20,7 @@ test('dist/ loads with require() and import, in the official plugins\' export sh
   t.equal(typeof cjs.memoryStore, 'function')
   t.equal(typeof cjs.redisStore, 'function')
   const output = execFileSync(process.execPath, ['--input-type=module', '-e', esmScript.replace("'fastify-login'", JSON.stringify(join(root, 'dist/index.js')))], { encoding: 'utf8' })
-  t.same(JSON.parse(output), ['function', true, 'function', true, 'function', 'function'])
+  t.same(JSON.parse(output), esmFindings)
 })
 
 test('npm pack produces a package that works installed into a fresh project', { timeout: 180000 }, async (t) => {
@@ -68,8 +41,8 @@ test('npm pack produces a package that works installed into a fresh project', { 
 
   writeFileSync(join(app, 'consumer.cjs'), consumerScript)
   const cjs = JSON.parse(execFileSync(process.execPath, ['consumer.cjs'], { cwd: app, encoding: 'utf8' }))
-  t.same(cjs, { shape: ['function', true, true, 'function'], me: '3', anonymous: 401 })
+  t.same(cjs, consumerFindings)
 
   writeFileSync(join(app, 'consumer.mjs'), esmScript)
-  t.same(JSON.parse(execFileSync(process.execPath, ['consumer.mjs'], { cwd: app, encoding: 'utf8' })), ['function', true, 'function', true, 'function', 'function'])
+  t.same(JSON.parse(execFileSync(process.execPath, ['consumer.mjs'], { cwd: app, encoding: 'utf8' })), esmFindings)
 })

@@ -9,11 +9,11 @@ import { expectAssignable, expectError, expectNotAssignable, expectType } from '
 import fastifyLogin, {
   UserMixin,
   AnonymousUserMixin,
-  type AnonymousUser,
-  type CurrentUser,
+  type LoginAnonymousUser,
+  type LoginCurrentUser,
   type FastifyLoginOptions,
   type LoginConfig,
-  type User
+  type LoginUser
 } from '..'
 
 class Guest extends AnonymousUserMixin {
@@ -27,9 +27,9 @@ declare module '..' {
   }
 }
 
-expectType<UserMixin>({} as User)
-expectType<Guest>({} as AnonymousUser)
-expectType<UserMixin | Guest>({} as CurrentUser)
+expectType<UserMixin>({} as LoginUser)
+expectType<Guest>({} as LoginAnonymousUser)
+expectType<UserMixin | Guest>({} as LoginCurrentUser)
 
 // The option must now produce a Guest: the class, or a factory.
 Fastify().register(fastifyLogin, {

@@ -9,16 +9,16 @@ import { expectAssignable, expectError, expectNotAssignable, expectType } from '
 import fastifyLogin, {
   UserMixin,
   AnonymousUserMixin,
-  type AnonymousUser,
-  type CurrentUser,
+  type LoginAnonymousUser,
+  type LoginCurrentUser,
   type FastifyLoginOptions,
   type LoginManager,
-  type User
+  type LoginUser
 } from '..'
 
-expectType<UserMixin>({} as User)
-expectType<AnonymousUserMixin>({} as AnonymousUser)
-expectType<UserMixin | AnonymousUserMixin>({} as CurrentUser)
+expectType<UserMixin>({} as LoginUser)
+expectType<AnonymousUserMixin>({} as LoginAnonymousUser)
+expectType<UserMixin | AnonymousUserMixin>({} as LoginCurrentUser)
 
 // Any UserMixin will do for the loader and for loginUser.
 class Member extends UserMixin {

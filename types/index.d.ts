@@ -3,6 +3,8 @@ import type {
   FastifyPluginAsync,
   FastifyReply,
   FastifyRequest,
+  FastifySchema,
+  FastifyTypeProviderDefault,
   HookHandlerDoneFunction,
   RawReplyDefaultExpression,
   RawRequestDefaultExpression,
@@ -23,21 +25,36 @@ declare module 'fastify' {
 
   // The type parameters are Fastify's own: ContextConfig is the route's
   // `config`, so a route declared with `config: { login: 'required' }` (or
-  // 'fresh') has the app's user type as its `currentUser`.
+  // 'fresh') has the app's user type as its `currentUser`. A route given its
+  // types explicitly (`app.get<{ Params: … }>`) gets no inferred `config`
+  // type: it names it there, as `Config`.
   interface FastifyRequest<RouteGeneric, RawServer, RawRequest, SchemaCompiler, TypeProvider, ContextConfig, Logger, RequestType> {
     /**
      * The logged-in user, or the anonymous user. Resolved on first read and
      * cached for the request. With an asynchronous user loader, a guard or
      * `await request.loadUser()` must run first. On a route declared with
-     * `config: { login: 'required' }` or `'fresh'`, it is the app's user.
+     * `config: { login: 'required' }` or `'fresh'`, it is the app's user;
+     * a route with explicit type arguments says so in them too:
+     * `app.get<{ Params: …, Config: { login: 'required' } }>(…)`.
      */
-    readonly currentUser: fastifyLogin.CurrentUserOf<ContextConfig>
+    readonly currentUser: fastifyLogin.CurrentUserOf<ContextConfig, RouteGeneric>
     /** Resolves `currentUser` (once per request) and returns it. */
-    loadUser (): Promise<fastifyLogin.CurrentUserOf<ContextConfig>>
+    loadUser (): Promise<fastifyLogin.CurrentUserOf<ContextConfig, RouteGeneric>>
     /** True only while the login was made in this browser session. */
     readonly isFresh: boolean
   }
   /* eslint-enable @typescript-eslint/no-unused-vars */
+
+  interface RouteGenericInterface {
+    /**
+     * The route's `config` type, for a route whose types are given
+     * explicitly (TypeScript then infers none of them, the config included):
+     * `app.get<{ Params: …, Config: { login: 'required' } }>(…)` types
+     * `request.currentUser` as the app's user, as `config: { login:
+     * 'required' }` does on a route whose types are inferred.
+     */
+    Config?: FastifyContextConfig
+  }
 
   interface FastifyContextConfig {
     /**
@@ -49,6 +66,17 @@ declare module 'fastify' {
 }
 
 type FastifyLogin = FastifyPluginAsync<fastifyLogin.FastifyLoginOptions>
+
+// `true` where the route's config type, inferred (`ContextConfig`) or given
+// in its type arguments (`RouteGeneric['Config']`), says that only logged-in
+// users reach it. (Not exported: a name of the package's would shadow an
+// app's own inside `declare module 'fastify-login'`.)
+type IsLoggedIn<ContextConfig, RouteGeneric> = [ContextConfig] extends [LoggedInConfig]
+  ? true
+  : RouteGeneric extends { Config: LoggedInConfig } ? true : false
+interface LoggedInConfig {
+  login: 'required' | 'fresh' | { mode: 'required' | 'fresh' }
+}
 
 declare namespace fastifyLogin {
   /**
@@ -63,20 +91,31 @@ declare namespace fastifyLogin {
   export interface LoginTypes {}
 
   /** The app's user type (`UserMixin` until the app declares its own). */
-  export type User = LoginTypes extends { user: infer U } ? U : UserMixin
+  export type LoginUser = LoginTypes extends { user: infer U } ? U : UserMixin
   /** The logged-out user's type. */
-  export type AnonymousUser = LoginTypes extends { anonymousUser: infer A } ? A : AnonymousUserMixin
-  /** What `request.currentUser` holds; `isAuthenticated` tells them apart. */
-  export type CurrentUser = User | AnonymousUser
+  export type LoginAnonymousUser = LoginTypes extends { anonymousUser: infer A } ? A : AnonymousUserMixin
+  /**
+   * What `request.currentUser` holds; `isAuthenticated` tells them apart. It
+   * is the app's user alone on a route whose config type says `login:
+   * 'required'` or `'fresh'`: inferred from `config: { login: 'required' }`,
+   * or, on a route whose types are given explicitly, named in them as
+   * `app.get<{ Params: …, Config: { login: 'required' } }>(…)`.
+   */
+  export type LoginCurrentUser = LoginUser | LoginAnonymousUser
   /**
    * What `request.currentUser` holds on a route whose `config` is
-   * `ContextConfig`: the app's user where the route's own guard lets only
-   * logged-in users through (`login: 'required'` or `'fresh'`), else
-   * `CurrentUser`.
+   * `ContextConfig` and whose type arguments are `RouteGeneric`: the app's
+   * user where the route's own guard lets only logged-in users through
+   * (`login: 'required'` or `'fresh'`, in the config or in the type
+   * arguments' `Config`), else `LoginCurrentUser`.
    */
-  export type CurrentUserOf<ContextConfig> = ContextConfig extends { login: 'required' | 'fresh' | { mode: 'required' | 'fresh' } }
-    ? User
-    : CurrentUser
+  export type CurrentUserOf<ContextConfig, RouteGeneric = RouteGenericInterface> = IsLoggedIn<ContextConfig, RouteGeneric> extends true
+    ? LoginUser
+    : LoginCurrentUser
+  /** What `loginInfo(request)` returns: never null where `currentUser` is the app's user. */
+  export type LoginInfoOf<ContextConfig, RouteGeneric = RouteGenericInterface> = IsLoggedIn<ContextConfig, RouteGeneric> extends true
+    ? LoginInfo
+    : LoginInfo | null
 
   /** A request of any route of a server of type `RawServer`. */
   export type LoginRequest<
@@ -91,9 +130,9 @@ declare namespace fastifyLogin {
   > = FastifyReply<RouteGenericInterface, RawServer, RawRequest, RawReply>
 
   export type MaybePromise<T> = T | Promise<T>
-  export type UserLoader = (id: string, request: FastifyRequest) => MaybePromise<User | null | undefined>
+  export type UserLoader = (id: string, request: FastifyRequest) => MaybePromise<LoginUser | null | undefined>
   /** Finds the user from the request itself (an API key, a bearer token); never sets cookies. */
-  export type RequestLoader = (request: FastifyRequest) => MaybePromise<User | null | undefined>
+  export type RequestLoader = (request: FastifyRequest) => MaybePromise<LoginUser | null | undefined>
   /** Answers a request that a guard refused; may send the reply or return a payload. */
   export type GuardHandler = (request: FastifyRequest, reply: FastifyReply) => unknown
   /**
@@ -161,7 +200,7 @@ declare namespace fastifyLogin {
   export type LoginRouteConfig = GuardMode | GuardOptions
 
   /** A class, or a factory function, for the logged-out user. */
-  export type AnonymousUserFactory = (new () => AnonymousUser) | (() => AnonymousUser)
+  export type AnonymousUserFactory = (new () => LoginAnonymousUser) | (() => LoginAnonymousUser)
 
   /** `anonymousUser` is required once the app declares `LoginTypes.anonymousUser`. */
   export type FastifyLoginOptions = FastifyLoginBaseOptions & (LoginTypes extends { anonymousUser: unknown }
@@ -222,7 +261,7 @@ declare namespace fastifyLogin {
      * With a store: live logins a user may have; logging in past it ends the user's least recently
      * used login (`loginEvicted`). A number, or `(user) => number`. Default 100.
      */
-    maxLogins?: number | ((user: User) => number)
+    maxLogins?: number | ((user: LoginUser) => number)
     /**
      * With a store: re-issue the account cookie of a login every `every` seconds, and end a login
      * whose older cookie comes back more than `grace` seconds after a newer one was first used.
@@ -262,7 +301,7 @@ declare namespace fastifyLogin {
     readonly storeCacheWindow: number
     readonly trustedOrigins: readonly string[]
     readonly realm: string
-    readonly maxLogins: number | ((user: User) => number)
+    readonly maxLogins: number | ((user: LoginUser) => number)
     readonly rotation: Readonly<Required<RotationOptions>> | false
     readonly anonymousUser: AnonymousUserFactory
   }
@@ -428,13 +467,13 @@ declare namespace fastifyLogin {
 
   /** The events of `app.loginManager` and their arguments. */
   export interface LoginEvents {
-    login: [request: FastifyRequest, user: User]
-    logout: [request: FastifyRequest, user: User]
-    loginConfirmed: [request: FastifyRequest, user: User]
+    login: [request: FastifyRequest, user: LoginUser]
+    logout: [request: FastifyRequest, user: LoginUser]
+    loginConfirmed: [request: FastifyRequest, user: LoginUser]
     unauthorized: [request: FastifyRequest]
     needsRefresh: [request: FastifyRequest, requirement: FreshRequirement]
-    userLoadedFromCookie: [request: FastifyRequest, user: User]
-    userLoadedFromRequest: [request: FastifyRequest, user: User]
+    userLoadedFromCookie: [request: FastifyRequest, user: LoginUser]
+    userLoadedFromRequest: [request: FastifyRequest, user: LoginUser]
     sessionProtected: [request: FastifyRequest]
     /** A login cookie came more than once (a cookie planted by another site): the request is anonymous. */
     duplicateCookie: [request: FastifyRequest]
@@ -473,12 +512,12 @@ declare namespace fastifyLogin {
      * that a guard lets only logged-in users through. With an asynchronous
      * user loader, a guard or `await request.loadUser()` must run first.
      */
-    user (request: LoginRequest<RawServer, RawRequest>): User
+    user (request: LoginRequest<RawServer, RawRequest>): LoginUser
     /**
      * Logs the user in: `true`, or `false` (and no cookie) for an inactive
      * user unless `force`. A promise when the store is asynchronous: `await` it.
      */
-    loginUser (request: LoginRequest<RawServer, RawRequest>, reply: LoginReply<RawServer, RawRequest, RawReply>, user: User, options?: LoginUserOptions): MaybePromise<boolean>
+    loginUser (request: LoginRequest<RawServer, RawRequest>, reply: LoginReply<RawServer, RawRequest, RawReply>, user: LoginUser, options?: LoginUserOptions): MaybePromise<boolean>
     /** Expires the login cookies; with a store, ends the login on the server too. A promise with an asynchronous store. */
     logoutUser (request: LoginRequest<RawServer, RawRequest>, reply: LoginReply<RawServer, RawRequest, RawReply>): MaybePromise<void>
     /**
@@ -487,22 +526,28 @@ declare namespace fastifyLogin {
      * cookie. A promise with an asynchronous store: `await` it.
      */
     confirmLogin (request: LoginRequest<RawServer, RawRequest>, reply: LoginReply<RawServer, RawRequest, RawReply>, options?: ConfirmLoginOptions): MaybePromise<void>
-    /** How the current user logged in; `null` for an anonymous visitor. */
-    loginInfo (request: LoginRequest<RawServer, RawRequest>): LoginInfo | null
+    /**
+     * How the current user logged in; `null` for an anonymous visitor. Never
+     * null on a route that lets only logged-in users through (`config: {
+     * login: 'required' }` or `'fresh'`).
+     */
+    loginInfo<RouteGeneric extends RouteGenericInterface = RouteGenericInterface, ContextConfig = unknown> (
+      request: FastifyRequest<RouteGeneric, RawServer, RawRequest, FastifySchema, FastifyTypeProviderDefault, ContextConfig>
+    ): LoginInfoOf<ContextConfig, RouteGeneric>
     /** The `next` field of the query or body when it is a path on this site, else `fallback`. */
     nextUrl (request: LoginRequest<RawServer, RawRequest>, fallback?: string): string
     /** The cookies a login would set, for `app.inject({ cookies })` in tests. */
-    cookiesFor (user: User, options?: CookiesForOptions): Promise<Record<string, string>>
+    cookiesFor (user: LoginUser, options?: CookiesForOptions): Promise<Record<string, string>>
     /** Refuses (403) unsafe methods and WebSocket upgrades sent by a browser from another origin: for login, logout, other state-changing routes and WebSocket routes. */
     readonly crossOriginProtection: Guard<RawServer, RawRequest, RawReply>
     /** The user's live logins (a user object or its id), newest first. Needs `store`. */
-    listLogins (user: User | string): Promise<LoginRecord[]>
+    listLogins (user: LoginUser | string): Promise<LoginRecord[]>
     /** Ends one login of the user; `true` if it existed. Needs `store`. */
-    revokeLogin (user: User | string, loginId: string): Promise<boolean>
+    revokeLogin (user: LoginUser | string, loginId: string): Promise<boolean>
     /** Ends every login of the request's user but the request's own; how many. Needs `store`. */
     revokeOtherLogins (request: LoginRequest<RawServer, RawRequest>): Promise<number>
     /** Ends every login of the user; how many. Needs `store`. */
-    revokeAllLogins (user: User | string): Promise<number>
+    revokeAllLogins (user: LoginUser | string): Promise<number>
   }
 
   /** Give it an `id` (a field or a getter), or override `getId()`. */

@@ -7,9 +7,14 @@
 // (`interface LoginTypes { ... }`) in one file would apply to all of them:
 // each `LoginTypes` configuration therefore lives in its own file and run.
 //
-//   index.test-d.ts           LoginTypes { user: Student }   (this file)
-//   default-user.test-d.ts    no augmentation
-//   anonymous-user.test-d.ts  LoginTypes { anonymousUser: Guest }
+//   index.test-d.ts                LoginTypes { user: Student }   (this file)
+//   default-user.test-d.ts         no augmentation
+//   anonymous-user.test-d.ts       LoginTypes { anonymousUser: Guest }
+//   app-named-user.test-d.ts       the app's classes named User and AnonymousUser
+//   app-named-current-user.test-d.ts  the app's class named CurrentUser
+//
+// (types/forms/ compiles the import forms with tsc, and a script file that
+// declares the user type.)
 //
 // This file declares the app's user type, the way an app does it once, and
 // leaves the anonymous user at its default: so one plain run checks both
@@ -29,7 +34,7 @@ import fastifyLogin, {
   fastifyLogin as namedFastifyLogin,
   UserMixin,
   AnonymousUserMixin,
-  type CurrentUser,
+  type LoginCurrentUser,
   type FastifyLoginOptions,
   type Guard,
   type GuardHandler,
@@ -41,7 +46,7 @@ import fastifyLogin, {
   type LoginRecord,
   type LoginStore,
   type MaybePromise,
-  type User,
+  type LoginUser,
   type UserLoader,
   memoryStore,
   redisStore
@@ -287,7 +292,7 @@ expectNotAssignable<FastifyLoginOptions>({
 // 4. Request decorators ------------------------------------------------------
 
 Fastify().get('/me', async (request) => {
-  expectType<CurrentUser>(request.currentUser)
+  expectType<LoginCurrentUser>(request.currentUser)
   expectType<Student | AnonymousUserMixin>(request.currentUser)
   expectType<Promise<Student | AnonymousUserMixin>>(request.loadUser())
   expectType<Student | AnonymousUserMixin>(await request.loadUser())
@@ -300,7 +305,7 @@ Fastify().get('/me', async (request) => {
 
 // 5. The declared user type --------------------------------------------------
 
-expectType<Student>({} as User)
+expectType<Student>({} as LoginUser)
 
 declare const request: FastifyRequest
 const current = request.currentUser
@@ -577,7 +582,79 @@ expectError(Fastify().register(fastifyLogin, { secret, sessionProtection: 'basic
   }, (request) => {
     expectType<Student | AnonymousUserMixin>(request.currentUser)
   })
+  // Or inside the RouteGeneric, as `Config`, beside Params and Body.
+  app.post<{ Params: { id: string }, Body: { name: string }, Config: { login: 'fresh' } }>('/students/:id', {
+    config: { login: 'fresh' }
+  }, async (request) => {
+    expectType<Student>(request.currentUser)
+    expectType<Student>(await request.loadUser())
+    expectType<string>(request.params.id)
+    expectType<string>(request.body.name)
+    return request.currentUser.name
+  })
+  app.get<{ Config: { login: 'required' } }>('/grade', { config: { login: 'required' } }, (request) => request.currentUser.grade)
+  app.get<{ Querystring: { q: string }, Config: { login: { mode: 'required', route: '/login' } } }>('/search', {
+    config: { login: { mode: 'required', route: '/login' } }
+  }, (request) => {
+    expectType<Student>(request.currentUser)
+  })
+  app.route<{ Params: { id: string }, Config: { login: 'required' } }>({
+    method: 'GET',
+    url: '/students/:id/report',
+    config: { login: 'required' },
+    handler: (request) => {
+      expectType<Student>(request.currentUser)
+    }
+  })
+  app.get<{ Params: { id: string }, Config: { login: 'prohibited' } }>('/join/:id', (request) => {
+    expectType<Student | AnonymousUserMixin>(request.currentUser)
+  })
+  app.get<{ Params: { id: string }, Config: {} }>('/open/:id', (request) => {
+    expectType<Student | AnonymousUserMixin>(request.currentUser)
+  })
+  expectError(app.get<{ Config: { login: 'requried' } }>('/typo', () => 'no'))
   expectError(app.get('/typo', { config: { login: 'requried' } }, () => 'no'))
+}
+
+// `loginInfo(request)` is never null where only logged-in users get through,
+// as `currentUser` is the app's user there.
+{
+  const app = Fastify()
+  const manager = app.loginManager
+  app.get('/devices', { config: { login: 'required' } }, (request) => {
+    expectType<LoginInfo>(manager.loginInfo(request))
+    return manager.loginInfo(request).loginId
+  })
+  app.post('/password', { config: { login: 'fresh' } }, (request) => {
+    expectType<LoginInfo>(manager.loginInfo(request))
+  })
+  app.get('/admin', { config: { login: { mode: 'fresh', route: '/again' } } }, (request) => {
+    expectType<LoginInfo>(manager.loginInfo(request))
+  })
+  app.get<{ Params: { id: string } }, { login: 'required' }>('/students/:id', { config: { login: 'required' } }, (request) => {
+    expectType<LoginInfo>(manager.loginInfo(request))
+  })
+  app.get<{ Params: { id: string }, Config: { login: 'required' } }>('/students/:id/devices', { config: { login: 'required' } }, (request) => {
+    expectType<LoginInfo>(manager.loginInfo(request))
+  })
+  // Anywhere else it may be null: no guard, another guard, a guard hook.
+  app.get('/public', (request) => {
+    expectType<LoginInfo | null>(manager.loginInfo(request))
+    // @ts-expect-error: possibly null
+    return manager.loginInfo(request).loginId
+  })
+  app.get('/login', { config: { login: 'prohibited' } }, (request) => {
+    expectType<LoginInfo | null>(manager.loginInfo(request))
+  })
+  app.get('/hooked', { onRequest: manager.loginRequired }, (request) => {
+    expectType<LoginInfo | null>(manager.loginInfo(request))
+  })
+  app.get<{ Params: { id: string } }>('/students/:id/name', { config: { login: 'required' } }, (request) => {
+    expectType<LoginInfo | null>(manager.loginInfo(request))
+  })
+  app.addHook('preHandler', async (request) => {
+    expectType<LoginInfo | null>(manager.loginInfo(request))
+  })
 }
 
 // 8. http2 servers: the guards and methods take its request and reply --------
@@ -601,6 +678,7 @@ expectError(Fastify().register(fastifyLogin, { secret, sessionProtection: 'basic
   })
   app.get('/profile', { config: { login: 'required' } }, (request) => {
     expectType<Student>(request.currentUser)
+    expectType<LoginInfo>(manager.loginInfo(request))
   })
   app.register(async (scope) => {
     scope.addHook('onRequest', scope.loginManager.loginRequired)

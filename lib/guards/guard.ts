@@ -1,6 +1,6 @@
 import { STATUS_CODES } from 'node:http'
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import type { CurrentUser, FreshRequirement, Guard, GuardHandler, GuardOptions, LoginConfig, Message } from '../../types/index'
+import type { FreshRequirement, LoginCurrentUser, Guard, GuardHandler, GuardOptions, LoginConfig, Message } from '../../types/index'
 import { METHOD, type AccountToken } from '../cookies/token'
 import { nowInSeconds } from '../clock'
 import { prefersJson } from './accept'
@@ -115,7 +115,7 @@ export function createGuard (login: LoginInternals, config: LoginConfig, options
     }
     // The answer depends on the login cookie: caches must key on it.
     varyOnCookie(reply)
-    let user: CurrentUser | Promise<CurrentUser>
+    let user: LoginCurrentUser | Promise<LoginCurrentUser>
     try {
       user = login.resolveUser(request)
       if (!isThenable(user)) {

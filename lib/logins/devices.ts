@@ -1,4 +1,4 @@
-import type { LoginConfig, LoginRecord, User } from '../../types/index'
+import type { LoginConfig, LoginRecord, LoginUser } from '../../types/index'
 import { FST_LOGIN_INVALID_OPTION } from '../errors'
 import { andThen, type MaybePromise } from '../state'
 import type { LoginRecords } from './records'
@@ -39,7 +39,7 @@ export class Devices {
   // After a login: past the user's limit, their least recently used logins
   // end (by last use, not age: the phone used daily stays, the laptop of last
   // month goes), never the new one. Returns what was ended.
-  evict (user: User, userId: string, newLoginId: string): MaybePromise<LoginRecord[]> {
+  evict (user: LoginUser, userId: string, newLoginId: string): MaybePromise<LoginRecord[]> {
     const limit = this.#limitFor(user)
     return andThen(this.#records.list(userId), (records) => {
       if (records.length <= limit) return []
@@ -51,7 +51,7 @@ export class Devices {
     })
   }
 
-  #limitFor (user: User): number {
+  #limitFor (user: LoginUser): number {
     const { maxLogins } = this.#config
     const limit = typeof maxLogins === 'function' ? maxLogins(user) : maxLogins
     if (!Number.isSafeInteger(limit) || limit < 1) {
