@@ -93,3 +93,23 @@ export const FST_LOGIN_NOT_AWAITED = createError(
   'fastify-login: %s finished after the reply was sent, so its cookies could not be written. With an asynchronous store it returns a promise: `await` it before the handler returns.',
   500
 )
+
+// Device binding's endpoints answer the browser with these. Messages name
+// what was wrong, never a token or a key.
+export const FST_LOGIN_BINDING_MALFORMED = createError(
+  'FST_LOGIN_BINDING_MALFORMED',
+  'fastify-login: device binding: %s.',
+  400
+)
+
+export const FST_LOGIN_BINDING_REFUSED = createError(
+  'FST_LOGIN_BINDING_REFUSED',
+  'fastify-login: device binding refused: %s.',
+  401
+)
+
+export const FST_LOGIN_BINDING_CONFLICT = createError(
+  'FST_LOGIN_BINDING_CONFLICT',
+  'fastify-login: device binding refused: this login is already bound to a key, or has ended. Log in again to bind a new one.',
+  409
+)

@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { LoginCurrentUser, GuardHandler, LoginEvents } from '../types/index'
+import type { DeviceBindingEndpoints } from './binding/dbsc-routes'
 import type { AccountToken } from './cookies/token'
 
 // What the guards and the request decorators need from the manager, and apps
@@ -17,6 +18,8 @@ export interface LoginInternals {
   carryLastUse (request: FastifyRequest, reply: FastifyReply): void
   emit<K extends keyof LoginEvents> (request: FastifyRequest, event: K, ...args: LoginEvents[K]): void
   handlers: { unauthorized: GuardHandler | null, authorized: GuardHandler | null, needsRefresh: GuardHandler | null }
+  // Device binding's endpoints, when the option is on.
+  deviceBinding: DeviceBindingEndpoints | null
   hasLoader (): boolean
   ready (): Promise<void>
   close (): Promise<void>

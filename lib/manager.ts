@@ -30,6 +30,8 @@ import {
   FST_LOGIN_NOT_LOGGED_IN,
   FST_LOGIN_UNAUTHORIZED
 } from './errors'
+import { DeviceBindingEndpoints } from './binding/dbsc-routes'
+import { DeviceBinding } from './binding/device-binding'
 import { createCrossOriginProtection } from './guards/cross-origin'
 import { createGuard } from './guards/guard'
 import { kInternals, type LoginInternals } from './internals'
@@ -62,6 +64,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
   #resolution: Resolution
   #records: LoginRecords | null
   #devices: Devices | null
+  #binding: DeviceBinding | null
   #loginIds = new LoginIds()
 
   constructor (config: LoginConfig, keys: Keys, store: LoginStore | null, log: FastifyBaseLogger, userLoader?: UserLoader, requestLoader?: RequestLoader) {
@@ -71,7 +74,10 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     const onRevoked = (loginId: string, userId: string): void => { this.emit('loginRevoked', loginId, userId) }
     this.#records = store === null ? null : new LoginRecords(store, config, keys.realmTags, log, onRevoked)
     this.#devices = this.#records === null ? null : new Devices(this.#records, config)
-    this.#resolution = new Resolution(config, keys, new LoginCookies(config, keys.signer), this.#records, this)
+    const cookies = new LoginCookies(config, keys.signer)
+    // The options made sure that device binding comes with a store.
+    this.#binding = config.deviceBinding === false ? null : new DeviceBinding(config, keys.signer, cookies, this.#records as LoginRecords)
+    this.#resolution = new Resolution(config, keys, cookies, this.#records, this.#binding, this)
     if (userLoader !== undefined) this.userLoader(userLoader)
     if (requestLoader !== undefined) this.requestLoader(requestLoader)
     const resolution = this.#resolution
@@ -86,6 +92,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
       emit: (request, event, ...args) => resolution.emit(request, event, ...args),
       handlers: { unauthorized: null, authorized: null, needsRefresh: null },
       hasLoader: () => resolution.userLoader !== null || resolution.requestLoader !== null,
+      deviceBinding: this.#binding === null ? null : new DeviceBindingEndpoints(this.#binding, resolution, this.#records as LoginRecords),
       ready: async () => { await this.#records?.listen() },
       close: async () => { await this.#records?.close() }
     }
@@ -142,10 +149,14 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     if (force !== true && (user as { isActive?: unknown }).isActive === false) return false
 
     const account = this.#newAccount(user, options, this.#resolution.clientOf(request.headers['user-agent'], request.ip))
+    // Device binding: the browser is asked to register a key for the login.
+    const offered = this.#binding !== null && this.#binding.offers(request)
+    if (offered) account.binding = 'pending'
     const state = loginState(request)
     return reported(reply, 'loginUser()', andThen(this.#record(request, state, account, user), (evicted) => {
       if (reply.sent) throw new FST_LOGIN_NOT_AWAITED('loginUser()')
       this.#resolution.cookies.writeLogin(reply, state, account, fresh ? account.issuedAt : null)
+      if (offered) this.#binding?.offer(reply, account.loginId)
       this.#resolution.replaceLogin(state, account, fresh)
       this.#resolution.settle(request, state, user, null)
       this.#resolution.emit(request, 'login', request, user)
@@ -164,9 +175,18 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     if (records === null || devices === null) return []
     const previous = this.#resolution.readToken(request, state)
     return andThen(records.create(account, request.headers['user-agent'], request.ip), () => {
-      const ended = previous === null ? undefined : records.end(previous.id, previous.loginId, previous.expiresAt)
+      const ended = previous === null ? undefined : this.#end(request, previous)
       return andThen(ended, () => devices.evict(user, account.id, account.loginId))
     })
+  }
+
+  // Ends the login a request's cookie names, if the request may (a bound
+  // login only from the browser that holds its key: device-binding.ts).
+  #end (request: FastifyRequest, token: AccountToken): MaybePromise<unknown> {
+    const records = this.#records as LoginRecords
+    const binding = this.#binding
+    if (binding === null) return records.end(token.id, token.loginId, token.expiresAt)
+    return andThen(binding.mayEnd(request, token, nowInSeconds()), (may) => may ? records.end(token.id, token.loginId, token.expiresAt) : undefined)
   }
 
   // Expires the login cookies and, with a store, ends the login itself:
@@ -194,7 +214,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     if (records === null || logins.length === 0) return forget()
     // The record goes first: if the store fails, the browser keeps its
     // cookie, and the user can log out again once the store is back.
-    const deleted = logins.reduce<MaybePromise<unknown>>((previous, login) => andThen(previous, () => records.end(login.id, login.loginId, login.expiresAt)), undefined)
+    const deleted = logins.reduce<MaybePromise<unknown>>((previous, login) => andThen(previous, () => this.#end(request, login)), undefined)
     return reported(reply, 'logoutUser()', andThen(deleted, () => {
       if (reply.sent) throw new FST_LOGIN_NOT_AWAITED('logoutUser()')
       forget()
@@ -213,6 +233,8 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     if (!state.authenticated) throw new FST_LOGIN_NOT_LOGGED_IN('confirmLogin()')
     if (account === null || account === undefined) throw new FST_LOGIN_NOT_A_COOKIE_LOGIN('confirmLogin()')
     const now = nowInSeconds()
+    const binding = this.#binding
+    const offered = binding !== null && account.binding !== 'bound' && binding.offers(request)
     const confirmed: AccountToken = {
       ...account,
       loginId: this.#loginIds.next(),
@@ -221,6 +243,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
       rotatedAt: now,
       generation: 0,
       unconfirmed: false,
+      binding: offered ? 'pending' : 'none',
       method: checkMethod(options?.method),
       // The user proved who they are from this client: bind the login to it again.
       client: this.#resolution.clientOf(request.headers['user-agent'], request.ip)
@@ -229,7 +252,10 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     const replaced = records === null
       ? undefined
       : andThen(records.own(account.id, account.loginId), (old) => {
-        return andThen(records.create(confirmed, request.headers['user-agent'], request.ip, old?.createdAt ?? account.issuedAt), () => {
+        // A bound login stays bound to the same key: the browser's session goes on.
+        const device = binding !== null && account.binding === 'bound' && old?.bound === true ? old : null
+        if (device !== null) confirmed.binding = 'bound'
+        return andThen(records.create(confirmed, request.headers['user-agent'], request.ip, old?.createdAt ?? account.issuedAt, device), () => {
           return records.end(account.id, account.loginId, account.expiresAt)
         })
       })
@@ -237,6 +263,8 @@ export class LoginManager extends EventEmitter<LoginEvents> {
       if (reply.sent) throw new FST_LOGIN_NOT_AWAITED('confirmLogin()')
       // A new fresh cookie restarts the freshDuration clock.
       this.#resolution.cookies.writeLogin(reply, state, confirmed, now)
+      if (confirmed.binding === 'bound') binding?.carryProof(request, reply, state, account.loginId, confirmed.loginId, now)
+      if (offered) binding?.offer(reply, confirmed.loginId)
       this.#resolution.replaceLogin(state, confirmed, true)
       this.#resolution.emit(request, 'loginConfirmed', request, user as LoginUser)
     }))
@@ -250,7 +278,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     if (!state.authenticated) return null
     const account = state.account
     if (account === null || account === undefined) {
-      return { source: 'request', loginId: null, remembered: false, fresh: false, issuedAt: null, expiresAt: null, method: null, authenticatedAt: null }
+      return { source: 'request', loginId: null, remembered: false, fresh: false, issuedAt: null, expiresAt: null, method: null, authenticatedAt: null, bound: false }
     }
     return {
       source: 'cookie',
@@ -260,7 +288,8 @@ export class LoginManager extends EventEmitter<LoginEvents> {
       issuedAt: account.issuedAt,
       expiresAt: account.expiresAt,
       method: account.method,
-      authenticatedAt: account.authenticatedAt
+      authenticatedAt: account.authenticatedAt,
+      bound: account.binding === 'bound'
     }
   }
 

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyRequest, RouteOptions } from 'fastify'
 import type { FastifyLoginOptions, Guard, LoginRouteConfig, LoginStore } from '../types/index'
+import { addDeviceBindingRoutes } from './binding/dbsc-routes'
 import { FST_LOGIN_INVALID_OPTION, FST_LOGIN_NO_SECRET, FST_LOGIN_NO_USER_LOADER } from './errors'
 import { kInternals } from './internals'
 import { LoginManager } from './manager'
@@ -46,6 +47,13 @@ export async function plugin (fastify: FastifyInstance, options: FastifyLoginOpt
   }
 
   guardDeclaredRoutes(fastify, manager)
+  if (login.deviceBinding !== null) {
+    addDeviceBindingRoutes(fastify, login.deviceBinding)
+    const { credentialDuration } = login.deviceBinding.binding.settings
+    if (credentialDuration < SHORTEST_CREDENTIAL_DURATION) {
+      fastify.log.warn(`fastify-login: \`deviceBinding.credentialDuration\` is ${credentialDuration} s. Chrome refreshes the bound cookie when 2 minutes are left, and signs at most about 6 refreshes per 9 minutes: under ${SHORTEST_CREDENTIAL_DURATION} s an active login runs out, and is anonymous until the quota frees. Use it in tests only.`)
+    }
+  }
 
   const unrotated = store !== null && config.rotation === false && options.rotation === undefined
 
@@ -125,6 +133,8 @@ function runOwnHooksLast (routeOptions: RouteOptions, name: typeof GUARD_STAGES[
 }
 
 const STORE_METHODS = ['create', 'get', 'touch', 'delete', 'list'] as const
+// Chrome refreshes a bound cookie early once it has two minutes left or less.
+const SHORTEST_CREDENTIAL_DURATION = 300
 
 function checkStore (store: LoginStore | undefined | null): LoginStore | null {
   if (store === undefined || store === null) return null
@@ -132,7 +142,7 @@ function checkStore (store: LoginStore | undefined | null): LoginStore | null {
   if (typeof store !== 'object' || missing.length > 0) {
     throw new FST_LOGIN_INVALID_OPTION('store', `must be a LoginStore (memoryStore(), redisStore({ client }) or your own), but ${typeof store === 'object' ? `it has no ${missing.join(', ')} method` : `it is a ${typeof store}`}`)
   }
-  for (const method of ['subscribe', 'close', 'deleteAll', 'advanceGeneration', 'realm'] as const) {
+  for (const method of ['subscribe', 'close', 'deleteAll', 'advanceGeneration', 'realm', 'bind', 'useChallenge'] as const) {
     if (store[method] !== undefined && typeof store[method] !== 'function') {
       throw new FST_LOGIN_INVALID_OPTION(`store.${method}`, 'must be a function when present')
     }

@@ -2,13 +2,14 @@ import type { EventEmitter } from 'node:events'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { LoginAnonymousUser, LoginCurrentUser, LoginConfig, LoginEvents, LoginRecord, RequestLoader, LoginUser, UserLoader } from '../types/index'
 import { ClientCheck } from './binding/client-check'
+import type { DeviceBinding } from './binding/device-binding'
 import { nowInSeconds } from './clock'
 import { cookieValues, type SentCookies } from './cookies/header'
 import type { LoginCookies } from './cookies/login-cookies'
 import { FST_LOGIN_USER_NOT_LOADED } from './errors'
 import { emitSafely } from './events'
 import type { LoginRecords } from './logins/records'
-import { touchInterval, type Verdict } from './logins/verdict'
+import { touchInterval, UNPROVEN, type Verdict } from './logins/verdict'
 import { isThenable, kLoginState, loginState, type LoginState, type MaybePromise, type StatefulRequest } from './state'
 import type { Keys } from './cookies/signing'
 import type { AccountToken } from './cookies/token'
@@ -31,6 +32,8 @@ export class Resolution {
   readonly config: LoginConfig
   readonly cookies: LoginCookies
   readonly records: LoginRecords | null
+  // With `deviceBinding`: what a bound login must prove.
+  readonly binding: DeviceBinding | null
   userLoader: UserLoader | null = null
   requestLoader: RequestLoader | null = null
 
@@ -43,10 +46,11 @@ export class Resolution {
   #freshCookies = new VerifiedFreshCookies(5000)
   #clients: ClientCheck
 
-  constructor (config: LoginConfig, keys: Keys, cookies: LoginCookies, records: LoginRecords | null, emitter: EventEmitter<LoginEvents>) {
+  constructor (config: LoginConfig, keys: Keys, cookies: LoginCookies, records: LoginRecords | null, binding: DeviceBinding | null, emitter: EventEmitter<LoginEvents>) {
     this.config = config
     this.cookies = cookies
     this.records = records
+    this.binding = binding
     this.#keys = keys
     this.#emitter = emitter
     this.#clients = new ClientCheck(keys.clientKeys)
@@ -139,26 +143,48 @@ export class Resolution {
   }
 
   // The login of the request: its token, once the store (if any) says the
-  // login is alive.
+  // login is alive, and its bound cookie (device binding) proves its key.
   readLogin (request: FastifyRequest, state: LoginState): MaybePromise<AccountToken | null> {
     const token = this.readToken(request, state)
     if (token === null || this.records === null) {
       state.account = token
       return token
     }
-    const verdict = this.records.check(token, nowInSeconds())
-    if (!isThenable(verdict)) return this.#judged(request, state, token, verdict)
+    const now = nowInSeconds()
+    let login = token
+    if (this.binding !== null && token.binding !== 'none') {
+      const proven = this.binding.proof(request, token.loginId, now) !== null
+      // The account cookie of a bound login is not enough: no store call,
+      // and the login goes on for the browser that holds the key.
+      if (!proven && token.binding === 'bound') return this.#judged(request, state, token, UNPROVEN)
+      // Offered binding, and its browser registered: the cookie says so from now on.
+      if (proven && token.binding === 'pending') login = { ...token, binding: 'bound' }
+    }
+    const verdict = this.records.check(login, now)
+    if (!isThenable(verdict)) return this.#judged(request, state, login, verdict, login !== token)
     const generation = state.generation
     return Promise.resolve(verdict).then((judged) => {
-      return state.generation === generation ? this.#judged(request, state, token, judged) : null
+      return state.generation === generation ? this.#judged(request, state, login, judged, login !== token) : null
     })
   }
 
-  #judged (request: FastifyRequest, state: LoginState, token: AccountToken, verdict: Verdict): AccountToken | null {
-    state.verdict = verdict
-    state.account = verdict.alive ? token : null
+  // `foundBound`: the login was offered binding and proved it since: its
+  // cookie must say so.
+  #judged (request: FastifyRequest, state: LoginState, login: AccountToken, verdict: Verdict, foundBound = false): AccountToken | null {
+    state.verdict = foundBound && verdict.alive ? { ...verdict, next: { ...verdict.next, binding: 'bound' } } : verdict
+    state.account = verdict.alive ? login : null
     if (verdict.reused) this.emit(request, 'loginReuseDetected', request, verdict.record as LoginRecord)
+    if (verdict.unproven) this.emit(request, 'boundProofMissing', request)
     return state.account
+  }
+
+  // Re-issues the account cookie of the request's login as `account` (device
+  // binding's registration), with what its check asked for already in it.
+  writeAccount (reply: FastifyReply, state: LoginState, account: AccountToken): void {
+    state.verdict = null
+    state.account = account
+    state.token = account
+    this.cookies.writeLogin(reply, state, account, null)
   }
 
   // Called by the guards, which hold the reply: clears cookies refused by
@@ -259,6 +285,7 @@ export class Resolution {
     const sent = this.sent(request, state)
     if (sent.duplicated) this.expirePlanted(request, reply, state)
     this.cookies.clear(reply, state, sent)
+    this.binding?.clear(request, reply, state)
   }
 
   expirePlanted (request: FastifyRequest, reply: FastifyReply, state: LoginState): void {

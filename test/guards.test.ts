@@ -50,7 +50,7 @@ test('loginInfo tells how the current user logged in', async (t) => {
   t.match(info, { source: 'cookie', remembered: true, fresh: true })
   t.equal(info.expiresAt - info.issuedAt, 60 * 24 * 60 * 60)
   t.match((await app.inject({ url: '/info', cookies: { account: session.account } })).json(), { source: 'cookie', remembered: false, fresh: false })
-  t.same((await app.inject({ url: '/info', headers: { authorization: 'Bearer k' } })).json(), { source: 'request', loginId: null, remembered: false, fresh: false, issuedAt: null, expiresAt: null, method: null, authenticatedAt: null })
+  t.same((await app.inject({ url: '/info', headers: { authorization: 'Bearer k' } })).json(), { source: 'request', loginId: null, remembered: false, fresh: false, issuedAt: null, expiresAt: null, method: null, authenticatedAt: null, bound: false })
   t.equal((await app.inject('/info')).body, 'null', 'anonymous: null')
 })
 

@@ -412,7 +412,7 @@ test('a login or logout while the store is still answering supersedes that answe
 test('memoryStore drops expired logins when it looks at them', async (t) => {
   const store = memoryStore()
   const now = Math.floor(Date.now() / 1000)
-  const record = (loginId: string, expiresAt: number): LoginRecord => ({ loginId, userId: 'u', createdAt: now - 10, lastSeenAt: now - 10, expiresAt, remembered: false, userAgent: '', ip: '', method: null, authenticatedAt: now - 10, generation: 0, generationUsedAt: now - 10, realm: 'r' })
+  const record = (loginId: string, expiresAt: number): LoginRecord => ({ loginId, userId: 'u', createdAt: now - 10, lastSeenAt: now - 10, expiresAt, remembered: false, userAgent: '', ip: '', method: null, authenticatedAt: now - 10, generation: 0, generationUsedAt: now - 10, realm: 'r', deviceKey: null, deviceSession: null, deviceChallengeAt: 0, bound: false })
   store.create(record('old', now - 1))
   store.create(record('live', now + 60))
   t.equal(store.get('old', 'u'), null, 'expired')
@@ -435,7 +435,7 @@ test('memoryStore frees the expired logins of users nobody looks at, a few per l
   const kept = (): number => (store as unknown as Record<typeof kKeptRecords, number>)[kKeptRecords]
   const record = (loginId: string, lifetime: number): LoginRecord => {
     const now = Math.floor(Date.now() / 1000)
-    return { loginId, userId: `user-${loginId}`, createdAt: now, lastSeenAt: now, expiresAt: now + lifetime, remembered: false, userAgent: '', ip: '', method: null, authenticatedAt: now, generation: 0, generationUsedAt: now, realm: 'r' }
+    return { loginId, userId: `user-${loginId}`, createdAt: now, lastSeenAt: now, expiresAt: now + lifetime, remembered: false, userAgent: '', ip: '', method: null, authenticatedAt: now, generation: 0, generationUsedAt: now, realm: 'r', deviceKey: null, deviceSession: null, deviceChallengeAt: 0, bound: false }
   }
   for (let i = 0; i < 1000; i++) store.create(record(`old-${i}`, 60))
   t.equal(kept(), 1000)

@@ -36,7 +36,7 @@ test('a misspelt option fails at register, naming the option it is close to', as
 
 test('an object-valued option given anything but an object fails at register', async (t) => {
   const cases: Array<[Record<string, unknown>, RegExp]> = [
-    [{ cookieName: 'admin' }, /`cookieName` must be an object such as \{ account: 'account', isFresh: 'fresh' \}, not a string/],
+    [{ cookieName: 'admin' }, /`cookieName` must be an object such as \{ account: 'account', isFresh: 'fresh', bound: 'bound' \}, not a string/],
     [{ cookieName: ['admin'] }, /`cookieName` must be an object .* not an array/],
     [{ cookieRememberMe: false }, /`cookieRememberMe` must be an object such as \{ account: true, isFresh: false \}, not a boolean/]
   ]
@@ -62,7 +62,7 @@ test('every option the plugin documents is known, and so are the options of Fast
   const defaults = Fastify()
   await defaults.register(fastifyLogin, { secret: SECRET, userLoader: loader, cookieDuration: null, cookieName: { account: null, isFresh: undefined } } as never)
   t.equal(defaults.loginManager.config.cookieDuration, 60 * 24 * 60 * 60)
-  t.same(defaults.loginManager.config.cookieName, { account: 'account', isFresh: 'fresh' })
+  t.same(defaults.loginManager.config.cookieName, { account: 'account', isFresh: 'fresh', bound: 'bound' })
 })
 
 // The names types/index.d.ts declares in an interface of the fastifyLogin namespace.

@@ -33,6 +33,10 @@ function loginRecord (fields: Partial<LoginRecord> = {}): LoginRecord {
     generation: 0,
     generationUsedAt: now,
     realm: 'r1',
+    deviceKey: null,
+    deviceSession: null,
+    deviceChallengeAt: 0,
+    bound: false,
     ...fields
   }
 }
@@ -226,7 +230,7 @@ test('a record written by an earlier version of the store is read with the defau
   const now = nowInSeconds()
   const old = { loginId: 'old', userId: 'ann', createdAt: now, lastSeenAt: now, expiresAt: now + 60, remembered: '1', userAgent: 'ua', ip: '::1' }
   await admin.hset('fastify-login:{u:YW5u}:login:old', old)
-  t.same(await store.get('old', 'ann'), { ...old, remembered: true, method: null, authenticatedAt: now, generation: 0, generationUsedAt: now, realm: '' })
+  t.same(await store.get('old', 'ann'), { ...old, remembered: true, method: null, authenticatedAt: now, generation: 0, generationUsedAt: now, realm: '', deviceKey: null, deviceSession: null, deviceChallengeAt: 0, bound: false })
   const current = loginRecord({ method: 'passkey', generation: 3 })
   await store.create(current)
   t.same(await store.get(current.loginId, 'ann'), current, 'a record of this version comes back as it went in')

@@ -72,7 +72,7 @@ test('invalid options fail at register with the option named', async (t) => {
   const cases: Array<[Record<string, unknown>, RegExp]> = [
     [{ cookieName: { account: 'bad name' } }, /`cookieName.account`/],
     [{ cookieName: { isFresh: '' } }, /`cookieName.isFresh`/],
-    [{ cookieName: { account: 'same', isFresh: 'same' } }, /two different names/],
+    [{ cookieName: { account: 'same', isFresh: 'same' } }, /three different names/],
     [{ cookieRememberMe: { account: 'yes' } }, /`cookieRememberMe.account` must be true or false/],
     [{ cookieDuration: 0 }, /`cookieDuration` must be a positive, finite number/],
     [{ cookieDuration: Infinity }, /`cookieDuration`/],
@@ -108,7 +108,7 @@ test('config shows the resolved options with secure defaults, read-only and with
   const { app } = await build()
   const config = app.loginManager.config
   t.same(config, {
-    cookieName: { account: 'account', isFresh: 'fresh' },
+    cookieName: { account: 'account', isFresh: 'fresh', bound: 'bound' },
     cookieRememberMe: { account: true, isFresh: false },
     cookieDuration: 60 * 24 * 60 * 60,
     cookieSecure: 'auto',
@@ -134,6 +134,7 @@ test('config shows the resolved options with secure defaults, read-only and with
     realm: 'account fresh / ',
     maxLogins: 100,
     rotation: false,
+    deviceBinding: false,
     anonymousUser: config.anonymousUser
   })
   t.notOk('secret' in config)

@@ -156,6 +156,8 @@ declare namespace fastifyLogin {
   export interface CookieNames {
     account: string
     isFresh: string
+    /** Device binding's short-lived cookie (`deviceBinding`). Default `'bound'`. */
+    bound: string
   }
 
   export interface CookieRememberMe {
@@ -268,11 +270,30 @@ declare namespace fastifyLogin {
      * Default with a store that can: `{ every: 600, grace: 60 }`; `false` turns it off.
      */
     rotation?: RotationOptions | false
+    /**
+     * With a store: bind each login made over https to a key of the browser that made it (Device
+     * Bound Session Credentials, in Chrome): a copy of its cookies is worth nothing without the key.
+     * Browsers without it log in as before. `true` for the defaults. Default `false`.
+     */
+    deviceBinding?: DeviceBindingOptions | boolean
   }
 
   export interface RotationOptions {
     every?: number
     grace?: number
+  }
+
+  export interface DeviceBindingOptions {
+    /**
+     * Where the plugin answers the browser's registration and refresh (`<path>/register`,
+     * `<path>/refresh`), under `cookiePath`. Default: `cookiePath` + `device-binding`.
+     */
+    path?: string
+    /**
+     * Seconds the bound cookie lives: the browser proves it holds the key once per this time
+     * (at most) while the login is used. Default 600; under 300 only for tests.
+     */
+    credentialDuration?: number
   }
 
   /** The resolved options, as `app.loginManager.config` shows them (never the secret). */
@@ -303,6 +324,7 @@ declare namespace fastifyLogin {
     readonly realm: string
     readonly maxLogins: number | ((user: LoginUser) => number)
     readonly rotation: Readonly<Required<RotationOptions>> | false
+    readonly deviceBinding: Readonly<Required<DeviceBindingOptions>> | false
     readonly anonymousUser: AnonymousUserFactory
   }
 
@@ -343,6 +365,8 @@ declare namespace fastifyLogin {
     method: string | null
     /** When, in seconds since the epoch: the last `loginUser` or `confirmLogin` of this login. */
     authenticatedAt: number | null
+    /** The login is bound to a key of its browser (`deviceBinding`), and this request proved it. */
+    bound: boolean
   }
 
   export interface CookiesForOptions {
@@ -378,6 +402,17 @@ declare namespace fastifyLogin {
     generationUsedAt: number
     /** The login area (`realm`) the login belongs to, as the plugin names it in the store. */
     realm: string
+    /**
+     * Device binding: the public key the browser registered for this login (a JSON web key, as
+     * JSON: `{"kty":"EC","crv":"P-256","x":…,"y":…}` or `{"kty":"RSA","n":…,"e":…}`), or null.
+     */
+    deviceKey: string | null
+    /** Device binding: the id of the browser's bound session (not a secret), or null. */
+    deviceSession: string | null
+    /** Device binding: when (milliseconds since the epoch) the newest refresh challenge used was issued. */
+    deviceChallengeAt: number
+    /** The login is bound to its browser's key: the plugin sets it from `deviceKey`, a store need not keep it. */
+    bound: boolean
   }
 
   /** A login that was ended, as a store reports it to every instance. */
@@ -454,6 +489,16 @@ declare namespace fastifyLogin {
      * it too), or a new random id registered under all of them. Lets two apps share a store.
      */
     realm? (tags: readonly string[]): MaybePromise<string>
+    /**
+     * Optional, for `deviceBinding`: keeps `deviceKey` and `deviceSession` in the record if the login
+     * exists and has no key yet (and then answers `true`): a login is bound once, to one key.
+     */
+    bind? (loginId: string, userId: string, deviceKey: string, deviceSession: string): MaybePromise<boolean>
+    /**
+     * Optional, for `deviceBinding`: sets `deviceChallengeAt` to `issuedAt` if the login exists and its
+     * `deviceChallengeAt` is older (and then answers `true`): each refresh challenge works once.
+     */
+    useChallenge? (loginId: string, userId: string, issuedAt: number): MaybePromise<boolean>
     /** Optional: called when the app closes (stop listening; never closes a client it was given). */
     close? (): MaybePromise<void>
   }
@@ -485,6 +530,14 @@ declare namespace fastifyLogin {
     loginEvicted: [request: FastifyRequest, record: LoginRecord]
     /** Rotation: an older cookie came back after a newer one was used; the login was ended everywhere. */
     loginReuseDetected: [request: FastifyRequest, record: LoginRecord]
+    /** Device binding: the browser registered its key; the login is bound to it from now on. */
+    loginBound: [request: FastifyRequest, record: LoginRecord]
+    /**
+     * Device binding: the request sent the account cookie of a bound login without a valid bound
+     * cookie (a copied cookie, or a browser that could not refresh it): it is anonymous, and the
+     * login is not ended.
+     */
+    boundProofMissing: [request: FastifyRequest]
   }
 
   export interface LoginManager<

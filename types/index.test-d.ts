@@ -439,6 +439,7 @@ expectError(Fastify().register(fastifyLogin, { secret, sessionProtection: 'basic
       expectType<number | null>(info.expiresAt)
       expectType<string | null>(info.method)
       expectType<number | null>(info.authenticatedAt)
+      expectType<boolean>(info.bound)
     }
     expectType<string>(manager.nextUrl(request, '/home'))
     expectError(manager.nextUrl(request, null))
@@ -469,6 +470,8 @@ expectError(Fastify().register(fastifyLogin, { secret, sessionProtection: 'basic
   manager.on('loginRevoked', (loginId, userId) => { expectType<[string, string]>([loginId, userId]) })
   manager.on('loginEvicted', (request, record) => { expectType<[FastifyRequest, string]>([request, record.userAgent]) })
   manager.on('loginReuseDetected', (_request, record) => { expectType<string | null>(record.method) })
+  manager.on('loginBound', (request, record) => { expectType<[FastifyRequest, boolean, string | null]>([request, record.bound, record.deviceKey]) })
+  manager.on('boundProofMissing', (request) => { expectType<FastifyRequest>(request) })
   manager.on('sessionProtected', (request) => { expectType<FastifyRequest>(request) })
   expectError(manager.on('login', (_request: FastifyRequest, user: number) => user))
   expectError(manager.emit('login', {} as FastifyRequest))
@@ -482,6 +485,15 @@ expectError(Fastify().register(fastifyLogin, { secret, sessionProtection: 'basic
   app.register(fastifyLogin, { secret, userLoader, store, realm: 'admin', maxLogins: 1, rotation: { every: 300, grace: 30 } })
   app.register(fastifyLogin, { secret, userLoader, store, maxLogins: (user) => user.grade > 10 ? 5 : 2, rotation: false })
   expectError(app.register(fastifyLogin, { secret, userLoader, store, rotation: true }))
+  // Device binding: on, off, or where and for how long.
+  app.register(fastifyLogin, { secret, userLoader, store, deviceBinding: true, cookieName: { bound: '__Host-bound' } })
+  app.register(fastifyLogin, { secret, userLoader, store, deviceBinding: { path: '/dbsc', credentialDuration: 900 } })
+  app.register(fastifyLogin, { secret, userLoader, store, deviceBinding: {} })
+  expectError(app.register(fastifyLogin, { secret, userLoader, store, deviceBinding: { credentialDuration: '10m' } }))
+  expectError(app.register(fastifyLogin, { secret, userLoader, store, deviceBinding: 'on' }))
+  const binding = app.loginManager.config.deviceBinding
+  if (binding !== false) expectType<[string, number]>([binding.path, binding.credentialDuration])
+  expectType<string>(app.loginManager.config.cookieName.bound)
   expectError(app.register(fastifyLogin, { secret, userLoader, store, maxLogins: '5' }))
   expectType<LoginStore>(redisStore({ client: {}, prefix: 'app:' }))
   expectError(redisStore({ prefix: 'app:' }))
@@ -505,12 +517,14 @@ expectError(Fastify().register(fastifyLogin, { secret, sessionProtection: 'basic
     list: () => []
   }
   expectAssignable<LoginStore>(custom)
-  // The optional methods: the fast path, rotation, realms.
+  // The optional methods: the fast path, rotation, realms, device binding.
   expectAssignable<LoginStore>({
     ...custom,
     touch: async (_loginId: string, _lastSeenAt: number, _userId: string, _expiresAt?: number) => {},
     advanceGeneration: async () => true,
     realm: async (tags: readonly string[]) => tags[0],
+    bind: (_loginId: string, _userId: string, _deviceKey: string, _deviceSession: string) => true,
+    useChallenge: async (_loginId: string, _userId: string, _issuedAt: number) => false,
     subscribe: (listener) => {
       listener.revoked([{ loginId: 'a', userId: 'b', expiresAt: 1 }])
       listener.listening(true)

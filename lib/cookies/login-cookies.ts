@@ -95,6 +95,26 @@ export class LoginCookies {
     }
   }
 
+  // Device binding's cookie (its value signed by the caller), always Secure:
+  // the protocol runs over https only. Its attributes are the other login
+  // cookies', and what boundAttributes() tells the browser.
+  writeBound (reply: FastifyReply, state: LoginState, signed: string, maxAge: number): void {
+    reply.header('cache-control', 'no-store')
+    this.#set(reply, state, this.#config.cookieName.bound, this.#line(this.#config.cookieName.bound, signed, true, maxAge))
+  }
+
+  expireBound (reply: FastifyReply, state: LoginState, wasSent: boolean): void {
+    this.#expire(reply, state, this.#config.cookieName.bound, wasSent)
+  }
+
+  // The bound cookie's attributes as the browser must match them (Domain,
+  // Path, Secure, HttpOnly, SameSite): a cookie that differs from them counts
+  // as missing, and every request would wait for a refresh. No Max-Age,
+  // which Chrome refuses there.
+  boundAttributes (): string {
+    return `${this.#scope.slice(2)}${this.#flags}; Secure${SAME_SITE[this.#config.cookieSameSite]}`
+  }
+
   #expire (reply: FastifyReply, state: LoginState, name: string, wasSent: boolean): void {
     if (!wasSent && state.written?.has(name) !== true) return
     reply.header('cache-control', 'no-store')

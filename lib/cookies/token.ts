@@ -93,7 +93,7 @@ export function encodeFresh (token: FreshToken): string {
 // missing, oversized, unsigned, tampered, malformed, issued in the future,
 // longer-lived than any option allows, or past its expiry.
 export function readAccount (signer: Signer, raw: string | undefined, now: number): Verified<AccountToken> | null {
-  const payload = verify(signer, raw)
+  const payload = verifySigned(signer, raw)
   if (payload === null) return null
   const token = parseAccount(payload.value)
   if (token === null || !isCurrent(token, now)) return null
@@ -235,7 +235,7 @@ export function isCurrent (token: AccountToken, now: number): boolean {
 }
 
 export function readFresh (signer: Signer, raw: string | undefined, now: number): Verified<FreshToken> | null {
-  const payload = verify(signer, raw)
+  const payload = verifySigned(signer, raw)
   if (payload === null) return null
   const parts = payload.value.split('.')
   if (parts.length !== 3 || parts[0] !== 'f1' || !LOGIN_ID.test(parts[1]) || !TIME.test(parts[2])) return null
@@ -286,7 +286,8 @@ const BASE64URL_VALUES = (() => {
   return values
 })()
 
-function verify (signer: Signer, raw: string | undefined): { value: string, renew: boolean } | null {
+// The value a signed cookie (or challenge) carries, if its signature is one of ours.
+export function verifySigned (signer: Signer, raw: string | undefined): { value: string, renew: boolean } | null {
   if (typeof raw !== 'string' || raw.length === 0 || raw.length > MAX_COOKIE_LENGTH) return null
   const result = signer.unsign(raw)
   if (!result.valid || typeof result.value !== 'string') return null

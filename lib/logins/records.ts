@@ -6,7 +6,8 @@ import { MAX_LIFETIME, type AccountToken } from '../cookies/token'
 import { FST_LOGIN_STORE_FAILED } from '../errors'
 import { andThen, isThenable, type MaybePromise } from '../state'
 import { Revocations } from './revocations'
-import { ALIVE, alive, ENDED, recordIsLive, rotate, touchInterval, type Verdict } from './verdict'
+import { OFFER_WINDOW } from '../binding/challenges'
+import { ALIVE, alive, ENDED, recordIsLive, rotate, touchInterval, UNPROVEN, type Verdict } from './verdict'
 
 // Server-side login records, through the app's store, checked by the plugin's
 // own rules: the store's answers are never trusted for ownership or liveness
@@ -121,7 +122,9 @@ export class LoginRecords {
     return this.#realm
   }
 
-  create (account: AccountToken, userAgent: string | undefined, ip: string, createdAt = account.issuedAt): MaybePromise<LoginRecord> {
+  // `device`: a login that takes the place of a bound one keeps its binding
+  // (confirmLogin).
+  create (account: AccountToken, userAgent: string | undefined, ip: string, createdAt = account.issuedAt, device: LoginRecord | null = null): MaybePromise<LoginRecord> {
     return andThen(this.realm(), (realm) => {
       const record: LoginRecord = {
         loginId: account.loginId,
@@ -136,7 +139,11 @@ export class LoginRecords {
         authenticatedAt: account.authenticatedAt,
         generation: account.generation,
         generationUsedAt: account.rotatedAt,
-        realm
+        realm,
+        deviceKey: device?.deviceKey ?? null,
+        deviceSession: device?.deviceSession ?? null,
+        deviceChallengeAt: device?.deviceChallengeAt ?? 0,
+        bound: device?.bound ?? false
       }
       return andThen(this.#call('create', () => this.#store.create({ ...record })), () => record)
     })
@@ -154,7 +161,8 @@ export class LoginRecords {
     const fast = revocations.trusted() &&
       token.issuedAt >= revocations.trustedSince &&
       (rotation === false || now - token.rotatedAt < rotation.every) &&
-      (idle === null || now - token.lastSeenAt < idle)
+      (idle === null || now - token.lastSeenAt < idle) &&
+      !this.#offerLapsed(token, now)
     if (!fast) return this.#read(token, now)
     let next: Partial<AccountToken> | null = null
     let write: MaybePromise<unknown>
@@ -176,14 +184,22 @@ export class LoginRecords {
   #read (token: AccountToken, now: number): MaybePromise<Verdict> {
     return andThen(this.#fetch(token, now), (record) => andThen(this.realm(), (realm) => {
       if (record === null || !recordIsLive(record, token, realm, this.#config, now)) return ENDED
+      // Offered device binding a while ago and bound since: this cookie is a
+      // copy made before, which proves nothing and may end nothing (not even
+      // as a reused generation).
+      const lapsed = this.#offerLapsed(token, now)
+      if (lapsed && record.deviceKey !== null) return UNPROVEN
       const rotation = rotate(token, record, this.#config, now)
       if (rotation === 'reused') {
-        return andThen(this.end(record.userId, record.loginId, record.expiresAt), (): Verdict => ({ alive: false, next: null, record, reused: true }))
+        return andThen(this.end(record.userId, record.loginId, record.expiresAt), (): Verdict => ({ alive: false, next: null, record, reused: true, unproven: false }))
       }
       let next: Partial<AccountToken> | null = rotation
       // The first use of a rotated cookie, not yet in the record.
       let write = token.generation > record.generation ? this.#confirm(token, now) : undefined
       if (token.unconfirmed && next === null) next = { unconfirmed: false }
+      // Never bound: a browser without device binding. Its cookie is
+      // re-issued without the offer.
+      if (lapsed) next = { ...next, binding: 'none' }
       if (now - token.lastSeenAt >= touchInterval(this.#config.idleTimeout)) {
         next = { ...next, lastSeenAt: now }
         if (now - record.lastSeenAt >= touchInterval(this.#config.idleTimeout)) write = andThen(write, () => this.#touch(token, now))
@@ -191,6 +207,11 @@ export class LoginRecords {
       const verdict = alive(next, record)
       return write === undefined ? verdict : andThen(write, () => verdict)
     }))
+  }
+
+  // A login offered device binding a while ago, whose cookie still says so.
+  #offerLapsed (token: AccountToken, now: number): boolean {
+    return token.binding === 'pending' && this.#config.deviceBinding !== false && now - token.authenticatedAt >= OFFER_WINDOW
   }
 
   #fetch (token: AccountToken, now: number): MaybePromise<LoginRecord | null> {
@@ -263,6 +284,16 @@ export class LoginRecords {
     }
   }
 
+  // Device binding: the key a browser registered for the login (once), and
+  // the refresh challenges it used (each once).
+  bind (loginId: string, userId: string, deviceKey: string, deviceSession: string): MaybePromise<boolean> {
+    return this.#call('bind', () => (this.#store.bind as NonNullable<LoginStore['bind']>)(loginId, userId, deviceKey, deviceSession))
+  }
+
+  useChallenge (loginId: string, userId: string, issuedAt: number): MaybePromise<boolean> {
+    return this.#call('useChallenge', () => (this.#store.useChallenge as NonNullable<LoginStore['useChallenge']>)(loginId, userId, issuedAt))
+  }
+
   // Records the first use of a rotated cookie (one conditional write, once
   // per process and generation).
   #confirm (token: AccountToken, now: number): MaybePromise<unknown> {
@@ -303,13 +334,19 @@ export class LoginRecords {
 // A record as the plugin reads it: fields added since a store was written
 // (or since the record was) take the values they would have had.
 function withDefaults (record: LoginRecord): LoginRecord {
+  const deviceKey = record.deviceKey ?? null
   return {
     ...record,
     method: record.method ?? null,
     authenticatedAt: record.authenticatedAt ?? record.createdAt,
     generation: record.generation ?? 0,
     generationUsedAt: record.generationUsedAt ?? record.createdAt,
-    realm: record.realm ?? ''
+    realm: record.realm ?? '',
+    deviceKey,
+    deviceSession: record.deviceSession ?? null,
+    deviceChallengeAt: record.deviceChallengeAt ?? 0,
+    // Whatever the store kept: the key decides.
+    bound: deviceKey !== null
   }
 }
 

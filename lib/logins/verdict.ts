@@ -11,13 +11,17 @@ export interface Verdict {
   readonly record: LoginRecord | null
   // Two parties held the login, which is now ended everywhere (rotation).
   readonly reused: boolean
+  // Device binding: the request did not prove the login's key. Refused,
+  // and the login not ended: it may be a copy of the cookie.
+  readonly unproven: boolean
 }
 
-export const ALIVE: Verdict = Object.freeze({ alive: true, next: null, record: null, reused: false })
-export const ENDED: Verdict = Object.freeze({ alive: false, next: null, record: null, reused: false })
+export const ALIVE: Verdict = Object.freeze({ alive: true, next: null, record: null, reused: false, unproven: false })
+export const ENDED: Verdict = Object.freeze({ alive: false, next: null, record: null, reused: false, unproven: false })
+export const UNPROVEN: Verdict = Object.freeze({ alive: false, next: null, record: null, reused: false, unproven: true })
 
 export function alive (next: Partial<AccountToken> | null, record: LoginRecord | null = null): Verdict {
-  return { alive: true, next, record, reused: false }
+  return { alive: true, next, record, reused: false, unproven: false }
 }
 
 // How often the last use of a login is written: about once a minute, or a

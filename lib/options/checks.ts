@@ -204,11 +204,54 @@ export function rotationByDefault (given: Readonly<Record<string, unknown>>): Lo
   return typeof store?.advanceGeneration === 'function' ? rotation('rotation', {}, given) : false
 }
 
+// Device binding keeps a key in the login's record: it needs a store that
+// can, and https (its cookie is Secure). Its endpoints are under the cookie
+// path, so that the browser sends them the account cookie. The cookie
+// options come before it in the table: what is given of them is checked.
+export function deviceBinding (name: string, value: unknown, given: Readonly<Record<string, unknown>>): LoginConfig['deviceBinding'] {
+  if (value === false) return false
+  if (value !== true && (typeof value !== 'object' || value === null || Array.isArray(value))) {
+    throw new FST_LOGIN_INVALID_OPTION(name, 'must be true, false or { path, credentialDuration }')
+  }
+  const store = given.store as { bind?: unknown, useChallenge?: unknown } | undefined | null
+  if (store === undefined || store === null) throw new FST_LOGIN_NO_STORE('`deviceBinding`')
+  for (const method of ['bind', 'useChallenge'] as const) {
+    if (typeof store[method] !== 'function') throw new FST_LOGIN_STORE_CANNOT('deviceBinding', method)
+  }
+  if (given.cookieSecure === false) {
+    throw new FST_LOGIN_INVALID_OPTION(name, "works over https only, with Secure cookies: set `cookieSecure` to 'auto' or true")
+  }
+  const cookiePath = (given.cookiePath as string | undefined) ?? '/'
+  const { path = `${cookiePath.replace(/\/$/, '')}/device-binding`, credentialDuration = DEFAULT_CREDENTIAL_DURATION, ...rest } = value === true ? {} : value as { path?: unknown, credentialDuration?: unknown }
+  refuseUnknown(rest, ['path', 'credentialDuration'], `${name}.`)
+  if (typeof path !== 'string' || !BINDING_PATH.test(path)) {
+    throw new FST_LOGIN_INVALID_OPTION(`${name}.path`, "must be a path such as '/device-binding': segments of letters, digits and `-._~`, no trailing slash")
+  }
+  if (!isUnder(path, cookiePath)) {
+    throw new FST_LOGIN_INVALID_OPTION(`${name}.path`, `must be under \`cookiePath\` ('${cookiePath}'), where the browser sends the login cookies`)
+  }
+  if (!Number.isSafeInteger(credentialDuration) || (credentialDuration as number) < 1 || (credentialDuration as number) > 24 * HOUR) {
+    throw new FST_LOGIN_INVALID_OPTION(`${name}.credentialDuration`, 'must be a whole number of seconds from 1 to 86400 (a day); 600 is the default')
+  }
+  return { path, credentialDuration: credentialDuration as number }
+}
+
+// Ten minutes: a login in use proves its key about every eight (the browser
+// refreshes when two minutes are left), within Chrome's quota of six
+// signatures per nine minutes.
+const DEFAULT_CREDENTIAL_DURATION = 600
+const BINDING_PATH = /^(?:\/[A-Za-z0-9._~-]+)+$/
+
+// Whether a cookie of path `cookiePath` is sent to `path` (RFC 6265 5.1.4).
+function isUnder (path: string, cookiePath: string): boolean {
+  return path === cookiePath || (path.startsWith(cookiePath) && (cookiePath.endsWith('/') || path[cookiePath.length] === '/'))
+}
+
 // The checks that need more than one option, once each is resolved.
 
 export function differentNames (name: string, names: LoginConfig['cookieName']): void {
-  if (names.account === names.isFresh) {
-    throw new FST_LOGIN_INVALID_OPTION(name, 'must use two different names for `account` and `isFresh`')
+  if (new Set(Object.values(names)).size !== Object.keys(names).length) {
+    throw new FST_LOGIN_INVALID_OPTION(name, 'must use three different names for `account`, `isFresh` and `bound`')
   }
 }
 

@@ -14,6 +14,7 @@ import {
   differentNames,
   duration,
   derivedRealm,
+  deviceBinding,
   factory,
   maxLogins,
   methods,
@@ -72,7 +73,8 @@ export const OPTIONS: OptionTable = {
   store: { checkedBy: 'checkStore in plugin.ts' },
   cookieName: object({
     account: { default: 'account', check: cookieName },
-    isFresh: { default: 'fresh', check: cookieName }
+    isFresh: { default: 'fresh', check: cookieName },
+    bound: { default: 'bound', check: cookieName }
   }, differentNames),
   cookieRememberMe: object({
     account: { default: true, check: checkBoolean },
@@ -102,6 +104,7 @@ export const OPTIONS: OptionTable = {
   realm: { default: DEFAULT_REALM, check: realm, derive: (config) => derivedRealm(config as unknown as LoginConfig) },
   maxLogins: { default: 100, check: maxLogins },
   rotation: { default: false, check: rotation, derive: (_config, given) => rotationByDefault(given) },
+  deviceBinding: { default: false, check: deviceBinding },
   anonymousUser: { default: AnonymousUserMixin, check: factory<AnonymousUserFactory> }
 }
 

@@ -135,6 +135,19 @@ export function memoryStore (): LoginStore {
       record.generationUsedAt = usedAt
       return true
     },
+    bind (loginId, userId, deviceKey, deviceSession) {
+      const record = owned(loginId, userId)
+      if (record === null || (record.deviceKey ?? null) !== null) return false
+      record.deviceKey = deviceKey
+      record.deviceSession = deviceSession
+      return true
+    },
+    useChallenge (loginId, userId, issuedAt) {
+      const record = owned(loginId, userId)
+      if (record === null || issuedAt <= record.deviceChallengeAt) return false
+      record.deviceChallengeAt = issuedAt
+      return true
+    },
     realm (tags) {
       const id = tags.map((tag) => realms.get(tag)).find((known) => known !== undefined) ?? randomBytes(12).toString('base64url')
       for (const tag of tags) realms.set(tag, id)

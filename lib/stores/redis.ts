@@ -26,10 +26,10 @@ import { Subscriber } from './redis-subscriber'
 // Redis would ignore, hashing the whole key).
 
 const DEFAULT_PREFIX = 'fastify-login:'
-const FIELDS = ['loginId', 'userId', 'createdAt', 'lastSeenAt', 'expiresAt', 'remembered', 'userAgent', 'ip', 'method', 'authenticatedAt', 'generation', 'generationUsedAt', 'realm'] as const
+const FIELDS = ['loginId', 'userId', 'createdAt', 'lastSeenAt', 'expiresAt', 'remembered', 'userAgent', 'ip', 'method', 'authenticatedAt', 'generation', 'generationUsedAt', 'realm', 'deviceKey', 'deviceSession', 'deviceChallengeAt'] as const
 // Fields a record written before they existed lacks (withDefaults in records.ts fills them).
-const LATER_FIELDS = new Set<string>(['method', 'authenticatedAt', 'generation', 'generationUsedAt', 'realm'])
-const NUMBERS = ['createdAt', 'lastSeenAt', 'expiresAt', 'authenticatedAt', 'generation', 'generationUsedAt'] as const
+const LATER_FIELDS = new Set<string>(['method', 'authenticatedAt', 'generation', 'generationUsedAt', 'realm', 'deviceKey', 'deviceSession', 'deviceChallengeAt'])
+const NUMBERS = ['createdAt', 'lastSeenAt', 'expiresAt', 'authenticatedAt', 'generation', 'generationUsedAt', 'deviceChallengeAt'] as const
 const SECONDS = /^\d{1,15}$/
 
 // KEYS: record, index. ARGV: expiresAt, login id, then the record's fields
@@ -92,6 +92,24 @@ if generation and tonumber(ARGV[1]) <= tonumber(generation) then return 0 end
 redis.call('HSET', KEYS[1], 'generation', ARGV[1], 'generationUsedAt', ARGV[2])
 return 1`
 
+// KEYS: record. ARGV: device key, session id. A login is bound once: only
+// if it exists and has no key (an empty field is none).
+const BIND = `
+if not redis.call('HGET', KEYS[1], 'loginId') then return 0 end
+local key = redis.call('HGET', KEYS[1], 'deviceKey')
+if key and key ~= '' then return 0 end
+redis.call('HSET', KEYS[1], 'deviceKey', ARGV[1], 'deviceSession', ARGV[2])
+return 1`
+
+// KEYS: record. ARGV: the challenge's issue time (ms). Each challenge once:
+// only forward, only if the login exists.
+const USE_CHALLENGE = `
+if not redis.call('HGET', KEYS[1], 'loginId') then return 0 end
+local used = redis.call('HGET', KEYS[1], 'deviceChallengeAt')
+if used and tonumber(ARGV[1]) <= tonumber(used) then return 0 end
+redis.call('HSET', KEYS[1], 'deviceChallengeAt', ARGV[1])
+return 1`
+
 // KEYS: the realm tags' keys. ARGV: a new id, for when none is known. The
 // id one tag knows is registered under the others (a secret added for
 // rotation joins the realm the old one found).
@@ -134,7 +152,9 @@ const SCRIPTS = {
   delete: new Script(DELETE),
   list: new Script(LIST),
   advance: new Script(ADVANCE),
-  realm: new Script(REALM)
+  realm: new Script(REALM),
+  bind: new Script(BIND),
+  useChallenge: new Script(USE_CHALLENGE)
 }
 
 export function redisStore (options: RedisStoreOptions): LoginStore {
@@ -202,6 +222,12 @@ export function redisStore (options: RedisStoreOptions): LoginStore {
     },
     async advanceGeneration (loginId, userId, generation, usedAt) {
       return await SCRIPTS.advance.run(client, [userKeys(userId).recordPrefix + loginId], [generation, usedAt]) === 1
+    },
+    async bind (loginId, userId, deviceKey, deviceSession) {
+      return await SCRIPTS.bind.run(client, [userKeys(userId).recordPrefix + loginId], [deviceKey, deviceSession]) === 1
+    },
+    async useChallenge (loginId, userId, issuedAt) {
+      return await SCRIPTS.useChallenge.run(client, [userKeys(userId).recordPrefix + loginId], [issuedAt]) === 1
     },
     async realm (tags) {
       return await SCRIPTS.realm.run(client, tags.map((tag) => `${prefix}{realms}:${tag}`), [randomBytes(12).toString('base64url')]) as string
@@ -286,7 +312,8 @@ function validate (options: RedisStoreOptions): { client: Client, prefix: string
 
 function toField (record: LoginRecord, field: typeof FIELDS[number]): string | number {
   if (field === 'remembered') return Number(record.remembered)
-  // A login without a method keeps an empty one: a method is never empty.
+  // A login without a method, a device key or a session keeps an empty
+  // one: none of them is ever empty.
   return record[field] ?? ''
 }
 
@@ -323,8 +350,16 @@ function fromHash (hash: Record<string, string>, key: string, loginId: string, u
     generation: hash.generation === undefined ? 0 : Number(hash.generation),
     generationUsedAt: hash.generationUsedAt === undefined ? createdAt : Number(hash.generationUsedAt),
     // Written before realms: records.ts reads it as the realm's own until it expires.
-    realm: hash.realm ?? ''
+    realm: hash.realm ?? '',
+    deviceKey: emptyIsNull(hash.deviceKey),
+    deviceSession: emptyIsNull(hash.deviceSession),
+    deviceChallengeAt: hash.deviceChallengeAt === undefined ? 0 : Number(hash.deviceChallengeAt),
+    bound: emptyIsNull(hash.deviceKey) !== null
   }
+}
+
+function emptyIsNull (value: string | undefined): string | null {
+  return value === undefined || value === '' ? null : value
 }
 
 // A script answers HGETALL (and CONFIG GET) as a flat [field, value, ...] list.
