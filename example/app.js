@@ -64,15 +64,19 @@ const SHOW_TOKEN_FOR_MS = 5 * 60 * 1000
 const STYLE = readFileSync(join(__dirname, 'public', 'style.css'))
 
 // `https`: the portal is served over https (behind a TLS proxy, with
-// `trustProxy`). Its cookies are then Secure and named `__Host-…`: a
-// neighbouring subdomain cannot plant or override them (cookie tossing).
+// `trustProxy`, or by itself with `tls`: its key and certificate). Its
+// cookies are then Secure and named `__Host-…`: a neighbouring subdomain
+// cannot plant or override them (cookie tossing). And a login is bound to
+// the browser that made it, where the browser can (device binding): a copy
+// of its cookies works nowhere else.
 // `store`: where logins are recorded, so that each can be listed and ended
 // ("Your devices"); by default a table of the portal's database (login-store.js).
-async function buildApp ({ databasePath, secret, logger = false, https = false, trustProxy = false, store = null }) {
+async function buildApp ({ databasePath, secret, logger = false, https = false, tls = null, trustProxy = false, store = null }) {
   const db = openDatabase(databasePath)
   const app = Fastify({
     logger,
     trustProxy,
+    ...(tls === null ? {} : { https: tls }),
     // A URL Fastify cannot even decode is answered before any hook runs: it
     // gets the headers here.
     frameworkErrors (error, request, reply) {
@@ -107,9 +111,12 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
   // without any per-request hook.
   await app.register(fastifyLogin, {
     secret,
-    cookieName: { account: accountCookie, isFresh: `${cookiePrefix}fresh` },
+    cookieName: { account: accountCookie, isFresh: `${cookiePrefix}fresh`, bound: `${cookiePrefix}bound` },
     cookieSecure: https ? true : 'auto', // 'auto': Secure on https; plain http works on 127.0.0.1
     store: store ?? db.logins,
+    // Chrome binds a login made over https to a key of its own (DBSC); other
+    // browsers log in as before. Its two endpoints are /device-binding/….
+    deviceBinding: https,
     loginRequiredRoute: '/login',
     loginRequiredMessage: LOGIN_REQUIRED_MESSAGE,
     loginProhibitedRoute: '/profile',
@@ -144,8 +151,12 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
   app.decorateRequest('logoutReason', null)
   app.decorateRequest('clientChanged', false)
   app.decorateRequest('cookieSentTwice', false)
+  app.decorateRequest('deviceNotProven', false)
   app.loginManager.on('sessionProtected', (request) => { request.clientChanged = true })
   app.loginManager.on('duplicateCookie', (request) => { request.cookieSentTwice = true })
+  // A bound login's cookie without its proof: a copy, or a browser that
+  // could not refresh its bound cookie just now. The login goes on.
+  app.loginManager.on('boundProofMissing', (request) => { request.deviceNotProven = true })
 
   const flash = createFlash({ cookieName: `${cookiePrefix}flash`, secure: https, messages: { 'login-required': LOGIN_REQUIRED_MESSAGE } })
 
@@ -155,6 +166,12 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
   // second is a copy planted by a neighbouring site, which the guard has
   // already expired where it can; logging out would end the real login.
   app.loginManager.unauthorizedHandler((request, reply) => {
+    // Its cookies stay: the login is not over, and the browser that holds its
+    // key shows it again on its next page.
+    if (request.deviceNotProven) {
+      flash.set(reply, 'device-not-proven')
+      return
+    }
     const ended = request.cookieSentTwice ? null : request.logoutReason ?? (request.cookies[accountCookie] === undefined ? null : 'login-ended')
     flash.set(reply, ended ?? 'login-required')
     if (ended !== null) return app.loginManager.logoutUser(request, reply) // a promise with an asynchronous store

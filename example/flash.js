@@ -12,6 +12,7 @@ const NOTICES = {
   'logged-out-everywhere': 'You were logged out: someone chose “Log out everywhere else” on another device. Log in again.',
   'password-changed-elsewhere': 'You were logged out: your password was changed on another device. Log in with the new password.',
   'login-ended': 'Your login on this device has ended: it was logged out from another device, or it expired. Log in again.',
+  'device-not-proven': 'This browser could not prove that it is the one you logged in with: your login is bound to that browser. Log in again here, or go on in that browser.',
   // On the profile.
   'password-changed': 'Your password was changed. Every other device was logged out, and your API token was revoked.',
   'logged-out-others': 'Every other device was logged out, and your API token was revoked.',

@@ -41,12 +41,18 @@ const ADDED_COLUMNS = [
   ['authenticated_at', 'INTEGER'],
   ['generation', 'INTEGER NOT NULL DEFAULT 0'],
   ['generation_used_at', 'INTEGER'],
-  ['realm', 'TEXT']
+  ['realm', 'TEXT'],
+  // Device binding: the browser's public key (a JSON web key), its session
+  // id, and the issue time (ms) of the newest refresh challenge it used.
+  ['device_key', 'TEXT'],
+  ['device_session', 'TEXT'],
+  ['device_challenge_at', 'INTEGER NOT NULL DEFAULT 0']
 ]
 
 const COLUMNS = `login_id AS loginId, user_id AS userId, created_at AS createdAt, last_seen_at AS lastSeenAt,
   expires_at AS expiresAt, remembered, user_agent AS userAgent, ip, method,
-  authenticated_at AS authenticatedAt, generation, generation_used_at AS generationUsedAt, realm`
+  authenticated_at AS authenticatedAt, generation, generation_used_at AS generationUsedAt, realm,
+  device_key AS deviceKey, device_session AS deviceSession, device_challenge_at AS deviceChallengeAt`
 
 function nowInSeconds () {
   return Math.floor(Date.now() / 1000)
@@ -60,6 +66,7 @@ function record (row) {
   return {
     ...rest,
     remembered: row.remembered === 1,
+    bound: row.deviceKey !== null,
     ...(authenticatedAt === null ? {} : { authenticatedAt }),
     ...(generationUsedAt === null ? {} : { generationUsedAt }),
     ...(realm === null ? {} : { realm })
@@ -74,9 +81,9 @@ function sqliteLoginStore (db) {
   }
   const statements = {
     insert: db.prepare(`INSERT INTO logins (login_id, user_id, created_at, last_seen_at, expires_at, remembered, user_agent, ip,
-      method, authenticated_at, generation, generation_used_at, realm)
+      method, authenticated_at, generation, generation_used_at, realm, device_key, device_session, device_challenge_at)
       VALUES (@loginId, @userId, @createdAt, @lastSeenAt, @expiresAt, @remembered, @userAgent, @ip,
-      @method, @authenticatedAt, @generation, @generationUsedAt, @realm)`),
+      @method, @authenticatedAt, @generation, @generationUsedAt, @realm, @deviceKey, @deviceSession, @deviceChallengeAt)`),
     // Expired logins are deleted as new ones come: the tables cannot grow without end.
     deleteExpired: db.prepare('DELETE FROM logins WHERE expires_at <= ?'),
     forgetEnded: db.prepare('DELETE FROM ended_logins WHERE expires_at <= ?'),
@@ -86,6 +93,11 @@ function sqliteLoginStore (db) {
       WHERE login_id = @loginId AND user_id = @userId`),
     advance: db.prepare(`UPDATE logins SET generation = @generation, generation_used_at = @usedAt
       WHERE login_id = @loginId AND user_id = @userId AND generation < @generation`),
+    // A login is bound once, to one key; each refresh challenge works once.
+    bind: db.prepare(`UPDATE logins SET device_key = @deviceKey, device_session = @deviceSession
+      WHERE login_id = @loginId AND user_id = @userId AND device_key IS NULL`),
+    useChallenge: db.prepare(`UPDATE logins SET device_challenge_at = @issuedAt
+      WHERE login_id = @loginId AND user_id = @userId AND device_challenge_at < @issuedAt`),
     delete: db.prepare('DELETE FROM logins WHERE login_id = ? AND user_id = ? RETURNING expires_at AS expiresAt'),
     ended: db.prepare('INSERT OR REPLACE INTO ended_logins (login_id, user_id, expires_at) VALUES (?, ?, ?)'),
     allEnded: db.prepare('SELECT login_id AS loginId, user_id AS userId, expires_at AS expiresAt FROM ended_logins WHERE expires_at > ?'),
@@ -98,7 +110,7 @@ function sqliteLoginStore (db) {
   return {
     create (login) {
       statements.deleteExpired.run(nowInSeconds())
-      statements.insert.run({ ...login, remembered: login.remembered ? 1 : 0 })
+      statements.insert.run({ deviceKey: null, deviceSession: null, deviceChallengeAt: 0, ...login, remembered: login.remembered ? 1 : 0 })
     },
     get: (loginId, userId) => record(statements.get.get(loginId, userId, nowInSeconds())),
     touch (loginId, lastSeenAt, userId, expiresAt) {
@@ -119,6 +131,8 @@ function sqliteLoginStore (db) {
     },
     list: (userId) => statements.list.all(userId, nowInSeconds()).map(record),
     advanceGeneration: (loginId, userId, generation, usedAt) => statements.advance.run({ loginId, userId, generation, usedAt }).changes === 1,
+    bind: (loginId, userId, deviceKey, deviceSession) => statements.bind.run({ loginId, userId, deviceKey, deviceSession }).changes === 1,
+    useChallenge: (loginId, userId, issuedAt) => statements.useChallenge.run({ loginId, userId, issuedAt }).changes === 1,
     // Which realm id a tag of the app's secret names: two apps on one file
     // never see each other's logins.
     realm (tags) {

@@ -12,7 +12,12 @@
 //                 http address: `https://…` behind a TLS proxy on this machine.
 //                 The portal then trusts the proxy's X-Forwarded-* headers and
 //                 sends Secure cookies named `__Host-…`.
-const { randomBytes } = require('node:crypto')
+//   EXAMPLE_HTTPS `1`: serve https itself, on a self-signed certificate for
+//                 localhost made on the first start (with the openssl command)
+//                 and kept next to the database. Secure `__Host-…` cookies,
+//                 and logins bound to the browser where it can (device binding).
+const { execFileSync } = require('node:child_process')
+const { createHash, randomBytes, X509Certificate } = require('node:crypto')
 const { existsSync, mkdirSync, readFileSync, writeFileSync } = require('node:fs')
 const { dirname, join, resolve } = require('node:path')
 const { redisStore } = require('..') // `require('fastify-login')` in your app
@@ -28,7 +33,8 @@ function settings (env) {
     host: '127.0.0.1',
     port: Number(env.PORT ?? 3000),
     publicUrl: env.PUBLIC_URL ?? null,
-    redisUrl: env.REDIS_URL ?? null
+    redisUrl: env.REDIS_URL ?? null,
+    selfServedHttps: env.EXAMPLE_HTTPS === '1'
   }
 }
 
@@ -40,10 +46,26 @@ function secretIn (folder) {
   return readFileSync(file, 'utf8').trim()
 }
 
+// A self-signed certificate for localhost, made on the first start and read
+// back on the next ones, and the base64 SHA-256 of its public key: what
+// Chromium's --ignore-certificate-errors-spki-list takes.
+function certificateIn (folder) {
+  const key = join(folder, 'tls-key.pem')
+  const cert = join(folder, 'tls-cert.pem')
+  if (!existsSync(cert)) {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert,
+      '-days', '365', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' })
+  }
+  const tls = { key: readFileSync(key), cert: readFileSync(cert) }
+  const spki = createHash('sha256').update(new X509Certificate(tls.cert).publicKey.export({ type: 'spki', format: 'der' })).digest('base64')
+  return { tls, file: cert, spki }
+}
+
 async function main () {
-  const { databasePath, secret, host, port, publicUrl, redisUrl } = settings(process.env)
-  const https = publicUrl?.startsWith('https://') ?? false
+  const { databasePath, secret, host, port, publicUrl, redisUrl, selfServedHttps } = settings(process.env)
+  const https = selfServedHttps || (publicUrl?.startsWith('https://') ?? false)
   mkdirSync(dirname(databasePath), { recursive: true })
+  const certificate = selfServedHttps ? certificateIn(dirname(databasePath)) : null
   // ioredis only when asked for: it is an optional peer of fastify-login.
   const redis = redisUrl === null ? null : new (require('ioredis'))(redisUrl)
   const app = await buildApp({
@@ -51,6 +73,7 @@ async function main () {
     secret: secret ?? secretIn(dirname(databasePath)),
     logger: true,
     https,
+    tls: certificate?.tls ?? null,
     // Only a proxy on this machine may say what the client's address and protocol were.
     trustProxy: publicUrl === null ? false : '127.0.0.1',
     store: redis === null ? null : redisStore({ client: redis })
@@ -66,13 +89,26 @@ async function main () {
   }
   await app.listen({ host, port })
 
-  const local = `http://${host}:${app.server.address().port}`
+  const local = certificate === null ? `http://${host}:${app.server.address().port}` : `https://localhost:${app.server.address().port}`
   console.log(`
   Student portal: ${publicUrl ?? local}${publicUrl === null ? '' : `\n  Listening on:   ${local} (for the proxy)`}
   Demo student:   name "${DEMO_STUDENT.name}", password "${DEMO_STUDENT.password}"${seeded === null ? ' (unless you changed it)' : ''}
   Database:       ${databasePath}
   Logins kept in: ${redis === null ? 'the database' : redisUrl}
-`)
+${certificate === null ? '' : trustHelp(certificate)}`)
+}
+
+// How to make a browser trust the certificate. Device binding needs a
+// certificate the browser really trusts: clicking through the warning is
+// not enough.
+function trustHelp ({ file, spki }) {
+  return `  Certificate:    ${file} (self-signed, for localhost)
+  Open it in Chromium trusting the certificate, with device binding on
+  (Chromium binds with software keys, without a TPM, only when told to):
+    chromium --ignore-certificate-errors-spki-list=${spki} \\
+      --enable-features=DeviceBoundSessions,EnableBoundSessionCredentialsSoftwareKeysForManualTesting
+  Or add the certificate to your system's trusted certificates.
+`
 }
 
 module.exports = { settings, DEMO_STUDENT }

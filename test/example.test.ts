@@ -1,12 +1,14 @@
 import tap, { test } from 'tap'
 import type { Test } from 'tap'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { createHash } from 'node:crypto'
+import { createHash, X509Certificate } from 'node:crypto'
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
+import { get as httpsGet } from 'node:https'
+import { DbscBrowser, offerOf } from './dbsc-client'
 import { rawCommand, startRedis } from './redis-server'
 import type { LoginRecord, LoginStore as PackageStore } from '../types/index'
 
@@ -34,7 +36,7 @@ const { hashPassword, verifyPassword } = require('../example/passwords.js') as {
 }
 const { openDatabase } = require('../example/db.js') as { openDatabase (file: string): ExampleDb }
 const { settings, DEMO_STUDENT } = require('../example/server.js') as {
-  settings (env: Record<string, string | undefined>): { databasePath: string, secret?: string, host: string, port: number, publicUrl: string | null, redisUrl: string | null }
+  settings (env: Record<string, string | undefined>): { databasePath: string, secret?: string, host: string, port: number, publicUrl: string | null, redisUrl: string | null, selfServedHttps: boolean }
   DEMO_STUDENT: { name: string, grade: number, password: string }
 }
 
@@ -845,15 +847,17 @@ test('errors: other 4xx show their message; a server error shows no details', as
 })
 
 test('server.js: settings from the environment', async (t) => {
-  t.same(settings({}), { databasePath: join(exampleDir, 'data', 'portal.sqlite'), secret: undefined, host: '127.0.0.1', port: 3000, publicUrl: null, redisUrl: null })
-  t.same(settings({ EXAMPLE_DB: 'x.sqlite', LOGIN_SECRET: SECRET, PORT: '8080', PUBLIC_URL: 'https://portal.example', REDIS_URL: 'redis://127.0.0.1:6379' }), {
+  t.same(settings({}), { databasePath: join(exampleDir, 'data', 'portal.sqlite'), secret: undefined, host: '127.0.0.1', port: 3000, publicUrl: null, redisUrl: null, selfServedHttps: false })
+  t.same(settings({ EXAMPLE_DB: 'x.sqlite', LOGIN_SECRET: SECRET, PORT: '8080', PUBLIC_URL: 'https://portal.example', REDIS_URL: 'redis://127.0.0.1:6379', EXAMPLE_HTTPS: '1' }), {
     redisUrl: 'redis://127.0.0.1:6379',
     databasePath: resolve('x.sqlite'),
     secret: SECRET,
     host: '127.0.0.1',
     port: 8080,
-    publicUrl: 'https://portal.example'
+    publicUrl: 'https://portal.example',
+    selfServedHttps: true
   })
+  t.equal(settings({ EXAMPLE_HTTPS: 'yes' }).selfServedHttps, false, 'only `1` turns it on')
 })
 
 interface Running { child: ChildProcess, url: string, output: () => string }
@@ -1149,6 +1153,48 @@ test('served over https: every cookie is Secure and named __Host-, so no neighbo
   t.equal(await browser.navigation(), 'Log in · Sign up')
 })
 
+test('served over https: a login is bound to its browser where it can; the devices page says so; a copy is turned away, not logged out', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'portal-https-'))
+  const app = await buildApp({ databasePath: join(dir, 'portal.sqlite'), secret: SECRET, https: true, trustProxy: true } as never)
+  t.teardown(async () => {
+    await app.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+  const overHttps = (browser: Browser): Browser => {
+    const send = browser.send.bind(browser)
+    browser.send = async (method, url, payload, headers) => send(method, url, payload, { 'x-forwarded-proto': 'https', ...headers })
+    return browser
+  }
+  const browser = overHttps(new Browser(app))
+  await browser.get('/signup')
+  const signedUp = await browser.post('/signup', { name: 'Ada', grade: '7', password: PASSWORD })
+  const offer = offerOf(signedUp)
+  t.equal(offer?.path, '/device-binding/register', 'the sign-up response offers binding')
+  // The browser registers a key, as Chrome does.
+  const key = new DbscBrowser()
+  const registered = await browser.send('POST', offer?.path as string, undefined, { 'secure-session-response': key.token(offer?.challenge as string, { jwk: true }) })
+  t.equal(registered.statusCode, 200)
+  t.ok(browser.jar.has('__Host-bound'), 'a bound cookie, __Host- too')
+  await browser.followed(signedUp)
+  const devices = text((await browser.get('/devices')).body)
+  t.match(devices, /Bound to its browser yes: a copy of its cookies works in no other browser/)
+
+  // Its cookies without the bound cookie, in another browser: sent to log
+  // in, told why, and not logged out.
+  const copy = overHttps(new Browser(app, 'another browser'))
+  copy.jar.set('__Host-account', browser.jar.get('__Host-account') as StoredCookie)
+  const profile = await copy.visit('/profile')
+  t.match(text(profile.body), /This browser could not prove that it is the one you logged in with/)
+  t.ok(copy.jar.has('__Host-account'), 'its cookie is left alone')
+  t.equal(await browser.navigation(), 'Logged in as Ada · Log out', 'the real browser is still logged in')
+
+  // A browser that registers nothing: its login is not bound, and works.
+  const other = overHttps(new Browser(app))
+  await other.logIn('Ada')
+  t.equal(await other.navigation(), 'Logged in as Ada · Log out')
+  t.match(text((await other.get('/devices')).body), /Bound to its browser no/)
+})
+
 test('forms report every field error at once, and never echo a value over its limit', async (t) => {
   const { app } = await portal(t)
   const browser = new Browser(app)
@@ -1265,6 +1311,50 @@ test('server.js behind an https proxy: PUBLIC_URL', { timeout: 60000 }, async (t
   t.equal(code, 0)
 })
 
+test('server.js with EXAMPLE_HTTPS: https on a self-signed certificate made once, and how to trust it', { timeout: 60000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'portal-server-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const start = async (): Promise<{ url: string, output: string, child: ChildProcess }> => {
+    const child = spawn(process.execPath, [join(exampleDir, 'server.js')], {
+      env: { ...process.env, EXAMPLE_DB: join(dir, 'portal.sqlite'), PORT: '0', LOGIN_SECRET: SECRET, EXAMPLE_HTTPS: '1' },
+      stdio: ['ignore', 'pipe', 'pipe']
+    })
+    t.teardown(() => { child.kill() })
+    let output = ''
+    const url = await new Promise<string>((resolve) => {
+      child.stdout.on('data', (chunk: Buffer) => {
+        output += chunk.toString()
+        if (output.includes('trusted certificates')) resolve(/Student portal: (https:\/\/localhost:\d+)/.exec(output)?.[1] as string)
+      })
+    })
+    return { url, output, child }
+  }
+  const stop = async (child: ChildProcess): Promise<unknown> => await new Promise((resolve) => {
+    child.on('exit', resolve)
+    child.kill('SIGTERM')
+  })
+  const first = await start()
+  const certificate = readFileSync(join(dir, 'tls-cert.pem'))
+  t.equal((statSync(join(dir, 'tls-key.pem')).mode & 0o777), 0o600, 'the key is its owner\'s alone')
+  const spki = createHash('sha256').update(new X509Certificate(certificate).publicKey.export({ type: 'spki', format: 'der' })).digest('base64')
+  t.match(first.output, `--ignore-certificate-errors-spki-list=${spki}`, 'the pin Chromium needs')
+  t.match(first.output, '--enable-features=DeviceBoundSessions,EnableBoundSessionCredentialsSoftwareKeysForManualTesting')
+  const page = await new Promise<{ status: number, cookies: string[] }>((resolve, reject) => {
+    const url = new URL('/login', first.url)
+    httpsGet({ host: '127.0.0.1', port: url.port, path: url.pathname, servername: 'localhost', ca: certificate }, (response) => {
+      response.resume()
+      resolve({ status: response.statusCode as number, cookies: response.headers['set-cookie'] ?? [] })
+    }).on('error', reject)
+  })
+  t.equal(page.status, 200, 'served over TLS, with the certificate for localhost')
+  t.match(page.cookies.join('\n'), /^__Host-csrf=.*; Secure/)
+  t.equal(await stop(first.child), 0)
+  const second = await start()
+  t.same(readFileSync(join(dir, 'tls-cert.pem')), certificate, 'the next start keeps the certificate')
+  t.match(second.output, spki)
+  t.equal(await stop(second.child), 0)
+})
+
 // The example's store, synchronous: the package's LoginStore, each answer a value.
 type LoginStore = { [K in keyof PackageStore]-?: NonNullable<PackageStore[K]> extends (...args: infer A) => infer R ? (...args: A) => Exclude<R, Promise<unknown>> : never }
 
@@ -1288,7 +1378,11 @@ test('login-store.js: the LoginStore interface over SQLite', async (t) => {
     authenticatedAt: createdAt,
     generation: 0,
     generationUsedAt: createdAt,
-    realm: 'portal'
+    realm: 'portal',
+    deviceKey: null,
+    deviceSession: null,
+    deviceChallengeAt: 0,
+    bound: false
   })
   const heard: unknown[] = []
   store.subscribe?.({ revoked: (ended) => heard.push(...ended), listening: (on) => heard.push(on), heard: (at) => heard.push(at), trustedSince: () => {} })
@@ -1319,6 +1413,17 @@ test('login-store.js: the LoginStore interface over SQLite', async (t) => {
   t.equal(store.advanceGeneration?.('c', '1:1', 1, now + 9), false, 'not twice')
   t.equal(store.advanceGeneration?.('c', '2:1', 2, now), false, 'not for another user')
   t.equal(store.get('c', '1:1')?.generationUsedAt, now, 'the first use is kept')
+
+  // Device binding: a key once, each challenge once, only the user's own login.
+  t.equal(store.bind?.('c', '2:1', '{"k":1}', 's'), false, 'not for another user')
+  t.equal(store.bind?.('c', '1:1', '{"k":1}', 's'), true)
+  t.equal(store.bind?.('c', '1:1', '{"k":2}', 't'), false, 'once')
+  t.match(store.get('c', '1:1'), { deviceKey: '{"k":1}', deviceSession: 's', deviceChallengeAt: 0, bound: true })
+  t.equal(store.useChallenge?.('c', '1:1', 1000), true)
+  t.equal(store.useChallenge?.('c', '1:1', 1000), false, 'each challenge once')
+  t.equal(store.useChallenge?.('c', '1:1', 999), false, 'never an older one')
+  t.equal(store.useChallenge?.('c', '2:1', 2000), false, 'not for another user')
+  t.equal(store.get('c', '1:1')?.deviceChallengeAt, 1000)
 
   t.equal(store.delete('a', '1:1'), true)
   t.match(heard.at(-1), { loginId: 'a', userId: '1:1', expiresAt: now + 7200 }, 'the ending told, with when it would have expired')
@@ -1362,7 +1467,7 @@ test('login-store.js: a database of the first version gets the new columns', asy
     INSERT INTO logins VALUES ('x', '1:1', 1, 1, 99999999999, 1, 'ua', '127.0.0.1')`)
   old.close()
   const db = openDatabase(file) as ExampleDb & { logins: LoginStore }
-  t.same(db.logins.get('x', '1:1'), { loginId: 'x', userId: '1:1', createdAt: 1, lastSeenAt: 1, expiresAt: 99999999999, remembered: true, userAgent: 'ua', ip: '127.0.0.1', method: null, generation: 0 },
+  t.same(db.logins.get('x', '1:1'), { loginId: 'x', userId: '1:1', createdAt: 1, lastSeenAt: 1, expiresAt: 99999999999, remembered: true, userAgent: 'ua', ip: '127.0.0.1', method: null, generation: 0, deviceKey: null, deviceSession: null, deviceChallengeAt: 0, bound: false },
     'an old row: the plugin reads what it lacks as its defaults')
   db.close()
 })
