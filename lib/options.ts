@@ -29,7 +29,7 @@ export function resolveConfig (options: FastifyLoginOptions): LoginConfig {
   }
 
   const cookieRememberMe = {
-    account: options.cookieRememberMe?.account ?? true,
+    account: options.cookieRememberMe?.account ?? false,
     isFresh: options.cookieRememberMe?.isFresh ?? false
   }
   checkBoolean('cookieRememberMe.account', cookieRememberMe.account)

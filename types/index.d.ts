@@ -154,6 +154,7 @@ declare namespace fastifyLogin {
     userLoader?: UserLoader
     requestLoader?: RequestLoader
     cookieName?: Partial<CookieNames>
+    /** Whether logins are remembered when `loginUser` is not told. Default: `{ account: false, isFresh: false }`. */
     cookieRememberMe?: Partial<CookieRememberMe>
     /** Seconds a login lasts, enforced on the server too. Default: 60 days. */
     cookieDuration?: number
@@ -224,7 +225,10 @@ declare namespace fastifyLogin {
   }
 
   export interface LoginUserOptions {
-    /** Make the account cookie outlive the browser session. Default: `cookieRememberMe.account`. */
+    /**
+     * Make the account cookie outlive the browser session, for `cookieDuration`.
+     * Default: `cookieRememberMe.account`, itself false: a browser-session login.
+     */
     remember?: boolean
     /** Seconds this login lasts, instead of `cookieDuration`. */
     duration?: number
