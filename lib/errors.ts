@@ -25,7 +25,7 @@ export const FST_LOGIN_NO_USER_LOADER = createError(
 
 export const FST_LOGIN_USER_NOT_LOADED = createError(
   'FST_LOGIN_USER_NOT_LOADED',
-  'fastify-login: `request.currentUser` was read before the asynchronous user loader finished. Add a login guard to the route (`onRequest: app.loginManager.loginRequired`) or `await request.loadUser()` first.',
+  'fastify-login: `request.currentUser` was read before the asynchronous user loader finished. Add a login guard to the route (`onRequest: app.loginManager.loginRequired`), or `config: { login: \'optional\' }` to a page that anyone may see, or `await request.loadUser()` first.',
   500
 )
 

@@ -63,7 +63,8 @@ function guardDeclaredRoutes (fastify: FastifyInstance, manager: LoginManager): 
   const standardGuards: Record<string, Guard> = {
     required: manager.loginRequired,
     prohibited: manager.loginProhibited,
-    fresh: manager.freshLoginRequired
+    fresh: manager.freshLoginRequired,
+    optional: manager.guard({ mode: 'optional' })
   }
   const guardOf = (declared: LoginRouteConfig): Guard => typeof declared === 'string' && Object.hasOwn(standardGuards, declared)
     ? standardGuards[declared]

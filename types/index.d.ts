@@ -42,7 +42,8 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /**
      * Guards the route: `'required'`, `'prohibited'` or `'fresh'`, or an
-     * object that also overrides where to redirect and what to say.
+     * object that also overrides where to redirect and what to say; or
+     * `'optional'`, which lets everyone through with `currentUser` resolved.
      */
     login?: fastifyLogin.LoginRouteConfig
   }
@@ -128,7 +129,12 @@ declare namespace fastifyLogin {
 
   export type SessionProtection = 'basic' | 'strong' | false
 
-  export type GuardMode = 'required' | 'prohibited' | 'fresh'
+  /**
+   * `'optional'` refuses nobody: it resolves the user before the handler
+   * (for asynchronous loaders) and adds `Vary: Cookie`, for pages that show
+   * who is logged in.
+   */
+  export type GuardMode = 'required' | 'prohibited' | 'fresh' | 'optional'
 
   export interface GuardOptions {
     mode: GuardMode

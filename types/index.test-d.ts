@@ -508,6 +508,14 @@ expectError(Fastify().register(fastifyLogin, { secret, sessionProtection: 'basic
     expectType<Student | AnonymousUserMixin>(request.currentUser)
     expectError(request.currentUser.name)
   })
+  // 'optional' resolves the user for anyone: reading it compiles, either kind.
+  app.get('/layout', { config: { login: 'optional' } }, (request) => {
+    expectType<Student | AnonymousUserMixin>(request.currentUser)
+    expectError(request.currentUser.name)
+    return request.currentUser.isAuthenticated ? `Logged in as ${request.currentUser.name}` : 'Log in'
+  })
+  expectAssignable<LoginRouteConfig>('optional')
+  expectType<Guard>(app.loginManager.guard({ mode: 'optional' }))
   app.get('/maybe', { config: {} }, (request) => {
     expectType<Student | AnonymousUserMixin>(request.currentUser)
     expectError(request.currentUser.name)

@@ -25,11 +25,15 @@ interface Refusal {
 
 type Decision = (request: FastifyRequest) => Refusal | null
 
-const MODES = ['required', 'prohibited', 'fresh']
+const MODES = ['required', 'prohibited', 'fresh', 'optional']
 
 export function createGuard (login: LoginInternals, config: LoginConfig, options: GuardOptions): Guard {
   if (options === null || typeof options !== 'object' || !MODES.includes(options.mode)) {
-    throw new FST_LOGIN_INVALID_OPTION('login', "must be 'required', 'prohibited' or 'fresh', or { mode, route, message }")
+    throw new FST_LOGIN_INVALID_OPTION('login', "must be 'required', 'prohibited', 'fresh' or 'optional', or { mode, route, message }")
+  }
+  // 'optional' lets everyone through: a route or message would never be used.
+  if (options.mode === 'optional' && (options.route !== undefined || options.message !== undefined)) {
+    throw new FST_LOGIN_INVALID_OPTION('login', "'optional' refuses nobody, so it takes no `route` or `message`: remove them, or use 'required'")
   }
   const override = {
     route: options.route === undefined ? undefined : checkRoute('login.route', options.route),
@@ -71,6 +75,9 @@ export function createGuard (login: LoginInternals, config: LoginConfig, options
   })
 
   const decisions: Record<string, Decision> = {
+    // Resolves the user before the handler (an asynchronous loader is done by
+    // then) and lets everyone through: pages that show who is logged in.
+    optional: () => null,
     required: (request) => login.isAuthenticated(request) ? null : unauthorized,
     prohibited: (request) => login.isAuthenticated(request) ? prohibited : null,
     fresh: (request) => {
@@ -79,7 +86,8 @@ export function createGuard (login: LoginInternals, config: LoginConfig, options
     }
   }
   const decide = decisions[options.mode]
-  const exempt = new Set(config.exemptMethods)
+  // A guard that refuses nobody has nothing to exempt a preflight from.
+  const exempt = new Set(options.mode === 'optional' ? [] : config.exemptMethods)
 
   function judge (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     login.refreshCookies(request, reply)
