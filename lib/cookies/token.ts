@@ -85,7 +85,7 @@ export function readAccount (signer: Signer, raw: string | undefined, now: numbe
 // a split into an array cost more than the HMAC's own arithmetic on a new
 // cookie; this reads the times as it checks them and allocates the id, the
 // login id, the client and the token, nothing else.
-function parseAccount (value: string): AccountToken | null {
+export function parseAccount (value: string): AccountToken | null {
   const a2 = value.startsWith('a2.')
   if (!a2 && !value.startsWith('a1.')) return null
   const idEnd = value.indexOf('.', 3)
