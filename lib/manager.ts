@@ -136,7 +136,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     const account = this.#newAccount(user, options, this.#resolution.clientOf(request.headers['user-agent'], request.ip))
     const state = loginState(request)
     return reported(reply, 'loginUser()', andThen(this.#record(request, state, account), () => {
-      if (reply.sent) throw new FST_LOGIN_NOT_AWAITED('loginUser()')
+      if (reply.sent) return this.#unrecord(account)
       this.#resolution.cookies.writeLogin(reply, state, account, fresh ? account.issuedAt : null)
       this.#resolution.replaceLogin(state, account, fresh)
       this.#resolution.settle(request, state, user, null)
@@ -154,6 +154,21 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     const previous = this.#resolution.readToken(request, state)
     return andThen(records.create(account, request.headers['user-agent'], request.ip), () => {
       return previous === null ? undefined : records.delete(previous.id, previous.loginId)
+    })
+  }
+
+  // The reply left before the store answered (a loginUser nobody awaited):
+  // no browser got this login's cookie, so its record goes too, or it would
+  // stay in listLogins as a device nobody has.
+  #unrecord (account: AccountToken): MaybePromise<never> {
+    const notAwaited = new FST_LOGIN_NOT_AWAITED('loginUser()')
+    const records = this.#records
+    if (records === null) throw notAwaited
+    const deleted = records.delete(account.id, account.loginId)
+    if (!isThenable(deleted)) throw notAwaited
+    return Promise.resolve(deleted).then(() => { throw notAwaited }, (error: unknown) => {
+      notAwaited.cause = error
+      throw notAwaited
     })
   }
 

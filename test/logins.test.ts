@@ -309,6 +309,60 @@ test('loginUser and logoutUser that nobody awaits: logged, never a crash', async
   ], 'each is logged, with what to do')
 })
 
+test('a loginUser nobody awaited leaves no login behind: its record is deleted, since no browser got its cookie', async (t) => {
+  const users = userStore()
+  const store = tableStore(true)
+  const app = Fastify()
+  await app.register(fastifyLogin, { secret: SECRET, store, userLoader: (id) => users.get(id) })
+  const careless: { pending: Promise<boolean> | boolean } = { pending: false }
+  app.get('/careless-login', (request, reply) => {
+    careless.pending = app.loginManager.loginUser(request, reply, users.get('1') as User) // no await
+    return 'sent before the login was recorded'
+  })
+  app.get('/careless-login-store-down', (request, reply) => {
+    careless.pending = app.loginManager.loginUser(request, reply, users.get('2') as User)
+    store.fail = new Error('down after create')
+    return 'sent'
+  })
+  t.teardown(() => app.close())
+
+  t.same(setCookieHeaders(await app.inject('/careless-login')), [], 'no cookie could be written')
+  await t.rejects(Promise.resolve(careless.pending), { code: 'FST_LOGIN_NOT_AWAITED', message: /`await` it before the handler returns/ })
+  t.same(await app.loginManager.listLogins('1'), [], 'no phantom device in listLogins')
+  t.equal(store.rows.size, 0)
+  t.equal(store.calls.create, 1)
+  t.equal(store.calls.delete, 1)
+
+  // The record could not be deleted either: the error still says what to fix,
+  // and keeps the store's failure as its cause.
+  await app.inject('/careless-login-store-down')
+  const error = await Promise.resolve(careless.pending).then(() => null, (error: Error & { cause?: Error }) => error)
+  t.match(error, { code: 'FST_LOGIN_NOT_AWAITED' })
+  t.match(error?.cause, { code: 'FST_LOGIN_STORE_FAILED', cause: { message: 'down after create' } })
+})
+
+test('loginUser after the reply was sent: an error, and no login left behind, with a synchronous store or none', async (t) => {
+  for (const store of [memoryStore(), undefined]) {
+    const users = userStore()
+    const app = Fastify()
+    await app.register(fastifyLogin, { secret: SECRET, store, userLoader: (id) => users.get(id) })
+    let thrown: unknown = null
+    app.get('/late', (request, reply) => {
+      reply.send('sent')
+      try {
+        app.loginManager.loginUser(request, reply, users.get('1') as User)
+      } catch (error) {
+        thrown = error
+      }
+      return reply
+    })
+    t.same(setCookieHeaders(await app.inject('/late')), [])
+    t.match(thrown, { code: 'FST_LOGIN_NOT_AWAITED' }, store === undefined ? 'no store' : 'memoryStore')
+    if (store !== undefined) t.same(await app.loginManager.listLogins('1'), [], 'memoryStore: no record left')
+    await app.close()
+  }
+})
+
 test('with an asynchronous store, an unguarded read of currentUser fails the same way, cached or not', async (t) => {
   const { app } = await portal(t, { ...tableStore(true), subscribe: (listener: LoginStoreListener) => listener.listening(true) }, {}, (app) => {
     app.get('/unguarded', (request) => request.currentUser.getId())
