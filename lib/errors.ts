@@ -55,7 +55,7 @@ export const FST_LOGIN_COOKIE_NEEDS_USER_LOADER = createError(
 
 export const FST_LOGIN_UNAUTHORIZED = createError(
   'FST_LOGIN_UNAUTHORIZED',
-  'fastify-login: %s found nobody logged in: this route lets anonymous visitors reach it. Guard it with `config: { login: \'required\' }` or `onRequest: app.loginManager.loginRequired`.',
+  'fastify-login: %s found nobody logged in: %s.',
   401
 )
 

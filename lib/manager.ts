@@ -29,6 +29,7 @@ import {
   FST_LOGIN_UNAUTHORIZED
 } from './errors'
 import { createCrossOriginProtection } from './guards/cross-origin'
+import { createAuthenticate, type AuthFunction } from './guards/authenticate'
 import { createGuard } from './guards/guard'
 import { kInternals, type LoginInternals } from './internals'
 import { LoginIds } from './logins/login-ids'
@@ -40,6 +41,8 @@ import { Resolution } from './resolution'
 import type { Keys } from './cookies/signing'
 import { andThen, isThenable, loginState, type LoginState, type MaybePromise } from './state'
 import type { AccountToken } from './cookies/token'
+
+const UNGUARDED = 'this route lets anonymous visitors reach it. Guard it with `config: { login: \'required\' }` or `onRequest: app.loginManager.loginRequired`'
 
 // What `app.inject` sends unless told otherwise: cookiesFor() binds to it.
 const INJECT_USER_AGENT = 'lightMyRequest'
@@ -54,6 +57,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
   readonly loginProhibited: Guard
   readonly freshLoginRequired: Guard
   readonly crossOriginProtection: Guard
+  readonly authenticate: AuthFunction
   readonly [kInternals]: LoginInternals
 
   #resolution: Resolution
@@ -85,6 +89,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     this.loginProhibited = this.guard({ mode: 'prohibited' })
     this.freshLoginRequired = this.guard({ mode: 'fresh' })
     this.crossOriginProtection = createCrossOriginProtection(this[kInternals], config)
+    this.authenticate = createAuthenticate(this[kInternals])
   }
 
   userLoader (loader: UserLoader): this {
@@ -120,7 +125,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
   // route; nobody logged in is a 401 through Fastify's error handler.
   user (request: FastifyRequest): User {
     const user = this.#resolution.currentUser(request)
-    if (!loginState(request).authenticated) throw new FST_LOGIN_UNAUTHORIZED('app.loginManager.user(request)')
+    if (!loginState(request).authenticated) throw new FST_LOGIN_UNAUTHORIZED('app.loginManager.user(request)', UNGUARDED)
     return user as User
   }
 

@@ -113,6 +113,19 @@ declare namespace fastifyLogin {
     reply: Pick<LoginReply<RawServer, RawRequest, RawReply>, 'raw'>,
     done: HookHandlerDoneFunction
   ) => void
+  /**
+   * A check in @fastify/auth's shape: `done()` lets the request through,
+   * `done(error)` refuses it, and @fastify/auth decides the answer.
+   */
+  export type AuthFunction<
+    RawServer extends RawServerBase = RawServerDefault,
+    RawRequest extends RawRequestDefaultExpression<RawServer> = RawRequestDefaultExpression<RawServer>,
+    RawReply extends RawReplyDefaultExpression<RawServer> = RawReplyDefaultExpression<RawServer>
+  > = (
+    request: LoginRequest<RawServer, RawRequest>,
+    reply: LoginReply<RawServer, RawRequest, RawReply>,
+    done: (error?: Error) => void
+  ) => void
   export type Message = string | ((request: FastifyRequest) => string)
 
   export interface CookieNames {
@@ -388,6 +401,13 @@ declare namespace fastifyLogin {
     cookiesFor (user: User, options?: CookiesForOptions): Promise<Record<string, string>>
     /** Refuses (403) unsafe methods sent by a browser from another origin: for login, logout and other state-changing routes. */
     readonly crossOriginProtection: Guard<RawServer, RawRequest, RawReply>
+    /**
+     * For @fastify/auth: `app.auth([app.loginManager.authenticate, apiKey], { relation: 'or' })`.
+     * Calls `done()` for a logged-in user, `done(error)` with a 401
+     * `FST_LOGIN_UNAUTHORIZED` otherwise (a failing loader or store: its own
+     * error); it never answers the request itself, unlike the guards.
+     */
+    readonly authenticate: AuthFunction<RawServer, RawRequest, RawReply>
     /** The user's live logins (a user object or its id), newest first. Needs `store`. */
     listLogins (user: User | string): Promise<LoginRecord[]>
     /** Ends one login of the user; `true` if it existed. Needs `store`. */

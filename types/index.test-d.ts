@@ -25,10 +25,12 @@ import Fastify, {
   type preHandlerHookHandler
 } from 'fastify'
 import { expectAssignable, expectError, expectNotAssignable, expectType } from 'tsd'
+import fastifyAuth, { type FastifyAuthFunction } from '@fastify/auth'
 import fastifyLogin, {
   fastifyLogin as namedFastifyLogin,
   UserMixin,
   AnonymousUserMixin,
+  type AuthFunction,
   type CurrentUser,
   type FastifyLoginOptions,
   type Guard,
@@ -474,6 +476,23 @@ expectError(Fastify().register(fastifyLogin, { secret, sessionProtection: 'basic
   expectAssignable<LoginStore>(custom)
   manager.on('duplicateCookie', (request) => expectType<string>(request.url))
   manager.on('crossOriginRefused', (request) => expectType<string>(request.url))
+}
+
+// @fastify/auth: `authenticate` is one of its checks, beside the app's own.
+{
+  const app = Fastify()
+  app.register(fastifyAuth)
+  app.register(fastifyLogin, { secret, userLoader })
+  const bearer: FastifyAuthFunction = (request, _reply, done) => {
+    done(request.headers.authorization === 'Bearer key' ? undefined : new Error('no key'))
+  }
+  expectAssignable<FastifyAuthFunction>(app.loginManager.authenticate)
+  expectType<AuthFunction>(app.loginManager.authenticate)
+  app.get('/api/either', { preHandler: app.auth([app.loginManager.authenticate, bearer], { relation: 'or' }) }, () => 'ok')
+  app.get('/api/both', { preHandler: app.auth([app.loginManager.authenticate, bearer], { relation: 'and' }) }, () => 'ok')
+  app.get('/api/nested', { preHandler: app.auth([[app.loginManager.authenticate, bearer], bearer]) }, () => 'ok')
+  app.get('/api/hook', { onRequest: app.loginManager.authenticate }, () => 'ok')
+  expectError(app.loginManager.authenticate({} as FastifyRequest, {} as FastifyReply))
 }
 
 // 7. Types that follow the guards --------------------------------------------

@@ -179,7 +179,7 @@ function answer (request: FastifyRequest, reply: FastifyReply, refusal: Refusal)
   reply.code(refusal.status).type('text/plain; charset=utf-8').send(message)
 }
 
-function varyOnCookie (reply: FastifyReply): void {
+export function varyOnCookie (reply: FastifyReply): void {
   const vary = reply.getHeader('vary')
   if (vary === undefined) {
     reply.header('vary', 'Cookie')
