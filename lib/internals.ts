@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { CurrentUser, GuardHandler, LoginEvents } from '../types/index'
+import type { RefreshRouteCheck } from './guards/refresh-route'
 
 // What the guards and the request decorators need from the manager, and apps
 // must not call: kept under a Symbol, like Fastify's own internals.
@@ -14,6 +15,7 @@ export interface LoginInternals {
   carryLastUse (request: FastifyRequest, reply: FastifyReply): void
   emit<K extends keyof LoginEvents> (request: FastifyRequest, event: K, ...args: LoginEvents[K]): void
   handlers: { unauthorized: GuardHandler | null, authorized: GuardHandler | null, needsRefresh: GuardHandler | null }
+  refreshRoute: RefreshRouteCheck
   hasLoader (): boolean
   ready (): Promise<void>
   close (): Promise<void>

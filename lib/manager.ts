@@ -31,6 +31,7 @@ import {
 import { createCrossOriginProtection } from './guards/cross-origin'
 import { createAuthenticate, type AuthFunction } from './guards/authenticate'
 import { createGuard } from './guards/guard'
+import { RefreshRouteCheck } from './guards/refresh-route'
 import { kInternals, type LoginInternals } from './internals'
 import { LoginIds } from './logins/login-ids'
 import { LoginRecords } from './logins/records'
@@ -81,6 +82,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
       carryLastUse: (request, reply) => resolution.carryLastUse(request, reply),
       emit: (request, event, ...args) => resolution.emit(request, event, ...args),
       handlers: { unauthorized: null, authorized: null, needsRefresh: null },
+      refreshRoute: new RefreshRouteCheck(config.refreshRoute),
       hasLoader: () => resolution.userLoader !== null || resolution.requestLoader !== null,
       ready: async () => { await this.#records?.listen() },
       close: async () => { await this.#records?.close() }

@@ -46,6 +46,12 @@ export async function plugin (fastify: FastifyInstance, options: FastifyLoginOpt
   }
 
   guardDeclaredRoutes(fastify, manager)
+  // Only when refreshRoute is a path of this app: nothing to check otherwise.
+  if (login.refreshRoute.path !== null) {
+    fastify.addHook('onRoute', function checkRefreshRoute (routeOptions) {
+      login.refreshRoute.declared(routeOptions, this.log)
+    })
+  }
 
   fastify.addHook('onReady', async function checkUserLoader () {
     if (!login.hasLoader()) throw new FST_LOGIN_NO_USER_LOADER()

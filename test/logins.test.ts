@@ -363,6 +363,52 @@ test('loginUser after the reply was sent: an error, and no login left behind, wi
   }
 })
 
+test('the devices recipe of docs/logins.md: a revocation refused for freshness comes back to the page after re-authenticating', async (t) => {
+  const { app } = await portal(t, memoryStore(), { refreshRoute: '/reauthenticate' }, (app) => {
+    app.get('/reauthenticate', { onRequest: app.loginManager.loginRequired }, () => 'type your password again')
+    app.get('/devices-page', { onRequest: app.loginManager.loginRequired }, async (request) => {
+      const here = app.loginManager.loginInfo(request)?.loginId
+      const logins = await app.loginManager.listLogins(request.currentUser as User)
+      return logins.map((login) => ({ ...login, thisDevice: login.loginId === here }))
+    })
+    app.post<{ Body: { loginId?: string } }>('/devices-page', { onRequest: [app.loginManager.crossOriginProtection, app.loginManager.freshLoginRequired] }, async (request) => {
+      const { loginId } = request.body
+      const revoked = loginId === undefined
+        ? await app.loginManager.revokeOtherLogins(request)
+        : await app.loginManager.revokeLogin(request.currentUser as User, loginId)
+      return { revoked }
+    })
+  })
+  const time = clock(t)
+  const laptop = await login(app, '1', 'Laptop')
+  time.advance(1)
+  const phone = await login(app, '1', 'Phone')
+  time.advance(1)
+  const tablet = await login(app, '1', 'Tablet')
+  const listed = (await app.inject({ url: '/devices-page', cookies: phone })).json() as Array<{ loginId: string, thisDevice: boolean, userAgent: string }>
+  t.same(listed.map((login) => [login.userAgent, login.thisDevice]), [['Tablet', false], ['Phone', true], ['Laptop', false]], 'newest first, this device marked')
+  const phoneLogin = listed[1]
+
+  // The laptop's browser was restarted: remembered, not fresh.
+  const stale = { account: laptop.account }
+  const refused = await app.inject({ method: 'POST', url: '/devices-page', cookies: stale, payload: { loginId: phoneLogin.loginId } })
+  t.equal(refused.statusCode, 303)
+  t.equal(refused.headers.location, '/reauthenticate?next=%2Fdevices-page')
+  const back = await app.inject({ url: '/devices-page', cookies: stale })
+  t.equal(back.statusCode, 200, 'next names the page, not a URL that only takes POST')
+  t.equal((await app.inject({ url: '/me', cookies: phone })).statusCode, 200, 'nothing was revoked')
+
+  // Fresh, from the laptop that logged in ('basic' session protection).
+  const fromLaptop = { 'user-agent': 'Laptop' }
+  const crossSite = await app.inject({ method: 'POST', url: '/devices-page', cookies: laptop, payload: { loginId: phoneLogin.loginId }, headers: { ...fromLaptop, 'sec-fetch-site': 'cross-site' } })
+  t.equal(crossSite.statusCode, 403, 'another site cannot post it')
+  t.same((await app.inject({ method: 'POST', url: '/devices-page', cookies: laptop, payload: { loginId: phoneLogin.loginId }, headers: fromLaptop })).json(), { revoked: true })
+  t.equal((await app.inject({ url: '/me', cookies: phone })).statusCode, 401, 'the phone is logged out')
+  t.same((await app.inject({ method: 'POST', url: '/devices-page', cookies: laptop, payload: {}, headers: fromLaptop })).json(), { revoked: 1 }, 'no loginId: every other device')
+  t.equal((await app.inject({ url: '/me', cookies: tablet })).statusCode, 401)
+  t.equal((await app.inject({ url: '/me', cookies: laptop })).statusCode, 200)
+})
+
 test('with an asynchronous store, an unguarded read of currentUser fails the same way, cached or not', async (t) => {
   const { app } = await portal(t, { ...tableStore(true), subscribe: (listener: LoginStoreListener) => listener.listening(true) }, {}, (app) => {
     app.get('/unguarded', (request) => request.currentUser.getId())

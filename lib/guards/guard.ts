@@ -96,13 +96,14 @@ export function createGuard (login: LoginInternals, config: LoginConfig, options
       done()
       return
     }
+    if (refused === prohibited) login.refreshRoute.refused(request)
     if (refused.event !== null) login.emit(request, refused.event, request)
     refuse(request, reply, refused, login.handlers[refused.handler], done)
   }
 
   // Fastify hands a hook the whole request and reply; the public Guard type
   // names only their raw parts (see types/index.d.ts for why).
-  return function loginGuard (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+  const guard = function loginGuard (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     // CORS preflights carry no cookies, so they cannot pass a guard; a CORS
     // plugin answers them before route hooks run. One that reaches the guard
     // gets an empty answer: never the guarded handler, run anonymously.
@@ -125,6 +126,8 @@ export function createGuard (login: LoginInternals, config: LoginConfig, options
     }
     user.then(() => guarded(done, () => judge(request, reply, done)), done)
   } as Guard
+  if (options.mode === 'prohibited') login.refreshRoute.prohibitedGuards.add(guard)
+  return guard
 }
 
 function refuse (request: FastifyRequest, reply: FastifyReply, refusal: Refusal, handler: GuardHandler | null, done: HookHandlerDoneFunction): void {
