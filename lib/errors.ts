@@ -83,6 +83,18 @@ export const FST_LOGIN_STORE_CORRUPT = createError(
   500
 )
 
+export const FST_LOGIN_STORE_SUBSCRIBE_FAILED = createError(
+  'FST_LOGIN_STORE_SUBSCRIBE_FAILED',
+  'fastify-login: redisStore could not subscribe to `%s`: %s. Without it this instance would not hear of logins ended on other instances, so `ready` fails: check that Redis is reachable and that its user may SUBSCRIBE to that channel (docs/redis-store.md, "Permissions").',
+  500
+)
+
+export const FST_LOGIN_STORE_CLOSED = createError(
+  'FST_LOGIN_STORE_CLOSED',
+  'fastify-login: redisStore was closed before it could subscribe to `%s`: the app was closed while it was starting.',
+  500
+)
+
 export const FST_LOGIN_NOT_AWAITED = createError(
   'FST_LOGIN_NOT_AWAITED',
   'fastify-login: %s finished after the reply was sent, so its cookies could not be written. With an asynchronous store it returns a promise: `await` it before the handler returns.',

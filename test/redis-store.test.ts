@@ -2,6 +2,8 @@ import { once } from 'node:events'
 import { test } from 'tap'
 import type { Test } from 'tap'
 import type { Cluster, Redis } from 'ioredis'
+import Fastify from 'fastify'
+import fastifyLogin from '../lib/index'
 import { redisStore } from '../lib/stores/redis'
 import type { LoginRecord, LoginStore, LoginStoreListener } from '../types/index'
 import { clusterClient, freePort, redisClient, startCluster, startRedis } from './redis-server'
@@ -74,6 +76,13 @@ test('options are checked when the store is made', async (t) => {
     t.throws(() => redisStore({ client: bad }), { code: 'FST_LOGIN_INVALID_OPTION', message }, String(bad))
   }
   t.throws(() => redisStore(undefined as never), { code: 'FST_LOGIN_INVALID_OPTION', message })
+  // The braces forgotten: the message says what was meant, not that no client came.
+  for (const forgotten of [client, redisClient(t, server.port, { lazyConnect: true })]) {
+    t.throws(() => redisStore(forgotten as never), {
+      code: 'FST_LOGIN_INVALID_OPTION',
+      message: 'fastify-login: option `client` must be given inside an object: `redisStore` takes `{ client }`, as in `redisStore({ client: redis })`, and was given the client itself.'
+    })
+  }
   for (const prefix of ['app{1}:', 'app}', 42]) {
     t.throws(() => redisStore({ client, prefix: prefix as string }), {
       code: 'FST_LOGIN_INVALID_OPTION',
@@ -339,16 +348,24 @@ test('a subscriber connection that goes silent without closing is noticed by its
 test('subscribe fails clearly when it cannot subscribe', async (t) => {
   const port = await freePort()
   const nowhere = redisStore({ client: redisClient(t, port, { lazyConnect: true, retryStrategy: () => null }) })
-  await t.rejects(async () => await nowhere.subscribe?.(heard()),
-    /^fastify-login: redisStore could not subscribe to `fastify-login:revoked`: connect ECONNREFUSED/)
+  await t.rejects(async () => await nowhere.subscribe?.(heard()), {
+    code: 'FST_LOGIN_STORE_SUBSCRIBE_FAILED',
+    message: /^fastify-login: redisStore could not subscribe to `fastify-login:revoked`: connect ECONNREFUSED.*check that Redis is reachable/,
+    cause: { code: 'ECONNREFUSED' }
+  })
   await nowhere.close?.()
+  // Through the plugin: the app's `ready` fails with that error and its code.
+  const app = Fastify()
+  app.register(fastifyLogin, { secret: 'a-secret-of-at-least-thirty-two-characters', userLoader: () => null, store: redisStore({ client: redisClient(t, port, { lazyConnect: true, retryStrategy: () => null }) }) })
+  await t.rejects(async () => { await app.ready() }, { code: 'FST_LOGIN_STORE_SUBSCRIBE_FAILED' })
+  await app.close()
 
   // Redis 7 gives a new ACL user no channels: SUBSCRIBE is refused.
   const server = await startRedis(t)
   await redisClient(t, server.port).acl('SETUSER', 'nochannels', 'on', '>secret', '~*', '+@all')
   const refused = redisStore({ client: redisClient(t, server.port, { username: 'nochannels', password: 'secret' }) })
   const listener = heard()
-  await t.rejects(async () => await refused.subscribe?.(listener), /could not subscribe to `fastify-login:revoked`: NOPERM/)
+  await t.rejects(async () => await refused.subscribe?.(listener), { code: 'FST_LOGIN_STORE_SUBSCRIBE_FAILED', message: /could not subscribe to `fastify-login:revoked`: NOPERM/ })
   t.same(listener.events, [], 'never listening')
   await refused.close?.()
 
@@ -356,7 +373,7 @@ test('subscribe fails clearly when it cannot subscribe', async (t) => {
   const slow = redisStore({ client: redisClient(t, server.port) })
   const subscribing = slow.subscribe?.(heard())
   await slow.close?.()
-  await t.rejects(async () => await subscribing, /^fastify-login: redisStore was closed before it could subscribe to `fastify-login:revoked`$/)
+  await t.rejects(async () => await subscribing, { code: 'FST_LOGIN_STORE_CLOSED', message: /^fastify-login: redisStore was closed before it could subscribe to `fastify-login:revoked`: the app was closed while it was starting\.$/ })
 })
 
 test('Redis stopped mid-run: commands fail, the process goes on; restarted or crashed: nothing lost', async (t) => {

@@ -1,6 +1,6 @@
 import type { Cluster, Redis } from 'ioredis'
 import type { LoginRecord, LoginStore, LoginStoreListener, RedisStoreOptions } from '../../types/index'
-import { FST_LOGIN_INVALID_OPTION, FST_LOGIN_STORE_CORRUPT } from '../errors'
+import { FST_LOGIN_INVALID_OPTION, FST_LOGIN_STORE_CLOSED, FST_LOGIN_STORE_CORRUPT, FST_LOGIN_STORE_SUBSCRIBE_FAILED } from '../errors'
 
 // Logins kept in Redis (standalone or Cluster), so every instance sees them
 // and can end them. The app's own ioredis client does the work: this file
@@ -136,14 +136,22 @@ export function redisStore (options: RedisStoreOptions): LoginStore {
 
 function validate (options: RedisStoreOptions): { client: Client, prefix: string } {
   const { client, prefix = DEFAULT_PREFIX } = options ?? {}
-  const candidate = client as Partial<Client> | null | undefined
-  if (typeof candidate?.duplicate !== 'function' || typeof candidate.eval !== 'function' || typeof candidate.hgetall !== 'function') {
+  // `redisStore(client)`, the braces forgotten: the client itself came.
+  if (isClient(options)) {
+    throw new FST_LOGIN_INVALID_OPTION('client', 'must be given inside an object: `redisStore` takes `{ client }`, as in `redisStore({ client: redis })`, and was given the client itself')
+  }
+  if (!isClient(client)) {
     throw new FST_LOGIN_INVALID_OPTION('client', 'must be an ioredis client (`new Redis()` or `new Redis.Cluster()`, or `app.redis` from @fastify/redis)')
   }
   if (typeof prefix !== 'string' || /[{}]/.test(prefix)) {
     throw new FST_LOGIN_INVALID_OPTION('prefix', 'must be a string without `{` or `}` (the store puts its own Cluster hash tag after it)')
   }
   return { client: client as Client, prefix }
+}
+
+function isClient (value: unknown): value is Client {
+  const candidate = value as Partial<Client> | null | undefined
+  return typeof candidate?.duplicate === 'function' && typeof candidate.eval === 'function' && typeof candidate.hgetall === 'function'
 }
 
 // What HGETALL answered, as a record: null for a missing key (HGETALL answers
@@ -227,7 +235,7 @@ class Subscriber {
     clearTimeout(this.#retry)
     clearInterval(this.#heartbeat)
     // An app closed while still starting: its `ready` must not wait forever.
-    this.#started?.reject(new Error(`fastify-login: redisStore was closed before it could subscribe to \`${this.#channel}\``))
+    this.#started?.reject(new FST_LOGIN_STORE_CLOSED(this.#channel))
     this.#started = null
     // Not QUIT: a frozen Redis would never answer it, and the app's close
     // would wait forever. Closing our end is all a subscriber needs.
@@ -292,7 +300,9 @@ class Subscriber {
       const started = this.#started
       this.#started = null
       this.#stopped = true
-      started.reject(new Error(`fastify-login: redisStore could not subscribe to \`${this.#channel}\`: ${this.#lastError.message}`))
+      const failure = new FST_LOGIN_STORE_SUBSCRIBE_FAILED(this.#channel, this.#lastError.message)
+      failure.cause = this.#lastError
+      started.reject(failure)
       return
     }
     const delay = Math.min(FIRST_RETRY_MS * 2 ** this.#attempts, LAST_RETRY_MS)
