@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { CurrentUser, GuardHandler, LoginEvents } from '../types/index'
 import type { RefreshRouteCheck } from './guards/refresh-route'
+import type { OpenApiDocs } from './openapi'
 
 // What the guards and the request decorators need from the manager, and apps
 // must not call: kept under a Symbol, like Fastify's own internals.
@@ -16,6 +17,7 @@ export interface LoginInternals {
   emit<K extends keyof LoginEvents> (request: FastifyRequest, event: K, ...args: LoginEvents[K]): void
   handlers: { unauthorized: GuardHandler | null, authorized: GuardHandler | null, needsRefresh: GuardHandler | null }
   refreshRoute: RefreshRouteCheck
+  openapi: OpenApiDocs
   hasLoader (): boolean
   ready (): Promise<void>
   close (): Promise<void>

@@ -38,6 +38,7 @@ import { LoginRecords } from './logins/records'
 import { userId } from './mixins'
 import { safeNextPath } from './guards/next'
 import { checkDuration } from './options'
+import { OpenApiDocs, type SwaggerTransform } from './openapi'
 import { Resolution } from './resolution'
 import type { Keys } from './cookies/signing'
 import { andThen, isThenable, loginState, type LoginState, type MaybePromise } from './state'
@@ -83,6 +84,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
       emit: (request, event, ...args) => resolution.emit(request, event, ...args),
       handlers: { unauthorized: null, authorized: null, needsRefresh: null },
       refreshRoute: new RefreshRouteCheck(config.refreshRoute),
+      openapi: new OpenApiDocs(config),
       hasLoader: () => resolution.userLoader !== null || resolution.requestLoader !== null,
       ready: async () => { await this.#records?.listen() },
       close: async () => { await this.#records?.close() }
@@ -117,6 +119,13 @@ export class LoginManager extends EventEmitter<LoginEvents> {
   needsRefreshHandler (handler: GuardHandler): this {
     this[kInternals].handlers.needsRefresh = checkFunction('needsRefreshHandler', handler)
     return this
+  }
+
+  // @fastify/swagger's global `transform`, handed on to the routes the
+  // plugin documents (swagger calls their own transform instead of it).
+  swaggerTransform<T> (transform: T): T {
+    this[kInternals].openapi.global = checkFunction('swaggerTransform', transform) as SwaggerTransform
+    return transform
   }
 
   guard (options: GuardOptions): Guard {

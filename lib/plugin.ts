@@ -3,6 +3,7 @@ import type { FastifyLoginOptions, Guard, LoginRouteConfig, LoginStore } from '.
 import { FST_LOGIN_INVALID_OPTION, FST_LOGIN_NO_SECRET, FST_LOGIN_NO_USER_LOADER } from './errors'
 import { kInternals } from './internals'
 import { LoginManager } from './manager'
+import type { SwaggerTransform } from './openapi'
 import { checkSecret, resolveConfig } from './options'
 import { borrowedKeys, ownKeys, type Keys } from './cookies/signing'
 import { isGuarded, kLoginState, markGuarded } from './state'
@@ -76,13 +77,17 @@ function guardDeclaredRoutes (fastify: FastifyInstance, manager: LoginManager): 
     ? standardGuards[declared]
     : manager.guard(typeof declared === 'string' ? { mode: declared } : declared)
 
+  const openapi = manager[kInternals].openapi
   fastify.addHook('onRoute', function guardDeclaredRoute (routeOptions) {
     const declared = routeOptions.config?.login
     if (declared === undefined) return
     const guard = guardOf(declared)
     // A copy: the app may share one config object between routes of scopes
     // this registration cannot see, whose routes must not look guarded.
-    routeOptions.config = markGuarded({ ...routeOptions.config }, manager)
+    const config: Record<string, unknown> = markGuarded({ ...routeOptions.config }, manager)
+    // With @fastify/swagger, the route's operation names the login cookie.
+    if (openapi.documents(this, declared)) config.swaggerTransform = openapi.transform(config.swaggerTransform as SwaggerTransform | false | undefined)
+    routeOptions.config = config
     // Last among the route's onRequest hooks so far: a rate limit registered
     // before this plugin counts the requests the guard refuses.
     const existing = routeOptions.onRequest

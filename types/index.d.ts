@@ -378,6 +378,13 @@ declare namespace fastifyLogin {
     /** A guard with its own redirect route or message: for a scope's `addHook`. */
     guard (options: GuardOptions): Guard<RawServer, RawRequest, RawReply>
     /**
+     * For @fastify/swagger's global `transform`: `transform: app.loginManager.swaggerTransform(jsonSchemaTransform)`.
+     * Routes that `config.login` guards get a transform of their own (it adds
+     * the login cookie's security requirement), which swagger calls instead
+     * of the global one; handed over here, that one calls it too. Returns it.
+     */
+    swaggerTransform<T extends (...args: any[]) => unknown> (transform: T): T
+    /**
      * The logged-in user, typed as the app's user. Throws
      * `FST_LOGIN_UNAUTHORIZED` (a 401) when nobody is logged in: for routes
      * that a guard lets only logged-in users through. With an asynchronous

@@ -26,6 +26,7 @@ import Fastify, {
 } from 'fastify'
 import { expectAssignable, expectError, expectNotAssignable, expectType } from 'tsd'
 import fastifyAuth, { type FastifyAuthFunction } from '@fastify/auth'
+import fastifySwagger, { type SwaggerTransform } from '@fastify/swagger'
 import fastifyLogin, {
   fastifyLogin as namedFastifyLogin,
   UserMixin,
@@ -493,6 +494,16 @@ expectError(Fastify().register(fastifyLogin, { secret, sessionProtection: 'basic
   app.get('/api/nested', { preHandler: app.auth([[app.loginManager.authenticate, bearer], bearer]) }, () => 'ok')
   app.get('/api/hook', { onRequest: app.loginManager.authenticate }, () => 'ok')
   expectError(app.loginManager.authenticate({} as FastifyRequest, {} as FastifyReply))
+}
+
+// @fastify/swagger: a global transform, handed over, keeps its own type.
+{
+  const app = Fastify()
+  app.register(fastifyLogin, { secret, userLoader })
+  const transform: SwaggerTransform = ({ schema, url }) => ({ schema, url })
+  expectType<SwaggerTransform>(app.loginManager.swaggerTransform(transform))
+  app.register(fastifySwagger, { openapi: {}, transform: app.loginManager.swaggerTransform(transform) })
+  expectError(app.loginManager.swaggerTransform('transform'))
 }
 
 // 7. Types that follow the guards --------------------------------------------
