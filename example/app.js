@@ -277,6 +277,8 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
     // One message for both: the page does not tell which names exist.
     if (!matches) return refuse(401, ['Wrong name or password.'])
 
+    // "Remember me" checked: remembered for 60 days; unchecked (and by default),
+    // a login that ends with the browser session.
     await app.loginManager.loginUser(request, reply, new Student(row), { remember: values.remember, method: 'password' })
     renewCsrfSecret(request, reply)
     return reply.redirect(app.loginManager.nextUrl(request, '/profile'), 303)

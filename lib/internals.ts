@@ -1,6 +1,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { LoginCurrentUser, GuardHandler, LoginEvents } from '../types/index'
 import type { AccountToken } from './cookies/token'
+import type { RefreshRouteCheck } from './guards/refresh-route'
+import type { OpenApiDocs } from './openapi'
 
 // What the guards and the request decorators need from the manager, and apps
 // must not call: kept under a Symbol, like Fastify's own internals.
@@ -17,6 +19,8 @@ export interface LoginInternals {
   carryLastUse (request: FastifyRequest, reply: FastifyReply): void
   emit<K extends keyof LoginEvents> (request: FastifyRequest, event: K, ...args: LoginEvents[K]): void
   handlers: { unauthorized: GuardHandler | null, authorized: GuardHandler | null, needsRefresh: GuardHandler | null }
+  refreshRoute: RefreshRouteCheck
+  openapi: OpenApiDocs
   hasLoader (): boolean
   ready (): Promise<void>
   close (): Promise<void>

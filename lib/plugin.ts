@@ -3,6 +3,7 @@ import type { FastifyLoginOptions, Guard, LoginRouteConfig, LoginStore } from '.
 import { FST_LOGIN_INVALID_OPTION, FST_LOGIN_NO_SECRET, FST_LOGIN_NO_USER_LOADER } from './errors'
 import { kInternals } from './internals'
 import { LoginManager } from './manager'
+import type { SwaggerTransform } from './openapi'
 import { checkSecret, resolveConfig } from './options'
 import { borrowedKeys, ownKeys, type Keys } from './cookies/signing'
 import { isGuarded, isHookOf, kLoginState, markGuarded } from './state'
@@ -46,6 +47,12 @@ export async function plugin (fastify: FastifyInstance, options: FastifyLoginOpt
   }
 
   guardDeclaredRoutes(fastify, manager)
+  // Only when refreshRoute is a path of this app: nothing to check otherwise.
+  if (login.refreshRoute.path !== null) {
+    fastify.addHook('onRoute', function checkRefreshRoute (routeOptions) {
+      login.refreshRoute.declared(routeOptions, this.log)
+    })
+  }
 
   const unrotated = store !== null && config.rotation === false && options.rotation === undefined
 
@@ -68,13 +75,15 @@ function guardDeclaredRoutes (fastify: FastifyInstance, manager: LoginManager): 
   const standardGuards: Record<string, Guard> = {
     required: manager.loginRequired,
     prohibited: manager.loginProhibited,
-    fresh: manager.freshLoginRequired
+    fresh: manager.freshLoginRequired,
+    optional: manager.guard({ mode: 'optional' })
   }
   const guardOf = (declared: LoginRouteConfig): Guard => typeof declared === 'string' && Object.hasOwn(standardGuards, declared)
     ? standardGuards[declared]
     : manager.guard(typeof declared === 'string' ? { mode: declared } : declared)
 
   const owner = manager[kInternals]
+  const openapi = owner.openapi
   fastify.addHook('onRoute', function guardDeclaredRoute (routeOptions) {
     for (const name of GUARD_STAGES) runOwnHooksLast(routeOptions, name, owner)
     const declared = routeOptions.config?.login
@@ -82,7 +91,10 @@ function guardDeclaredRoutes (fastify: FastifyInstance, manager: LoginManager): 
     const guard = guardOf(declared)
     // A copy: the app may share one config object between routes of scopes
     // this registration cannot see, whose routes must not look guarded.
-    routeOptions.config = markGuarded({ ...routeOptions.config }, manager)
+    const config: Record<string, unknown> = markGuarded({ ...routeOptions.config }, manager)
+    // With @fastify/swagger, the route's operation names the login cookie.
+    if (openapi.documents(this, declared)) config.swaggerTransform = openapi.transform(config.swaggerTransform as SwaggerTransform | false | undefined)
+    routeOptions.config = config
     // Last among the route's onRequest hooks so far: a rate limit registered
     // before this plugin counts the requests the guard refuses.
     const existing = routeOptions.onRequest

@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Cluster, Redis } from 'ioredis'
 import { redisStore } from '../lib/index'
 import type { LoginStore, Revocation } from '../types/index'
-import { clock, login, portal, refusesIllFormedIds, setCookieHeaders } from './helpers'
+import { clock, login, portal, refusesIllFormedIds, setCookieHeaders, User } from './helpers'
 import { clusterClient, redisClient, startCluster, startRedis } from './redis-server'
 
 // Logins the server can end (issue 10), through the plugin, with Redis: real
@@ -478,6 +478,23 @@ test('idle timeout and sessionDuration against Redis: the plugin\'s clock decide
     t.same(await one.app.loginManager.listLogins('1'), [])
     t.equal((await me(one.app, cookies)).status, 401)
   })
+})
+
+test('a loginUser nobody awaited, with Redis: no cookie, and no phantom device left in listLogins or in Redis', async (t) => {
+  const server = await startRedis(t)
+  const admin = redisClient(t, server.port)
+  const careless: { pending: Promise<boolean> | boolean } = { pending: false }
+  const { app } = await portal(t, redisStore({ client: await readyClient(t, server.port) }), {}, (app) => {
+    app.get('/careless-login', (request, reply) => {
+      careless.pending = app.loginManager.loginUser(request, reply, new User(1, 'ann')) // no await
+      return 'sent before Redis answered'
+    })
+  })
+  const response = await app.inject('/careless-login')
+  t.same(setCookieHeaders(response), [], 'no cookie could be written')
+  await t.rejects(Promise.resolve(careless.pending), { code: 'FST_LOGIN_NOT_AWAITED' })
+  t.same(await app.loginManager.listLogins('1'), [], 'no device that no browser has')
+  t.same(await admin.keys('fastify-login:{u:*'), [], 'nothing of the user left in Redis')
 })
 
 test('a revocation that lands while an instance is reading the same login from Redis is refused on the next request', async (t) => {

@@ -2,6 +2,8 @@ import { once } from 'node:events'
 import { test } from 'tap'
 import type { Test } from 'tap'
 import type { Cluster, Redis } from 'ioredis'
+import Fastify from 'fastify'
+import fastifyLogin from '../lib/index'
 import { redisStore } from '../lib/stores/redis'
 import type { LoginRecord, LoginStore, LoginStoreListener, Revocation } from '../types/index'
 import { clusterClient, freePort, redisClient, startCluster, startRedis } from './redis-server'
@@ -81,6 +83,13 @@ test('options are checked when the store is made', async (t) => {
     t.throws(() => redisStore({ client: bad }), { code: 'FST_LOGIN_INVALID_OPTION', message }, String(bad))
   }
   t.throws(() => redisStore(undefined as never), { code: 'FST_LOGIN_INVALID_OPTION', message })
+  // The braces forgotten: the message says what was meant, not that no client came.
+  for (const forgotten of [client, redisClient(t, server.port, { lazyConnect: true })]) {
+    t.throws(() => redisStore(forgotten as never), {
+      code: 'FST_LOGIN_INVALID_OPTION',
+      message: 'fastify-login: option `client` must be given inside an object: `redisStore` takes `{ client }`, as in `redisStore({ client: redis })`, and was given the client itself.'
+    })
+  }
   for (const prefix of ['app{1}:', 'app}', 42]) {
     t.throws(() => redisStore({ client, prefix: prefix as string }), {
       code: 'FST_LOGIN_INVALID_OPTION',
@@ -453,19 +462,62 @@ test('settings of the Redis server that break a promise are warned about', async
   t.same(none, [])
 })
 
+test('a connection dropped while it catches up is replaced: listening only on the new one, after its own catch-up', async (t) => {
+  const server = await startRedis(t)
+  const admin = redisClient(t, server.port)
+  const store = redisStore({ client: redisClient(t, server.port) })
+  await closeWith(t, store)
+  const events: string[] = []
+  let dropDuringCatchUp = false
+  const drop = (): void => { admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub').catch(() => {}) }
+  await store.subscribe?.({
+    ...heard(),
+    revoked: () => {
+      events.push('revoked')
+      // The first slice of a catch-up is in: drop the connection under it.
+      if (dropDuringCatchUp) {
+        dropDuringCatchUp = false
+        drop()
+      }
+    },
+    listening: (listening) => { events.push(`listening ${String(listening)}`) }
+  })
+  // Enough ended logins that reading them back takes several round trips.
+  const expiresAt = nowInSeconds() + 3600
+  const pipeline = admin.pipeline()
+  for (let i = 0; i < 40; i++) pipeline.zadd('fastify-login:ended', ...Array.from({ length: 1000 }, (_, j) => [expiresAt, `login-${i}-${j} ann`]).flat())
+  await pipeline.exec()
+  events.length = 0
+  dropDuringCatchUp = true
+  drop()
+  for (let wait = 0; wait < 200 && !events.includes('listening true'); wait++) await new Promise((resolve) => setTimeout(resolve, 25))
+  t.equal(events[0], 'listening false', 'deaf when the first connection dropped')
+  t.equal(dropDuringCatchUp, false, 'the next one was dropped during its catch-up')
+  t.equal(events.filter((event) => event === 'listening true').length, 1, 'listening once, on the connection that caught up whole')
+  t.ok(events.slice(0, events.indexOf('listening true')).filter((event) => event === 'revoked').length > 8, 'after a whole catch-up, of several slices')
+})
+
 test('subscribe fails clearly when it cannot subscribe', async (t) => {
   const port = await freePort()
   const nowhere = redisStore({ client: redisClient(t, port, { lazyConnect: true, retryStrategy: () => null }) })
-  await t.rejects(async () => await nowhere.subscribe?.(heard()),
-    /^fastify-login: redisStore could not subscribe to `fastify-login:revoked`: connect ECONNREFUSED/)
+  await t.rejects(async () => await nowhere.subscribe?.(heard()), {
+    code: 'FST_LOGIN_STORE_SUBSCRIBE_FAILED',
+    message: /^fastify-login: redisStore could not subscribe to `fastify-login:revoked`: connect ECONNREFUSED.*check that Redis is reachable/,
+    cause: { code: 'ECONNREFUSED' }
+  })
   await nowhere.close?.()
+  // Through the plugin: the app's `ready` fails with that error and its code.
+  const app = Fastify()
+  app.register(fastifyLogin, { secret: 'a-secret-of-at-least-thirty-two-characters', userLoader: () => null, store: redisStore({ client: redisClient(t, port, { lazyConnect: true, retryStrategy: () => null }) }) })
+  await t.rejects(async () => { await app.ready() }, { code: 'FST_LOGIN_STORE_SUBSCRIBE_FAILED' })
+  await app.close()
 
   // Redis 7 gives a new ACL user no channels: SUBSCRIBE is refused.
   const server = await startRedis(t)
   await redisClient(t, server.port).acl('SETUSER', 'nochannels', 'on', '>secret', '~*', '+@all')
   const refused = redisStore({ client: redisClient(t, server.port, { username: 'nochannels', password: 'secret' }) })
   const listener = heard()
-  await t.rejects(async () => await refused.subscribe?.(listener), /could not subscribe to `fastify-login:revoked`: NOPERM/)
+  await t.rejects(async () => await refused.subscribe?.(listener), { code: 'FST_LOGIN_STORE_SUBSCRIBE_FAILED', message: /could not subscribe to `fastify-login:revoked`: NOPERM/ })
   t.same(listener.events, [], 'never listening')
   await refused.close?.()
 
@@ -473,7 +525,7 @@ test('subscribe fails clearly when it cannot subscribe', async (t) => {
   const slow = redisStore({ client: redisClient(t, server.port) })
   const subscribing = slow.subscribe?.(heard())
   await slow.close?.()
-  await t.rejects(async () => await subscribing, /^fastify-login: redisStore was closed before it could subscribe to `fastify-login:revoked`$/)
+  await t.rejects(async () => await subscribing, { code: 'FST_LOGIN_STORE_CLOSED', message: /^fastify-login: redisStore was closed before it could subscribe to `fastify-login:revoked`: the app was closed while it was starting\.$/ })
 })
 
 test('Redis stopped mid-run: commands fail, the process goes on; restarted or crashed: nothing lost', async (t) => {

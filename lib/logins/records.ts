@@ -72,8 +72,10 @@ export class LoginRecords {
   // At `ready`: which realm id the store knows this registration by, then
   // hear revocations, if the store can tell.
   async listen (): Promise<void> {
-    await this.realm()
-    if (typeof this.#store.subscribe !== 'function') return
+    if (typeof this.#store.subscribe !== 'function') {
+      await this.realm()
+      return
+    }
     const revocations = this.revocations
     const subscribed = this.#call('subscribe', () => this.#store.subscribe?.({
       revoked: (ended) => {
@@ -90,6 +92,7 @@ export class LoginRecords {
     }))
     await subscribed
     this.#sweeper = setInterval(() => revocations.sweep(nowInSeconds(), SWEEP_BUDGET), 1000).unref()
+    await this.realm()
   }
 
   // Once per message: a store reports its server's settings on every reconnection.

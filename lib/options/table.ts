@@ -75,7 +75,7 @@ export const OPTIONS: OptionTable = {
     isFresh: { default: 'fresh', check: cookieName }
   }, differentNames),
   cookieRememberMe: object({
-    account: { default: true, check: checkBoolean },
+    account: { default: false, check: checkBoolean },
     isFresh: { default: false, check: checkBoolean }
   }),
   cookieDuration: { default: 60 * DAY, check: duration },

@@ -3,6 +3,7 @@ import type { Cluster, Redis } from 'ioredis'
 import type { LoginStoreListener, Revocation } from '../../types/index'
 import { nowInSeconds } from '../clock'
 import { MAX_LIFETIME } from '../cookies/token'
+import { FST_LOGIN_STORE_CLOSED, FST_LOGIN_STORE_SUBSCRIBE_FAILED } from '../errors'
 
 // The connection that hears revocations, for redisStore. Pub/sub needs a
 // connection of its own; this one is opened and reconnected here rather than
@@ -78,7 +79,7 @@ export class Subscriber {
     clearTimeout(this.#retry)
     clearTimeout(this.#beat)
     // An app closed while still starting: its `ready` must not wait forever.
-    this.#started?.reject(new Error(`fastify-login: redisStore was closed before it could subscribe to \`${this.#channel}\``))
+    this.#started?.reject(new FST_LOGIN_STORE_CLOSED(this.#channel))
     this.#started = null
     // Not QUIT: a frozen Redis would never answer it, and the app's close
     // would wait forever. Closing our end is all a subscriber needs.
@@ -149,7 +150,9 @@ export class Subscriber {
       const started = this.#started
       this.#started = null
       this.#stopped = true
-      started.reject(new Error(`fastify-login: redisStore could not subscribe to \`${this.#channel}\`: ${this.#lastError.message}`))
+      const failure = new FST_LOGIN_STORE_SUBSCRIBE_FAILED(this.#channel, this.#lastError.message)
+      failure.cause = this.#lastError
+      started.reject(failure)
       return
     }
     const delay = Math.min(FIRST_RETRY_MS * 2 ** this.#attempts, LAST_RETRY_MS)

@@ -274,8 +274,11 @@ async function warnAboutSettings (client: Client, listener: LoginStoreListener):
 
 function validate (options: RedisStoreOptions): { client: Client, prefix: string } {
   const { client, prefix = DEFAULT_PREFIX } = options ?? {}
-  const candidate = client as Partial<Client> | null | undefined
-  if (typeof candidate?.duplicate !== 'function' || typeof candidate.eval !== 'function' || typeof candidate.hgetall !== 'function') {
+  // `redisStore(client)`, the braces forgotten: the client itself came.
+  if (isClient(options)) {
+    throw new FST_LOGIN_INVALID_OPTION('client', 'must be given inside an object: `redisStore` takes `{ client }`, as in `redisStore({ client: redis })`, and was given the client itself')
+  }
+  if (!isClient(client)) {
     throw new FST_LOGIN_INVALID_OPTION('client', 'must be an ioredis client (`new Redis()` or `new Redis.Cluster()`, or `app.redis` from @fastify/redis)')
   }
   if (typeof prefix !== 'string' || /[{}]/.test(prefix)) {
@@ -288,6 +291,11 @@ function toField (record: LoginRecord, field: typeof FIELDS[number]): string | n
   if (field === 'remembered') return Number(record.remembered)
   // A login without a method keeps an empty one: a method is never empty.
   return record[field] ?? ''
+}
+
+function isClient (value: unknown): value is Client {
+  const candidate = value as Partial<Client> | null | undefined
+  return typeof candidate?.duplicate === 'function' && typeof candidate.eval === 'function' && typeof candidate.hgetall === 'function'
 }
 
 // What HGETALL answered, as a record: null for a missing key (HGETALL answers
