@@ -4,8 +4,10 @@
 // counters (`createRateLimit`): the routes decide what counts, so that only
 // what costs or risks something is counted.
 //
-// Passwords (log-in, re-authentication, password change): failures are
-// counted per client address and per account name; once either has
+// Passwords (log-in, re-authentication, password change) and passkeys
+// (passkeys.js: an answer that does not verify): failures are counted per
+// client address and per account name (a passkey answer names no account
+// until its passkey is found: then per address only); once either has
 // PASSWORD_FAILURES in the window, every attempt through it is refused (429
 // and Retry-After) before any password is hashed. Successes never count: a
 // student who logs in ten times a day, or a class behind one school address,
@@ -62,7 +64,7 @@ function createAttemptLimits (app) {
     for (const key of keys) await limit(request, key, true)
   }
 
-  const passwordKeys = (request, name) => [addressKey(request), nameKey(name)]
+  const passwordKeys = (request, name) => name === null ? [addressKey(request)] : [addressKey(request), nameKey(name)]
   return {
     passwordRefusal: (request, name) => refusal(passwordFailures, request, passwordKeys(request, name)),
     passwordFailed: (request, name) => count(passwordFailures, request, passwordKeys(request, name)),

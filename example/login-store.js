@@ -6,7 +6,8 @@
 // process: copy it for your own database. (Several processes on one file
 // would also need `subscribe`, to hear about revocations made by the others.)
 //
-// Times are seconds since the epoch. `user_id` is what `getId()` returns.
+// Times are seconds since the epoch. `user_id` is what `getId()` returns;
+// `method` how the user signed in ('password', 'passkey', 'oidc'), or NULL.
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS logins (
     login_id     TEXT    PRIMARY KEY,
@@ -16,13 +17,14 @@ const SCHEMA = `
     expires_at   INTEGER NOT NULL,
     remembered   INTEGER NOT NULL CHECK (remembered IN (0, 1)),
     user_agent   TEXT    NOT NULL,
-    ip           TEXT    NOT NULL
+    ip           TEXT    NOT NULL,
+    method       TEXT
   ) STRICT;
   CREATE INDEX IF NOT EXISTS logins_of_user ON logins (user_id, created_at);
 `
 
 const COLUMNS = `login_id AS loginId, user_id AS userId, created_at AS createdAt, last_seen_at AS lastSeenAt,
-  expires_at AS expiresAt, remembered, user_agent AS userAgent, ip`
+  expires_at AS expiresAt, remembered, user_agent AS userAgent, ip, method`
 
 function nowInSeconds () {
   return Math.floor(Date.now() / 1000)
@@ -35,9 +37,13 @@ function record (row) {
 
 function sqliteLoginStore (db) {
   db.exec(SCHEMA)
+  // A table made before logins had a method gets the column.
+  if (!db.pragma('table_info(logins)').some((column) => column.name === 'method')) {
+    db.exec('ALTER TABLE logins ADD COLUMN method TEXT')
+  }
   const statements = {
-    insert: db.prepare(`INSERT INTO logins (login_id, user_id, created_at, last_seen_at, expires_at, remembered, user_agent, ip)
-      VALUES (@loginId, @userId, @createdAt, @lastSeenAt, @expiresAt, @remembered, @userAgent, @ip)`),
+    insert: db.prepare(`INSERT INTO logins (login_id, user_id, created_at, last_seen_at, expires_at, remembered, user_agent, ip, method)
+      VALUES (@loginId, @userId, @createdAt, @lastSeenAt, @expiresAt, @remembered, @userAgent, @ip, @method)`),
     // Expired logins are deleted as new ones come: the table cannot grow without end.
     deleteExpired: db.prepare('DELETE FROM logins WHERE expires_at <= ?'),
     get: db.prepare(`SELECT ${COLUMNS} FROM logins WHERE login_id = ? AND user_id = ? AND expires_at > ?`),
@@ -50,7 +56,7 @@ function sqliteLoginStore (db) {
   return {
     create (login) {
       statements.deleteExpired.run(nowInSeconds())
-      statements.insert.run({ ...login, remembered: login.remembered ? 1 : 0 })
+      statements.insert.run({ ...login, remembered: login.remembered ? 1 : 0, method: login.method ?? null })
     },
     get: (loginId, userId) => record(statements.get.get(loginId, userId, nowInSeconds())),
     touch (loginId, lastSeenAt, userId) {

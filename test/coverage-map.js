@@ -5,7 +5,7 @@
 // and so does the test of the code blocks of README.md and docs/.
 // The example's test covers the example app (which loads dist/, covered by
 // the unit tests through lib/).
-const EXAMPLE = ['app.js', 'attempts.js', 'db.js', 'flash.js', 'forms.js', 'login-store.js', 'passwords.js', 'server.js'].map((file) => `example/${file}`)
+const EXAMPLE = ['app.js', 'attempts.js', 'db.js', 'flash.js', 'flow-state.js', 'forms.js', 'login-store.js', 'oidc.js', 'passkeys.js', 'passwords.js', 'server.js', 'site.js'].map((file) => `example/${file}`)
 
 module.exports = (testFile) => {
   if (testFile.endsWith('package.test.ts') || testFile.endsWith('readme.test.ts')) return null
