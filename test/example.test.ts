@@ -1217,7 +1217,7 @@ test('server.js behind an https proxy: PUBLIC_URL', { timeout: 60000 }, async (t
   const dir = mkdtempSync(join(tmpdir(), 'portal-server-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const child = spawn(process.execPath, [join(exampleDir, 'server.js')], {
-    env: { ...process.env, EXAMPLE_DB: join(dir, 'portal.sqlite'), PORT: '0', LOGIN_SECRET: SECRET, PUBLIC_URL: 'https://portal.example' },
+    env: { ...process.env, EXAMPLE_DB: join(dir, 'portal.sqlite'), PORT: '0', LOGIN_SECRET: SECRET, PUBLIC_URL: 'https://portal.example', OIDC_ISSUER: 'https://id.example', OIDC_CLIENT_ID: 'portal', OIDC_CLIENT_SECRET: 'a secret', OIDC_NAME: 'School ID' },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   t.teardown(() => { child.kill() })
@@ -1230,6 +1230,7 @@ test('server.js behind an https proxy: PUBLIC_URL', { timeout: 60000 }, async (t
     })
   })
   t.match(output, 'Student portal: https://portal.example\n')
+  t.match(output, 'Sign in with:   a password, a passkey or School ID (https://id.example)\n')
   const page = await fetch(`${local}/login`, { headers: { 'x-forwarded-proto': 'https' } })
   t.match(page.headers.getSetCookie().join('\n'), /^__Host-csrf=.*; Secure/)
   const code = await new Promise((resolve) => {
@@ -1585,7 +1586,6 @@ test('passkeys: add one on the profile, log in with it without a password, confi
   t.equal(errorOf(gone), 'That passkey was not accepted.')
 })
 
-
 // A clock the test moves on, as often as it needs (rate-limit windows, flow expiry).
 function controlledClock (t: Test): { advance (ms: number): void } {
   const realNow = Date.now
@@ -1696,6 +1696,9 @@ test('passkeys: registration and re-authentication refuse what is not the studen
   t.equal(wrong.statusCode, 400)
   t.equal(errorOf(wrong), 'That passkey was not accepted. Try again.')
   t.match(text(wrong.body), 'Passkeys', 'on the profile')
+  const forgedAttestation = (await ceremonyOptions(ada, '/passkeys/options')).json()
+  const unverified = await ada.post('/passkeys', { credential: authenticator.register(forgedAttestation, { badAttestation: true }).json })
+  t.equal(unverified.statusCode, 400, 'an attestation whose signature does not verify')
   const firstOptions = (await ceremonyOptions(ada, '/passkeys/options')).json()
   const adaAnswer = JSON.parse(new SoftwareAuthenticator(ORIGIN).register(firstOptions).json)
   t.equal((await ada.post('/passkeys', { credential: JSON.stringify(adaAnswer) })).statusCode, 303)
@@ -1798,8 +1801,16 @@ test('passkeys: refused answers count with the wrong passwords; the sixth is a 4
   t.equal(refused.statusCode, 429, 'even a good answer, during the window')
   t.match(errorOf(refused), /^Too many refused sign-ins\. Try again in 1[45] min/)
   const confirm = new Browser(app, 'ada', '10.0.0.1')
-  await confirm.logIn('Ada', PASSWORD).catch(() => undefined)
-  t.equal(confirm.jar.has('account'), false, 'the address is locked for passwords too')
+  t.equal((await confirm.logIn('Ada', PASSWORD)).statusCode, 429, 'the address is locked for passwords too')
+
+  // Confirming a login counts the same way: Ada, from elsewhere, is locked too.
+  const ada = new Browser(app, 'ada', '10.0.0.2')
+  const cookies = await app.loginManager.cookiesFor({ getId: () => '1:1' } as never, { userAgent: 'ada', ip: '10.0.0.2' })
+  for (const [name, value] of Object.entries(cookies)) ada.jar.set(name, { value, persistent: false })
+  await ada.get('/reauthenticate')
+  const options = (await ceremonyOptions(ada, '/reauthenticate/passkey/options')).json()
+  const locked = await ada.post('/reauthenticate/passkey', { credential: authenticator.answer(options) })
+  t.equal(locked.statusCode, 429, 'the name is locked for its passkeys too')
 })
 
 // The portal with "Sign in with School ID", against a real OpenID provider
@@ -1991,6 +2002,9 @@ test('OpenID Connect: a plain-http issuer elsewhere fails at start; an unreachab
   browser.jar.set('oidc-flow', { value: app.signCookie(state), persistent: false })
   const callback = await browser.get('/login/oidc/callback?code=x&state=a-state')
   t.equal(callback.statusCode, 503, 'the callback too: never a login, never a logout')
+  const secure = await buildApp({ databasePath: ':memory:', secret: SECRET, oidc: { issuer: `https://127.0.0.1:${closed}`, clientId: 'portal', clientSecret: 'x', name: 'X' } } as never)
+  t.teardown(() => secure.close())
+  t.equal((await secure.inject('/login/oidc')).statusCode, 503, 'an https provider that does not answer')
   const foreign = await browser.get('/login/oidc', { host: 'evil.example' })
   t.equal(foreign.statusCode, 400)
   t.equal(errorOf(foreign), 'Open the portal at http://localhost:80 to sign in with School ID.')
@@ -2071,4 +2085,19 @@ test('delete my account: a login made by the provider must confirm with a passwo
   t.same(rows(), [])
   t.equal((await oidcSignIn(new Browser(app, 'later'), 'ada')).statusCode, 303, 'signing in again makes a new student')
   t.match(rows(), [{ id: 2, name: 'Ada Lovelace' }])
+})
+
+test('server.js: a plain-http OIDC_ISSUER on another machine stops the start, and says why', { timeout: 60000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'portal-server-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const child = spawn(process.execPath, [join(exampleDir, 'server.js')], {
+    env: { ...process.env, EXAMPLE_DB: join(dir, 'portal.sqlite'), PORT: '0', LOGIN_SECRET: SECRET, OIDC_ISSUER: 'http://id.example', OIDC_CLIENT_ID: 'portal', OIDC_CLIENT_SECRET: 'a secret' },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let output = ''
+  child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
+  child.stderr.on('data', (chunk: Buffer) => { output += chunk.toString() })
+  t.equal(await new Promise((resolve) => child.on('exit', resolve)), 1)
+  t.match(output, 'OIDC_ISSUER must be an https:// URL, or http:// on 127.0.0.1 or localhost for local development; "http://id.example" is not.')
+  t.notMatch(output, 'Student portal:')
 })

@@ -26,6 +26,8 @@ export interface Tampering {
   userVerified?: boolean
   userHandle?: string | null
   counter?: number
+  /** A "packed" self-attestation whose signature does not verify. */
+  badAttestation?: boolean
 }
 
 const UP = 0x01
@@ -74,7 +76,10 @@ export class SoftwareAuthenticator {
     const flags = UP | AT | (tampering.userVerified === false ? 0 : UV)
     const credentialData = Buffer.concat([Buffer.alloc(16), Buffer.from([0, id.length]), id, coseKey])
     const authData = Buffer.concat([sha256(options.rp.id), Buffer.from([flags]), counterBytes(0), credentialData])
-    const attestationObject = cbor(new Map<Cbor, Cbor>([['fmt', 'none'], ['attStmt', new Map()], ['authData', authData]]))
+    const attestation = tampering.badAttestation === true
+      ? ['packed', new Map<Cbor, Cbor>([['alg', -7], ['sig', sign('sha256', Buffer.from('something else'), privateKey)]])] as const
+      : ['none', new Map<Cbor, Cbor>()] as const
+    const attestationObject = cbor(new Map<Cbor, Cbor>([['fmt', attestation[0]], ['attStmt', attestation[1]], ['authData', authData]]))
     const clientData = this.#clientData('webauthn.create', options.challenge, tampering)
     const passkey: Passkey = { id: b64url(id), rpId: options.rp.id, userHandle: options.user.id, privateKey, counter: 0 }
     this.passkeys.push(passkey)
