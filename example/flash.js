@@ -15,6 +15,11 @@ const NOTICES = {
   // On the profile.
   'password-changed': 'Your password was changed. Every other device was logged out, and your API token was revoked.',
   'logged-out-others': 'Every other device was logged out, and your API token was revoked.',
+  'passkey-added': 'Your passkey was added. You can now log in with it, without your password.',
+  'passkey-removed': 'That passkey was removed: it no longer logs you in.',
+  'passkey-already-gone': 'That passkey was already removed.',
+  // On the home page.
+  'account-deleted': 'Your account was deleted, and you were logged out everywhere.',
   // On "Your devices".
   'device-logged-out': 'That device was logged out.',
   'device-already-gone': 'That device was already logged out.',
