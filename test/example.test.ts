@@ -1544,9 +1544,14 @@ test('a login used from two places is ended, and the browser that brought the ol
   t.equal(noticeOf(await laptop.get(refused.headers.location as string)),
     'Your login on “Laptop &lt;b&gt;Firefox&lt;/b&gt;” was ended because it was used from two places: someone may have had a copy of it. Log in again, and if you did not expect this, change your password.')
   t.match(reused, [{ userAgent: 'Laptop <b>Firefox</b>', ip: '10.0.0.1' }], 'loginReuseDetected, once')
+  const stolen = new Map(thief.jar)
   t.equal((await thief.get('/profile')).statusCode, 307, 'the copy is ended too')
   t.equal(noticeOf(await thief.get('/login')), 'Your login on this device has ended: it was logged out from another device, or it expired. Log in again.')
   t.equal(reused.length, 1)
+  await laptop.logIn('Ada')
+  t.equal(await laptop.navigation(), 'Logged in as Ada · Log out', 'the owner logs in again with the password')
+  thief.jar = stolen
+  t.equal(await thief.navigation(), 'Log in · Sign up', 'a new login, which the copy is not part of')
 
   // The owner moves on first; the copy comes back on the home page, which has
   // no guard. The phone sent no user agent.

@@ -212,6 +212,30 @@ test('what a late copy cannot be: reuse', async (t) => {
   })
 })
 
+test('two copies used together stay together; one left unused for longer than every + 2 × grace ends the login when it comes back', async (t) => {
+  const { app, time, reused } = await setup(t)
+  const owner = new Browser(await login(app))
+  const thief = owner.copy()
+  // Both use the login every half minute, the thief 10 s after the owner:
+  // through three rotations, neither ends it.
+  for (let step = 0; step < 60; step++) {
+    time.advance(20)
+    t.equal((await owner.get(app)).statusCode, 200)
+    time.advance(10)
+    t.equal((await thief.get(app)).statusCode, 200)
+  }
+  t.same(reused, [], 'together')
+  // The thief stops; the owner goes on. The owner's first rotation more than
+  // grace after the thief's last use leaves the thief's copy behind.
+  for (let step = 0; step < (EVERY + 2 * GRACE) / 30 + 1; step++) {
+    time.advance(30)
+    t.equal((await owner.get(app)).statusCode, 200)
+  }
+  t.equal((await thief.get(app)).statusCode, 401, 'the copy comes back: the login is ended')
+  t.equal(reused.length, 1)
+  t.equal((await owner.get(app)).statusCode, 401)
+})
+
 test('reuse seen by parallel requests of an asynchronous store is said once', async (t) => {
   const time = clock(t)
   const inner = memoryStore()
