@@ -166,15 +166,27 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
   app.decorateRequest('cookieSentTwice', false)
   app.loginManager.on('sessionProtected', (request) => { request.clientChanged = true })
   app.loginManager.on('duplicateCookie', (request) => { request.cookieSentTwice = true })
+  // This store records which generation of a login's cookie was used, so
+  // the plugin rotates cookies: an older copy that comes back after a newer
+  // one was used means two browsers hold the login, and the plugin has ended
+  // it. The request that brought the copy is told, whichever page it asked
+  // for (docs/stolen-cookies.md).
+  app.decorateRequest('reusedLogin', null)
+  app.loginManager.on('loginReuseDetected', (request, record) => { request.reusedLogin = record })
 
   const flash = createFlash({ cookieName: `${cookiePrefix}flash`, secure: https, messages: { 'login-required': LOGIN_REQUIRED_MESSAGE } })
 
   // A guard sends a visitor to log in: the log-in page says why. A login
   // cookie that no longer works (another device ended that login, or it
-  // expired) is cleared on the way. Not a login cookie sent twice: the
-  // second is a copy planted by a neighbouring site, which the guard has
-  // already expired where it can; logging out would end the real login.
+  // expired, or it was used from two places) is cleared on the way. Not a
+  // login cookie sent twice: the second is a copy planted by a neighbouring
+  // site, which the guard has already expired where it can; logging out
+  // would end the real login.
   app.loginManager.unauthorizedHandler((request, reply) => {
+    if (request.reusedLogin !== null) {
+      flash.set(reply, 'login-reused', deviceOf(request.reusedLogin))
+      return app.loginManager.logoutUser(request, reply)
+    }
     const ended = request.cookieSentTwice ? null : request.logoutReason ?? (request.cookies[accountCookie] === undefined ? null : 'login-ended')
     flash.set(reply, ended ?? 'login-required')
     if (ended !== null) return app.loginManager.logoutUser(request, reply) // a promise with an asynchronous store
@@ -212,7 +224,10 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
     // The layout shows who is logged in. With Redis (an asynchronous store)
     // that must be resolved first; with SQLite this answers at once.
     await reply.request.loadUser()
-    const notice = statusCode === 200 ? flash.take(reply.request, reply) : null
+    // An unguarded page (the home page) can be where a reused login is found.
+    const reused = reply.request.reusedLogin
+    if (reused !== null) await app.loginManager.logoutUser(reply.request, reply)
+    const notice = reused !== null ? flash.now('login-reused', deviceOf(reused)) : statusCode === 200 ? flash.take(reply.request, reply) : null
     const html = await reply.viewAsync(`${template}.ejs`, { csrfToken: reply.generateCsrf(), notice, ...data })
     return reply.code(statusCode).type('text/html; charset=utf-8').send(html)
   }
@@ -546,6 +561,11 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
   })
 
   return app
+}
+
+// A login's device, as "Your devices" shows it.
+function deviceOf (record) {
+  return record.userAgent || 'Unknown browser'
 }
 
 // Seconds since the epoch, as the pages show times.

@@ -1537,6 +1537,59 @@ test('your devices: ending another login needs a fresh login, and only ends your
   t.equal(await bob.navigation(), 'Logged in as Bob · Log out')
 })
 
+test('a login used from two places is ended, and the browser that brought the older copy is told', async (t) => {
+  const { app } = await portal(t)
+  const realNow = Date.now
+  let offset = 0
+  Date.now = () => realNow() + offset
+  t.teardown(() => { Date.now = realNow })
+  const reused: LoginRecord[] = []
+  app.loginManager.on('loginReuseDetected', (_request, record) => { reused.push(record) })
+
+  // The thief's copy is used first: the laptop comes back with the older cookie.
+  const laptop = new Browser(app, 'Laptop <b>Firefox</b>', '10.0.0.1')
+  await laptop.signUp('Ada', PASSWORD, { remember: true })
+  const thief = new Browser(app, 'curl', '203.0.113.9')
+  thief.jar = new Map(laptop.jar)
+  offset += 601_000 // the cookie is re-issued every ten minutes
+  t.equal((await thief.get('/profile')).statusCode, 200, 'the copy gets the next generation')
+  t.equal(await thief.navigation(), 'Logged in as Ada · Log out', 'and uses it')
+  offset += 61_000 // more than the minute of grace
+  const refused = await laptop.get('/profile')
+  t.equal(refused.statusCode, 307)
+  t.equal(refused.headers.location, '/login?next=%2Fprofile')
+  t.notOk(laptop.jar.has('account'), 'its cookie is cleared')
+  t.equal(noticeOf(await laptop.get(refused.headers.location as string)),
+    'Your login on “Laptop &lt;b&gt;Firefox&lt;/b&gt;” was ended because it was used from two places: someone may have had a copy of it. Log in again, and if you did not expect this, change your password.')
+  t.match(reused, [{ userAgent: 'Laptop <b>Firefox</b>', ip: '10.0.0.1' }], 'loginReuseDetected, once')
+  const stolen = new Map(thief.jar)
+  t.equal((await thief.get('/profile')).statusCode, 307, 'the copy is ended too')
+  t.equal(noticeOf(await thief.get('/login')), 'Your login on this device has ended: it was logged out from another device, or it expired. Log in again.')
+  t.equal(reused.length, 1)
+  await laptop.logIn('Ada')
+  t.equal(await laptop.navigation(), 'Logged in as Ada · Log out', 'the owner logs in again with the password')
+  thief.jar = stolen
+  t.equal(await thief.navigation(), 'Log in · Sign up', 'a new login, which the copy is not part of')
+
+  // The owner moves on first; the copy comes back on the home page, which has
+  // no guard. The phone sent no user agent.
+  const phone = new Browser(app, '', '10.0.0.2')
+  await phone.logIn('Ada', PASSWORD, { remember: true })
+  const copy = new Browser(app, 'curl', '203.0.113.9')
+  copy.jar = new Map(phone.jar)
+  offset += 601_000
+  await phone.get('/profile')
+  t.equal((await phone.get('/profile')).statusCode, 200)
+  offset += 61_000
+  const home = await copy.get('/')
+  t.equal(home.statusCode, 200)
+  t.equal(noticeOf(home), 'Your login on “Unknown browser” was ended because it was used from two places: someone may have had a copy of it. Log in again, and if you did not expect this, change your password.', 'said on the page itself')
+  t.notOk(copy.jar.has('account'), 'and the copy cleared')
+  t.equal(await phone.navigation(), 'Log in · Sign up', 'the phone is logged out')
+  t.equal(reused.length, 2)
+  t.equal(noticeOf(await copy.get('/')), undefined, 'once')
+})
+
 test('server.js with REDIS_URL: the logins live in Redis, and log-out ends them there', { timeout: 60000 }, async (t) => {
   const redis = await startRedis(t)
   const dir = mkdtempSync(join(tmpdir(), 'portal-server-'))

@@ -537,6 +537,37 @@ test('subscribe fails clearly when it cannot subscribe', async (t) => {
   await t.rejects(async () => await subscribing, { code: 'FST_LOGIN_STORE_CLOSED', message: /^fastify-login: redisStore was closed before it could subscribe to `fastify-login:revoked`: the app was closed while it was starting\.$/ })
 })
 
+test('closed while catching up on ended logins: the subscriber never starts listening', async (t) => {
+  const server = await startRedis(t)
+  const client = redisClient(t, server.port)
+  // The catch-up's scan of the ended logins waits until the store is closed.
+  let reached = (): void => {}
+  const scanning = new Promise<void>((resolve) => { reached = resolve })
+  let release = (): void => {}
+  const held = new Promise<void>((resolve) => { release = resolve })
+  const holding = new Proxy(client, {
+    get (target, name) {
+      if (name === 'zscan') {
+        return async (...args: unknown[]) => {
+          reached()
+          await held
+          return await (target.zscan as (...args: unknown[]) => Promise<unknown>)(...args)
+        }
+      }
+      const value: unknown = Reflect.get(target, name)
+      return typeof value === 'function' ? value.bind(target) : value
+    }
+  })
+  const store = redisStore({ client: holding })
+  const listener = heard()
+  const subscribing = store.subscribe?.(listener)
+  await scanning
+  await store.close?.()
+  release()
+  await t.rejects(async () => await subscribing, /closed before it could subscribe/)
+  t.same(listener.events, [], 'never listening: the catch-up ended after the close')
+})
+
 test('Redis stopped mid-run: commands fail, the process goes on; restarted or crashed: nothing lost', async (t) => {
   const server = await startRedis(t, { appendonly: true })
   // Fails fast while Redis is down instead of queueing until it is back.

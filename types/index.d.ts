@@ -284,7 +284,8 @@ declare namespace fastifyLogin {
     maxLogins?: number | ((user: LoginUser) => number)
     /**
      * With a store: re-issue the account cookie of a login every `every` seconds, and end a login
-     * whose older cookie comes back more than `grace` seconds after a newer one was first used.
+     * whose older cookie comes back more than `grace` seconds after a newer one was first used,
+     * when it can only be someone else's copy (docs/stolen-cookies.md).
      * Default with a store that can: `{ every: 600, grace: 60 }`; `false` turns it off.
      */
     rotation?: RotationOptions | false

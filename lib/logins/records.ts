@@ -181,7 +181,9 @@ export class LoginRecords {
       if (record === null || !recordIsLive(record, token, realm, this.#config, now)) return ENDED
       const rotation = rotate(token, record, this.#config, now)
       if (rotation === 'reused') {
-        return andThen(this.end(record.userId, record.loginId, record.expiresAt), (): Verdict => ({ alive: false, next: null, record, reused: true }))
+        // Said once: requests of the older copy on several instances (or in
+        // parallel on one) all read the record, but only one ends it.
+        return andThen(this.end(record.userId, record.loginId, record.expiresAt), (ended): Verdict => ended ? { alive: false, next: null, record, reused: true } : ENDED)
       }
       let next: Partial<AccountToken> | null = rotation
       // The first use of a rotated cookie, not yet in the record.
