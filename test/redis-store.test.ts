@@ -454,6 +454,16 @@ test('settings of the Redis server that break a promise are warned about', async
   const none: string[] = []
   await fine.subscribe?.({ ...heard(), warn: (message) => { none.push(message) } })
   t.same(none, [], 'noeviction and appendonly yes: nothing to say')
+  // volatile-* evicts keys with an expiry: records and user indexes are such keys.
+  const admin = redisClient(t, safe.port)
+  await admin.config('SET', 'maxmemory-policy', 'volatile-lru')
+  const volatile = redisStore({ client: redisClient(t, safe.port) })
+  await closeWith(t, volatile)
+  const evicting: string[] = []
+  await volatile.subscribe?.({ ...heard(), warn: (message) => { evicting.push(message) } })
+  t.match(evicting, [/^redisStore: Redis evicts keys \(maxmemory-policy volatile-lru\): an evicted user index makes "log out every device" end nothing/])
+  t.equal(evicting.length, 1)
+  await admin.config('SET', 'maxmemory-policy', 'noeviction')
   // A server that does not let the client read its settings (managed Redis): nothing said, nothing broken.
   await redisClient(t, safe.port).acl('SETUSER', 'noconfig', 'on', '>secret', '~*', '&*', '+@all', '-config')
   const hidden = redisStore({ client: redisClient(t, safe.port, { username: 'noconfig', password: 'secret' }) })

@@ -264,11 +264,13 @@ async function warnAboutSettings (client: Client, listener: LoginStoreListener):
     return
   }
   const policy = settings['maxmemory-policy']
-  if (policy !== undefined && policy !== 'noeviction' && !policy.startsWith('volatile')) {
-    listener.warn?.(`redisStore: Redis evicts keys (maxmemory-policy ${policy}): an evicted user index makes "log out every device" end nothing, and an evicted ended-logins set lets ended logins back in. Set maxmemory-policy to noeviction (see docs/redis-store.md).`)
+  // A volatile-* policy is no safer: records and user indexes expire, so
+  // they are the very keys it evicts.
+  if (policy !== undefined && policy !== 'noeviction') {
+    listener.warn?.(`redisStore: Redis evicts keys (maxmemory-policy ${policy}): an evicted user index makes "log out every device" end nothing, an evicted login record hides a login that still works, and an evicted ended-logins set lets ended logins back in. Set maxmemory-policy to noeviction (see docs/redis-store.md, "Settings the promises need").`)
   }
   if (settings.appendonly === 'no') {
-    listener.warn?.('redisStore: Redis has no append-only file (appendonly no): a crash brings back logins that were ended since the last snapshot. Set appendonly yes (see docs/redis-store.md).')
+    listener.warn?.('redisStore: Redis has no append-only file (appendonly no): a crash brings back logins that were ended since the last snapshot. Set appendonly yes (see docs/redis-store.md, "Settings the promises need").')
   }
 }
 
