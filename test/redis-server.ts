@@ -196,3 +196,12 @@ export function clusterClient (t: Test, ports: number[], redisOptions: RedisOpti
   t.teardown(() => client.disconnect())
   return client
 }
+
+/** How many times Redis ran each command, and the µs it spent in them (INFO commandstats; a script's commands included). */
+export async function commandStats (admin: Redis | Cluster): Promise<Record<string, { calls: number, usec: number }>> {
+  const stats: Record<string, { calls: number, usec: number }> = {}
+  for (const [, name, calls, usec] of (await admin.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) {
+    stats[name] = { calls: Number(calls), usec: Number(usec) }
+  }
+  return stats
+}

@@ -1,4 +1,7 @@
 import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { test } from 'tap'
 import type { Test } from 'tap'
 import type { Cluster, Redis } from 'ioredis'
@@ -6,7 +9,8 @@ import Fastify from 'fastify'
 import fastifyLogin from '../lib/index'
 import { redisStore } from '../lib/stores/redis'
 import type { LoginRecord, LoginStore, LoginStoreListener, Revocation } from '../types/index'
-import { clusterClient, freePort, redisClient, startCluster, startRedis } from './redis-server'
+import { clock, login, portal } from './helpers'
+import { clusterClient, commandStats, freePort, redisClient, startCluster, startRedis } from './redis-server'
 
 // The Redis store against a real redis-server (standalone and a 3-master
 // Cluster), started by the tests on loopback: records, expiry, revocation
@@ -536,6 +540,92 @@ test('subscribe fails clearly when it cannot subscribe', async (t) => {
   const subscribing = slow.subscribe?.(heard())
   await slow.close?.()
   await t.rejects(async () => await subscribing, { code: 'FST_LOGIN_STORE_CLOSED', message: /^fastify-login: redisStore was closed before it could subscribe to `fastify-login:revoked`: the app was closed while it was starting\.$/ })
+})
+
+// The user of docs/redis-store.md, "Permissions (ACL)", as a reader would
+// create it: its `redis-cli ACL SETUSER` line, split as a shell would.
+function documentedAcl (): { user: string, password: string, rules: string[], commands: string[] } {
+  const page = readFileSync(join(__dirname, '..', 'docs', 'redis-store.md'), 'utf8')
+  const line = /^redis-cli ACL SETUSER (.+)$/m.exec(page)
+  if (line === null) throw new Error('docs/redis-store.md has no `redis-cli ACL SETUSER` line')
+  const [user, ...rules] = [...line[1].matchAll(/'([^']*)'|(\S+)/g)].map((match) => match[1] ?? match[2])
+  const password = rules.find((rule) => rule.startsWith('>'))?.slice(1) ?? ''
+  const commands = rules.filter((rule) => rule.startsWith('+')).map((rule) => rule.slice(1)).sort()
+  return { user, password, rules, commands }
+}
+
+test('the ACL user of docs/redis-store.md can do everything the plugin does, and every command it is given is used', async (t) => {
+  const server = await startRedis(t)
+  const admin = redisClient(t, server.port)
+  const acl = documentedAcl()
+  await admin.call('ACL', 'SETUSER', acl.user, ...acl.rules)
+  await admin.config('RESETSTAT')
+  const client = redisClient(t, server.port, { username: acl.user, password: acl.password })
+  if (client.status !== 'ready') await once(client, 'ready')
+  // Every store call the plugin makes: subscribe and catch up, the realm,
+  // a login, its last use, a rotation and its confirmation, the devices
+  // list, a logout, and ending every login of a user.
+  const time = clock(t)
+  const { app } = await portal(t, redisStore({ client }))
+  const cookies = await login(app)
+  const status = async (url: string, jar: Record<string, string>): Promise<number> => (await app.inject({ url, cookies: jar })).statusCode
+  t.equal(await status('/me', cookies), 200)
+  time.advance(61)
+  t.equal(await status('/me', cookies), 200, 'its last use written')
+  time.advance(600)
+  const rotated = await app.inject({ url: '/me', cookies })
+  t.equal(rotated.statusCode, 200, 'rotated')
+  const next = { ...cookies }
+  for (const cookie of rotated.cookies as Array<{ name: string, value: string }>) next[cookie.name] = cookie.value
+  t.equal(await status('/me', next), 200, 'the rotation confirmed')
+  t.equal(await status('/devices', next), 200)
+  t.equal(await status('/logout', next), 200)
+  const other = await login(app, '1', 'Other')
+  t.equal(await app.loginManager.revokeAllLogins('1'), 1)
+  t.equal(await status('/me', other), 401)
+  await sleep(50) // a few heartbeats
+
+  // ioredis sends CLIENT SETINFO from Redis 7.2 on, and goes on when it is refused.
+  const denied = (await admin.call('ACL', 'LOG') as unknown[]).filter((entry) => !JSON.stringify(entry).includes('client|setinfo'))
+  t.same(denied, [], 'nothing was refused')
+  const stats = await commandStats(admin)
+  // Besides this test's own CONFIG RESETSTAT and ACL LOG, and HELLO, which needs no permission.
+  const ran = Object.keys(stats).filter((name) => stats[name].calls > 0 && !['config|resetstat', 'acl|log', 'hello'].includes(name)).sort()
+  t.same(ran, acl.commands, 'the commands Redis ran for it are exactly the ones the page lists')
+})
+
+test('the heartbeat: at most 50 PINGs a second per subscriber, and what they cost Redis', async (t) => {
+  const SUBSCRIBERS = 3
+  const SECONDS = 3
+  const server = await startRedis(t)
+  const admin = redisClient(t, server.port)
+  // Seconds of CPU the redis-server process used, by its own account.
+  const cpu = async (): Promise<number> => {
+    const info = await admin.info('cpu')
+    return ['used_cpu_sys', 'used_cpu_user'].reduce((sum, field) => sum + Number(new RegExp(`^${field}:([\\d.]+)`, 'm').exec(info)?.[1]), 0)
+  }
+  async function measure (): Promise<{ seconds: number, cpu: number }> {
+    const [startCpu, start] = [await cpu(), performance.now()]
+    await sleep(SECONDS * 1000)
+    return { seconds: (performance.now() - start) / 1000, cpu: await cpu() - startCpu }
+  }
+  const idle = await measure()
+  const stores = [...Array(SUBSCRIBERS)].map(() => redisStore({ client: redisClient(t, server.port) }))
+  for (const store of stores) {
+    await closeWith(t, store)
+    await store.subscribe?.(heard())
+  }
+  const counting = performance.now()
+  await admin.config('RESETSTAT')
+  const beating = await measure()
+  const ping = (await commandStats(admin)).ping
+  const counted = performance.now() - counting
+  const perSecond = ping.calls / (counted / 1000) / SUBSCRIBERS
+  // Each subscriber sends a PING 20 ms after the last one left, at the
+  // earliest; one sent before the count began may be run within it.
+  t.ok(ping.calls <= SUBSCRIBERS * (counted / 20 + 2), `one PING at a time, 20 ms apart at least (${ping.calls} in ${(counted / 1000).toFixed(2)} s from ${SUBSCRIBERS} subscribers)`)
+  const extraCpu = (beating.cpu / beating.seconds - idle.cpu / idle.seconds) / SUBSCRIBERS
+  t.comment(`heartbeat: ${perSecond.toFixed(1)} PINGs a second per subscriber; in the command ${(ping.usec / ping.calls).toFixed(2)} µs each; redis-server CPU ${(idle.cpu / idle.seconds * 1000).toFixed(2)} ms/s idle, ${(beating.cpu / beating.seconds * 1000).toFixed(2)} ms/s with ${SUBSCRIBERS} subscribers: ${(extraCpu * 1000).toFixed(2)} ms/s (${(extraCpu * 100).toFixed(3)} % of a core) per subscriber, ${(extraCpu / perSecond * 1e6).toFixed(1)} µs a PING`)
 })
 
 test('Redis stopped mid-run: commands fail, the process goes on; restarted or crashed: nothing lost', async (t) => {
