@@ -8,7 +8,8 @@ import fastifyLogin, { redisStore } from '../lib/index'
 import { PROOF_WINDOW_MS } from '../lib/logins/revocations'
 import type { LoginStore } from '../types/index'
 import { login, portal, SECRET, userStore } from './helpers'
-import { redisClient, startRedis } from './redis-server'
+import { keySlot } from '../lib/stores/cluster-slot'
+import { clusterClient, redisClient, startCluster, startRedis } from './redis-server'
 import { startProxy, type ProxiedConnection, type TcpProxy } from './tcp-proxy'
 
 // The promise of docs/logins.md under faults: a login ended on one instance
@@ -344,4 +345,44 @@ test('Redis settings that break a promise are logged once, at ready, not again o
   }
   await sleep(100)
   t.equal(warnings().length, 2, 'and not again after three reconnections')
+})
+
+test('Redis Cluster with its bus stalled: a login ended on any node is refused within 100 ms', async (t) => {
+  // Each node tells the others to reach its bus through a proxy, which can stall it.
+  const buses: TcpProxy[] = []
+  const servers = await startCluster(t, {
+    bus: async (busPort) => {
+      const proxy = await startProxy(t, busPort)
+      buses.push(proxy)
+      return proxy.port
+    }
+  })
+  const ports = servers.map((server) => server.port)
+  const client = clusterClient(t, ports)
+  const a = await portal(t, redisStore({ client }))
+  const b = await portal(t, redisStore({ client: clusterClient(t, ports) }))
+  t.ok(buses.every((bus) => bus.connections.length > 0), 'the nodes talk through the proxies')
+  // A user's logins live on the node of their slot; the ended set on its own.
+  const nodeOf = (key: string): string => client.slots[keySlot(key)][0]
+  const users = ['1', '2'].map((userId) => ({ userId, node: nodeOf(`fastify-login:{u:${Buffer.from(userId).toString('base64url')}}:logins`) }))
+  t.ok(users.some(({ node }) => node !== nodeOf('fastify-login:ended')), 'a user whose logins live on another node than the ended set')
+
+  for (const { userId, node } of users) {
+    const ended = await login(b.app, userId, 'Ended')
+    const endedId = await loginIdOf(a.app, ended)
+    // No node hears another from now on; clients still reach every node.
+    for (const bus of buses) for (const connection of bus.connections) connection.stall()
+    t.equal(await b.app.loginManager.revokeLogin(userId, endedId), true)
+    const revokedAt = performance.now()
+    const probes: Array<{ at: number, status: number }> = []
+    while (performance.now() - revokedAt < 300) {
+      const at = performance.now()
+      probes.push({ at, status: await statusOf(a.app, ended) })
+      await sleep(2)
+    }
+    for (const bus of buses) for (const connection of bus.connections) connection.resume()
+    const late = probes.filter((probe) => probe.at > revokedAt + PROOF_WINDOW_MS)
+    t.ok(late.length > 0)
+    t.same(late.filter((probe) => probe.status !== 401), [], `user ${userId}, logins on ${node === nodeOf('fastify-login:ended') ? 'the same node as' : 'another node than'} the ended set: refused by A after 100 ms`)
+  }
 })

@@ -162,13 +162,20 @@ async function clusterPort (): Promise<number> {
   }
 }
 
+export interface ClusterOptions {
+  /** Given a node's bus port, the port the node tells the others to reach its bus at (a proxy's). */
+  bus?: (busPort: number) => Promise<number>
+}
+
 /** Three masters, no replicas, every slot assigned: `cluster_state:ok`. */
-export async function startCluster (t: Test): Promise<RedisServer[]> {
+export async function startCluster (t: Test, options: ClusterOptions = {}): Promise<RedisServer[]> {
   const servers: RedisServer[] = []
   for (let i = 0; i < 3; i++) {
+    const port = await clusterPort()
+    const bus = options.bus === undefined ? [] : ['--cluster-announce-bus-port', String(await options.bus(port + 10000))]
     servers.push(await startRedis(t, {
-      args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '5000']
-    }, await clusterPort()))
+      args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '5000', ...bus]
+    }, port))
   }
   await promisify(execFile)('redis-cli', [
     '--cluster', 'create', ...servers.map((server) => `${HOST}:${server.port}`),

@@ -8,6 +8,7 @@ import type { Cluster, Redis } from 'ioredis'
 import Fastify from 'fastify'
 import fastifyLogin from '../lib/index'
 import { redisStore } from '../lib/stores/redis'
+import { keySlot } from '../lib/stores/cluster-slot'
 import type { LoginRecord, LoginStore, LoginStoreListener, Revocation } from '../types/index'
 import { clock, login, portal } from './helpers'
 import { clusterClient, commandStats, freePort, redisClient, startCluster, startRedis } from './redis-server'
@@ -710,6 +711,25 @@ test('Redis Cluster: a user\'s keys share a slot; login, list, revoke and broadc
     t.same(await store.list(userId), [])
   }
   t.ok(slots.size > 1, 'different users land on different slots')
+
+  // Every ending is published by the master that holds the ended set, and
+  // every subscriber listens there: on the node of its client's keyPrefix
+  // and prefix, wherever that is.
+  for (const key of ['fastify-login:ended', 'app:fastify-login:ended', 'a{b}c', '{}x', 'x{}{y}', 'x{y', '}{a}', 'a{{b}}', 'élève{学生}🙂', '']) {
+    t.equal(keySlot(key), await client.cluster('KEYSLOT', key), `the slot of ${JSON.stringify(key)}, as Redis has it`)
+  }
+  const slotRanges = await client.cluster('SLOTS')
+  const portOf = (key: string): number => slotRanges.find(([first, last]) => keySlot(key) >= first && keySlot(key) <= last)?.[2][1] as number
+  const keyPrefix = ['a:', 'b:', 'c:', 'd:', 'e:'].find((candidate) => portOf(`${candidate}fastify-login:ended`) !== portOf('fastify-login:ended')) as string
+  const prefixed = redisStore({ client: clusterClient(t, ports, { keyPrefix }) })
+  await closeWith(t, prefixed)
+  await prefixed.subscribe?.(heard())
+  const subscribersOn = async (port: number): Promise<number> => ((await redisClient(t, port).client('LIST') as string).match(/name=fastify-login:subscriber/g) ?? []).length
+  for (const port of ports) {
+    const expected = [portOf('fastify-login:ended'), portOf(`${keyPrefix}fastify-login:ended`)].filter((hub) => hub === port).length
+    t.equal(await subscribersOn(port), expected, `node ${port}: ${expected} subscriber(s)`)
+  }
+  await prefixed.close?.()
 
   // The subscriber is a connection of its own to one master: killed, it is
   // replaced; while its Cluster client knows no node, it waits for one.
