@@ -545,14 +545,16 @@ test('subscribe fails clearly when it cannot subscribe', async (t) => {
 
 // The user of docs/redis-store.md, "Permissions (ACL)", as a reader would
 // create it: its `redis-cli ACL SETUSER` line, split as a shell would.
-function documentedAcl (): { user: string, password: string, rules: string[], commands: string[] } {
+function documentedAcl (): { user: string, password: string, rules: string[], commands: string[], cluster: string[] } {
   const page = readFileSync(join(__dirname, '..', 'docs', 'redis-store.md'), 'utf8')
   const line = /^redis-cli ACL SETUSER (.+)$/m.exec(page)
   if (line === null) throw new Error('docs/redis-store.md has no `redis-cli ACL SETUSER` line')
   const [user, ...rules] = [...line[1].matchAll(/'([^']*)'|(\S+)/g)].map((match) => match[1] ?? match[2])
   const password = rules.find((rule) => rule.startsWith('>'))?.slice(1) ?? ''
   const commands = rules.filter((rule) => rule.startsWith('+')).map((rule) => rule.slice(1)).sort()
-  return { user, password, rules, commands }
+  // What the page adds for Redis Cluster.
+  const cluster = [...page.matchAll(/'(\+cluster\|[a-z]+)'/g)].map((match) => match[1])
+  return { user, password, rules, commands, cluster }
 }
 
 test('the ACL user of docs/redis-store.md can do everything the plugin does, and every command it is given is used', async (t) => {
@@ -730,6 +732,34 @@ test('Redis Cluster: a user\'s keys share a slot; login, list, revoke and broadc
     t.equal(await subscribersOn(port), expected, `node ${port}: ${expected} subscriber(s)`)
   }
   await prefixed.close?.()
+
+  // The ACL user of docs/redis-store.md, with what the page adds for a Cluster.
+  const acl = documentedAcl()
+  t.same(acl.cluster, ['+cluster|slots', '+cluster|info'])
+  for (const port of ports) {
+    const admin = redisClient(t, port)
+    await admin.call('ACL', 'SETUSER', acl.user, ...acl.rules, ...acl.cluster)
+    await admin.call('ACL', 'LOG', 'RESET')
+  }
+  const limited = redisStore({ client: clusterClient(t, ports, { username: acl.user, password: acl.password }) })
+  await closeWith(t, limited)
+  const limitedListener = heard()
+  await limited.subscribe?.(limitedListener)
+  const limitedRecord = loginRecord({ userId: 'acl' })
+  await limited.create(limitedRecord)
+  t.same(await limited.get(limitedRecord.loginId, 'acl'), limitedRecord, 'as that user, on a Cluster')
+  await limited.touch(limitedRecord.loginId, limitedRecord.lastSeenAt + 1, 'acl')
+  t.equal(await limited.advanceGeneration?.(limitedRecord.loginId, 'acl', 1, limitedRecord.lastSeenAt + 1), true)
+  t.equal(typeof await limited.realm?.(['acl-tag']), 'string')
+  t.equal((await limited.list('acl')).length, 1)
+  const limitedRevoked = limitedListener.next('revoked')
+  t.equal(await limited.deleteAll?.('acl'), 1)
+  t.same((await limitedRevoked).value, [limitedRecord.loginId])
+  for (const port of ports) {
+    const log = (await redisClient(t, port).call('ACL', 'LOG') as unknown[]).filter((entry) => !JSON.stringify(entry).includes('client|setinfo'))
+    t.same(log, [], `node ${port} refused nothing`)
+  }
+  await limited.close?.()
 
   // The subscriber is a connection of its own to one master: killed, it is
   // replaced; while its Cluster client knows no node, it waits for one.
