@@ -70,12 +70,14 @@ async function main () {
     // lastingly faster or slower than its twin (placement, memory layout),
     // and that must average out like the drift of the machine.
     const servers = await Promise.all(scenarios.map((scenario) => startServer(scenario.app, { plugin: scenario.plugin })))
+    const feeds = []
     try {
-      const feeds = []
       for (let i = 0; i < scenarios.length; i++) {
-        feeds.push(await prepare(scenarios[i], servers[i], options.connections))
+        feeds.push(await prepare(scenarios[i], servers[i], options))
+        // Warm-up: lets the JIT settle; not recorded. A second's worth of
+        // fresh logins is enough for it (it may send some of them twice).
+        await feeds[i].refresh?.(1)
         await waitForQuiet(options, patience)
-        // Warm-up: lets the JIT settle; not recorded.
         if (options.warmup > 0) await load(scenarios[i], servers[i], feeds[i], { ...options, duration: options.warmup })
       }
       const end = Math.round(options.rounds * (generation + 1) / generations)
@@ -85,10 +87,12 @@ async function main () {
         if (round % 2 === 1) order.reverse()
         const redoneBefore = patience.redone
         for (const i of order) {
+          await feeds[i].refresh?.(options.duration)
           await waitForQuiet(options, patience)
           let run = await measure(scenarios[i], servers[i], feeds[i], options)
           // Redo a measurement the rest of the machine disturbed; keep the calmest.
           for (let attempt = 0; attempt < 2 && run.foreign > options.maxForeign && patience.left > 0; attempt++) {
+            await feeds[i].refresh?.(options.duration)
             await waitForQuiet(options, patience)
             const retryStarted = Date.now()
             const again = await measure(scenarios[i], servers[i], feeds[i], options)
@@ -105,7 +109,7 @@ async function main () {
           `other load up to ${percentage(Math.max(...foreign))}${roundRedone > 0 ? `, ${roundRedone} redone` : ''}`)
       }
     } finally {
-      await Promise.all(servers.map((server) => server.close()))
+      await Promise.all([...servers.map((server) => server.close()), ...feeds.map((feed) => feed.close?.())])
     }
   }
 

@@ -24,7 +24,7 @@ async function memoryCheck (options) {
   const cookies = await mintElsewhere(scenario.app, undefined, short * 21)
   const server = await startServer(scenario.app, { execArgv: ['--expose-gc'] })
   try {
-    const { headers } = await prepare(scenario, server, options.connections)
+    const { headers } = await prepare(scenario, server, options)
     // Memory per cached login: the heap with one login cookie seen (and the
     // code warm), then with the cache of verified cookies full (2 × 5,000).
     // The cache takes a cookie on its second visit: each comes twice in a row.

@@ -5,7 +5,7 @@
 const crypto = require('node:crypto')
 const { request } = require('./net')
 const { startServer } = require('./servers')
-const { NAME, REFUSED, COLD_COOKIES, COLD_WINDOW } = require('./scenarios')
+const { NAME, REFUSED } = require('./scenarios')
 
 // Logs in through the app's own POST /login: each auth layer issues its own cookie.
 async function login (server) {
@@ -33,8 +33,9 @@ function sameSizeCookie (cookie) {
 // refuses a request without the cookie or with a forged one (a guard that let
 // everyone in would be fast and worthless). Returns what to measure with: the
 // request headers, and for a cold scenario its cookies, dealt out between
-// the `connections` it is measured with.
-async function prepare (scenario, server, connections) {
+// the connections it is measured with; `refresh(seconds)`, if there, must
+// run before each run, and `close()` once the feed is done with.
+async function prepare (scenario, server, options) {
   const cookie = await login(server)
   const headers = { cookie: sameSizeCookie(scenario.cookie ? cookie : '') }
   const response = await request(server.port, scenario.method, scenario.path, headers)
@@ -53,26 +54,75 @@ async function prepare (scenario, server, connections) {
   }
   // A login the server can end: once revoked, its cookie is refused.
   if (scenario.app.startsWith('login-store')) await checkRevoked(scenario.name, server, server)
+  if (carriesLastUse(scenario)) return scenario.cold ? await freshLogins(scenario, server, options) : freshLogin(scenario, server)
   if (!scenario.cold) return { headers }
   // bare issues no login: cookies of random bytes, as many.
   const list = scenario.app === 'bare'
-    ? Array.from({ length: COLD_COOKIES }, () => `uid=${crypto.randomBytes(96).toString('base64url')}`)
-    : await mintElsewhere(server.app, server.plugin, COLD_COOKIES)
-  // Connection k sends cookies k, k + 50, k + 100, …, and each connection
-  // carries on from run to run: a cookie comes back after all the others.
+    ? Array.from({ length: options.coldCookies }, () => `uid=${crypto.randomBytes(96).toString('base64url')}`)
+    : await mintElsewhere(server.app, server.plugin, options.coldCookies, scenario.anyUser === true)
+  return { headers: {}, cookies: deal(list, options.connections) }
+}
+
+// Connection k sends cookies k, k + 50, k + 100, …, and each connection
+// carries on from run to run: a cookie comes back after all the others.
+function deal (list, connections) {
   const shares = Array.from({ length: connections }, () => [])
   list.forEach((cookie, i) => shares[i % connections].push(sameSizeCookie(cookie)))
-  return { headers: {}, cookies: { shares, cursors: shares.map(() => 0) } }
+  return { shares, cursors: shares.map(() => 0) }
+}
+
+// A login with a store carries its last use in its cookie: a request whose
+// cookie says the login was last used a minute ago or more records the use
+// in the store (once a minute a login per process) and re-issues the cookie
+// with the new time, which the browser keeps for its next request. Cookies
+// minted before the run and sent unchanged would grow older than that a
+// minute in: every request would then be answered with a new cookie (an HMAC
+// and a Set-Cookie line the servers without a store do not pay), and every
+// request of a login this process has not seen would write to Redis, which
+// is neither the warm nor the cold path of a browser that keeps its cookies.
+// So each run of these scenarios gets cookies of its own, made just before
+// it, as a browser holds them after its last response.
+function carriesLastUse (scenario) {
+  return scenario.app.startsWith('login-store')
+}
+
+// Warm: one login, made on the measured server before each run.
+function freshLogin (scenario, server) {
+  const feed = {
+    headers: null,
+    async refresh () {
+      feed.headers = { cookie: sameSizeCookie(await login(server)) }
+    }
+  }
+  return feed
+}
+
+// Cold: before each run, as many new logins as the run can send, minted by
+// another process of the same server (below: why not the measured one), which
+// is kept for the whole set of processes. They are logins of the 1,000 users
+// in turn: one user with millions of logins is no deployment's.
+async function freshLogins (scenario, server, options) {
+  const minter = await startServer(server.app, { plugin: server.plugin })
+  const feed = {
+    headers: {},
+    cookies: null,
+    async refresh (seconds = 1) {
+      const count = options.connections * options.window * Math.ceil(seconds)
+      feed.cookies = deal(await minter.mint(count, scenario.anyUser === true), options.connections)
+    },
+    close: async () => await minter.close()
+  }
+  return feed
 }
 
 // Cookies minted by another process of the same server (same secret, same
 // build), so that the measured one does not start with the garbage of
 // minting 100,000 of them: CPU profiles of cold scenarios showed it as
 // allocations costing ten times more than in a warm one.
-async function mintElsewhere (app, plugin, count) {
+async function mintElsewhere (app, plugin, count, anyUser = false) {
   const minter = await startServer(app, { plugin })
   try {
-    return await minter.mint(count)
+    return await minter.mint(count, anyUser)
   } finally {
     await minter.close()
   }
@@ -100,12 +150,12 @@ function forge (cookie) {
   return cookie.slice(0, at) + (cookie[at] === 'A' ? 'B' : 'A') + cookie.slice(at + 1)
 }
 
-// The next requests of one connection: at most COLD_WINDOW of its cookies,
-// new objects each run (autocannon writes its buffers into them), so that a
-// run builds only about what it sends and keeps nothing for the next.
-function window (share, from) {
+// The next requests of one connection: at most `size` of its cookies, new
+// objects each run (autocannon writes its buffers into them), so that a run
+// builds only about what it sends and keeps nothing for the next.
+function window (share, from, size) {
   const requests = []
-  for (let i = 0; i < Math.min(COLD_WINDOW, share.length); i++) requests.push({ headers: { cookie: share[(from + i) % share.length] } })
+  for (let i = 0; i < Math.min(size, share.length); i++) requests.push({ headers: { cookie: share[(from + i) % share.length] } })
   return requests
 }
 

@@ -8,6 +8,7 @@ const os = require('node:os')
 const autocannon = require('autocannon')
 const { ANY_USER } = require('./scenarios')
 const { window, nextCookie } = require('./feeds')
+const { redis, needsRedis, redisNow, commandsBetween } = require('./redis')
 
 // One autocannon run; throws unless every response was the expected one.
 async function load (scenario, server, { headers, cookies }, options) {
@@ -38,7 +39,7 @@ async function load (scenario, server, { headers, cookies }, options) {
                 // more CPU per request: bare-cold against bare shows that.
                 setupClient: (client) => {
                   const k = clients.push(client) - 1
-                  client.setRequests(window(cookies.shares[k], cookies.cursors[k]))
+                  client.setRequests(window(cookies.shares[k], cookies.cursors[k], options.window))
                   built = process.hrtime.bigint()
                 }
               }
@@ -56,7 +57,12 @@ async function load (scenario, server, { headers, cookies }, options) {
   return result
 }
 
+// One measured run: requests/second, latency, the server's CPU time per
+// request, and for a server that uses Redis, what Redis did for it: its
+// commands (from Redis itself) and its CPU time. `foreign`: the share of the
+// machine that anything else used meanwhile.
 async function measure (scenario, server, feed, options) {
+  const redisBefore = redis.port === null ? null : await redisNow()
   const machineBefore = machineTime()
   const ownBefore = process.cpuUsage()
   const before = await server.stats()
@@ -66,16 +72,25 @@ async function measure (scenario, server, feed, options) {
   const elapsed = Number(process.hrtime.bigint() - started) / 1000
   const own = process.cpuUsage(ownBefore)
   const machineAfter = machineTime()
+  const redisAfter = redis.port === null ? null : await redisNow()
   const cpu = (after.cpu.user - before.cpu.user) + (after.cpu.system - before.cpu.system)
+  // Redis works for the measured server (and answers the other store
+  // servers' heartbeats): its time is not the rest of the machine's.
+  const redisCpu = redisBefore === null ? 0 : redisAfter.cpu - redisBefore.cpu
   let foreign = null
   if (machineBefore !== null && machineAfter !== null) {
-    // What the machine spent on anything but this load generator and this
-    // server, as a share of all its cores.
-    const busy = machineAfter.busy - machineBefore.busy - cpu - own.user - own.system
+    // What the machine spent on anything but this load generator, this
+    // server and Redis, as a share of all its cores.
+    const busy = machineAfter.busy - machineBefore.busy - cpu - own.user - own.system - redisCpu
     // Not while the load generator alone was building its requests.
     foreign = Math.min(1, Math.max(0, busy) / ((elapsed - result.building * 1e6) * os.availableParallelism()))
   }
-  return { rps: result.requests.total / (result.duration - result.building), p99: result.latency.p99, cpuPerRequest: cpu / result.requests.total, foreign }
+  const requests = result.requests.total
+  const run = { rps: requests / (result.duration - result.building), p99: result.latency.p99, cpuPerRequest: cpu / requests, foreign, seconds: elapsed / 1e6 }
+  // Per request sent: those still in flight when the run stopped were sent
+  // to Redis too, though their answers were not counted.
+  if (needsRedis(scenario.app)) run.redis = { ...commandsBetween(redisBefore.calls, redisAfter.calls), cpu: redisCpu, requests: result.requests.sent }
+  return run
 }
 
 // Waits, within the run's patience, until the rest of the machine uses no

@@ -3,6 +3,7 @@
 // The command line of bench/run.js (its options are listed there).
 
 const path = require('node:path')
+const { COLD_COOKIES, COLD_WINDOW } = require('./scenarios')
 
 function parseArgs (argv) {
   const smoke = argv.includes('--smoke') || process.env.BENCH_SMOKE === '1'
@@ -12,10 +13,14 @@ function parseArgs (argv) {
     rounds: smoke ? 1 : 12,
     // autocannon stops on whole seconds.
     duration: 1,
-    warmup: smoke ? 1 : 2,
+    // A smoke run judges no timing: nothing to warm up.
+    warmup: smoke ? 0 : 2,
     // Sets of fresh server processes the rounds are split between.
     generations: smoke ? 1 : 3,
     connections: 50,
+    // A smoke run only checks answers: a few cookies, coming back soon, do.
+    coldCookies: smoke ? 2000 : COLD_COOKIES,
+    window: smoke ? 40 : COLD_WINDOW,
     memory: !argv.includes('--no-memory'),
     memoryRequests: smoke ? 200 : 10000,
     only: null,

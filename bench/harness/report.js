@@ -5,7 +5,7 @@
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
-const { TARGETS, REVOKE_P99_MS, MEMORY_GROWTH } = require('./scenarios')
+const { TARGETS, COMMAND_TARGETS, REVOKE_P99_MS, MEMORY_GROWTH } = require('./scenarios')
 
 function median (values) {
   const sorted = [...values].sort((a, b) => a - b)
@@ -44,6 +44,36 @@ function compare (runs, name, baseline) {
   }
 }
 
+// What Redis did for a scenario over all its measured runs: commands (PINGs
+// apart) and CPU time per request sent, each command's share, and PINGs a second.
+function redisWork (measured) {
+  if (measured.some((run) => run.redis === undefined)) return null
+  const requests = measured.reduce((sum, run) => sum + run.redis.requests, 0)
+  const byName = {}
+  let commands = 0
+  let pings = 0
+  let cpu = 0
+  let seconds = 0
+  for (const run of measured) {
+    commands += run.redis.commands
+    pings += run.redis.pings
+    cpu += run.redis.cpu
+    seconds += run.seconds
+    for (const [name, count] of Object.entries(run.redis.byName)) byName[name] = (byName[name] ?? 0) + count
+  }
+  return { perRequest: commands / requests, cpuPerRequest: cpu / requests, pingsPerSecond: pings / seconds, byName: Object.entries(byName).map(([name, count]) => [name, count / requests]) }
+}
+
+// Met on req/s, and for a target that says so on server CPU as well; a miss
+// says which of the two missed.
+function judge (target, ratio) {
+  const missed = []
+  if (ratio.sameRound < target.min) missed.push('req/s')
+  if (target.both === true && ratio.byCpu < target.min) missed.push('CPU')
+  if (missed.length === 0) return target.both === true ? 'met (both)' : 'met'
+  return `**missed** (${missed.join(', ')})`
+}
+
 function report (scenarios, runs, memory, revocation, patience, options, elapsed) {
   const lines = []
   const cpus = os.cpus()
@@ -53,16 +83,21 @@ function report (scenarios, runs, memory, revocation, patience, options, elapsed
     `${options.rounds} rounds of ${options.duration} s per server, the servers in turn (the order reversed every other round), ` +
     `on ${Math.min(options.generations, options.rounds)} set(s) of fresh processes, each warmed up for ${options.warmup} s. ` +
     'Medians over the rounds; a ratio is the median of the ratios within each round. The load generator and the server share the machine. ' +
-    '"server µs/req" is the server process\'s own CPU time per request.', '')
-  lines.push('| server | what | req/s | p99 ms | server µs/req | × bare |')
-  lines.push('|---|---|--:|--:|--:|--:|')
+    '"server µs/req" is the server process\'s own CPU time per request. For the servers that use Redis, "Redis cmd/req" is ' +
+    'the commands Redis ran during their runs (INFO commandstats before and after each run) over the requests, PINGs apart, and ' +
+    '"Redis µs/req" its CPU time (INFO cpu) over the requests, PINGs included.', '')
+  lines.push('| server | what | req/s | p99 ms | server µs/req | × bare | Redis cmd/req | Redis µs/req |')
+  lines.push('|---|---|--:|--:|--:|--:|--:|--:|')
+  const work = new Map()
   for (const scenario of scenarios) {
     const measured = runs.get(scenario.name)
     if (measured === undefined) continue
     const ratio = compare(runs, scenario.name, 'bare')
+    const redis = redisWork(measured)
+    if (redis !== null) work.set(scenario.name, redis)
     lines.push(`| ${scenario.name} | ${scenario.what} | ${format(median(measured.map((run) => run.rps)))} | ` +
       `${median(measured.map((run) => run.p99))} | ${median(measured.map((run) => run.cpuPerRequest)).toFixed(1)} | ` +
-      `${ratio === null ? '' : ratio.sameRound.toFixed(2)} |`)
+      `${ratio === null ? '' : ratio.sameRound.toFixed(2)} | ${redis === null ? '' : redis.perRequest.toFixed(3)} | ${redis === null ? '' : redis.cpuPerRequest.toFixed(1)} |`)
   }
 
   lines.push('', '| target | req/s ratio | per round | ratio of medians | by server CPU | goal | |')
@@ -70,9 +105,14 @@ function report (scenarios, runs, memory, revocation, patience, options, elapsed
   for (const target of TARGETS) {
     const ratio = compare(runs, target.name, target.baseline)
     if (ratio === null) continue
-    const verdict = target.min === null ? '' : ratio.sameRound >= target.min ? 'met' : '**missed**'
+    const verdict = target.min === null ? '' : judge(target, ratio)
     lines.push(`| ${target.name} / ${target.baseline} | ${ratio.sameRound.toFixed(2)} | ${ratio.min.toFixed(2)}–${ratio.max.toFixed(2)} | ` +
       `${ratio.ofMedians.toFixed(2)} | ${ratio.byCpu.toFixed(2)} | ${target.min === null ? '' : '≥ ' + target.min.toFixed(2)} | ${verdict} |`)
+  }
+  for (const target of COMMAND_TARGETS) {
+    const redis = work.get(target.name)
+    if (redis === undefined) continue
+    lines.push(`| ${target.name}: Redis commands per request, PINGs apart | ${redis.perRequest.toFixed(3)} | | | | ≤ ${target.max} | ${redis.perRequest <= target.max ? 'met' : '**missed**'} |`)
   }
   if (revocation !== null) {
     lines.push(`| revoke to refusal, 3 instances over Redis: p99 ms (median ${revocation.median.toFixed(1)}, max ${revocation.max.toFixed(1)}, ${revocation.count} refusals) | ` +
@@ -90,6 +130,13 @@ function report (scenarios, runs, memory, revocation, patience, options, elapsed
       `${mb(long.rss)} MB rss, ${mb(long.heapUsed)} MB heap used after ${format(long.requests)} more. ` +
       `Per cached login: ${format(memory.perLogin)} bytes of heap (the heap with the cache of verified cookies full, ${format(memory.cached)} entries, ` +
       'less the heap with one login seen, over that count).')
+  }
+
+  if (work.size > 0) {
+    const listed = [...work].map(([name, redis]) => `${name}: ${redis.byName.length === 0 ? 'none' : redis.byName.map(([command, count]) => `${command} ${count.toFixed(3)}`).join(', ')}`)
+    const pings = [...work.values()].map((redis) => redis.pingsPerSecond)
+    lines.push('', `Redis commands per request, by command: ${listed.join('; ')}. Left out: PINGs, ${format(Math.min(...pings))}–${format(Math.max(...pings))} a second ` +
+      'during the runs, the heartbeats by which the subscriber of every redisStore server of the set (the idle ones too) proves it hears revocations.')
   }
 
   const all = [...runs.values()].flat()

@@ -58,11 +58,14 @@ function startServer (app, { execArgv = [], plugin } = {}) {
         stats: (gc = false) => ask({ type: 'stats', gc }),
         // Distinct valid login cookies, minted with loginManager.cookiesFor,
         // asked for 10,000 at a time to keep each IPC message small.
-        async mint (count) {
+        // `anyUser`: of each of the server's 1,000 users in turn, not all of user 1.
+        async mint (count, anyUser = false) {
           const cookies = []
-          while (cookies.length < count) cookies.push(...(await ask({ type: 'mint', count: Math.min(10000, count - cookies.length) })).cookies)
+          while (cookies.length < count) cookies.push(...(await ask({ type: 'mint', count: Math.min(10000, count - cookies.length), anyUser })).cookies)
           return cookies
         },
+        // bench/scale.js: logins (or sessions) put into the store, no cookies back.
+        fill: (what) => ask({ type: 'fill', ...what }),
         close () {
           return new Promise((resolve) => {
             if (child.exitCode !== null || child.signalCode !== null) return resolve()
