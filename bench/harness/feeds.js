@@ -164,4 +164,4 @@ function nextCookie (cookies) {
   return cookies.list[Math.min(cookies.next++, cookies.end - 1)]
 }
 
-module.exports = { login, sameSizeCookie, prepare, mintElsewhere, forge, window, nextCookie }
+module.exports = { login, sameSizeCookie, prepare, deal, mintElsewhere, forge, window, nextCookie }

@@ -33,7 +33,7 @@ function startServer (app, { execArgv = [], plugin } = {}) {
     child.on('message', (message) => {
       if (message.type === 'listening') {
         child.off('exit', onExit)
-        resolve(server(message.port))
+        resolve(server(message.port, message.readyMs))
       } else if (pending.has(message.id)) {
         pending.get(message.id).resolve(message)
         pending.delete(message.id)
@@ -48,11 +48,13 @@ function startServer (app, { execArgv = [], plugin } = {}) {
       })
     }
 
-    function server (port) {
+    function server (port, readyMs) {
       return {
         app,
         plugin,
         port,
+        // How long the app's `ready` took, in ms.
+        readyMs,
         // CPU time and memory of the server process, after a GC if asked
         // (and the server runs with --expose-gc).
         stats: (gc = false) => ask({ type: 'stats', gc }),
