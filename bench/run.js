@@ -74,9 +74,8 @@ async function main () {
     try {
       for (let i = 0; i < scenarios.length; i++) {
         feeds.push(await prepare(scenarios[i], servers[i], options))
-        // Warm-up: lets the JIT settle; not recorded. A second's worth of
-        // fresh logins is enough for it (it may send some of them twice).
-        await feeds[i].refresh?.(1)
+        // Warm-up: lets the JIT settle; not recorded.
+        await feeds[i].refresh?.()
         await waitForQuiet(options, patience)
         if (options.warmup > 0) await load(scenarios[i], servers[i], feeds[i], { ...options, duration: options.warmup })
       }
@@ -87,12 +86,12 @@ async function main () {
         if (round % 2 === 1) order.reverse()
         const redoneBefore = patience.redone
         for (const i of order) {
-          await feeds[i].refresh?.(options.duration)
+          await feeds[i].refresh?.()
           await waitForQuiet(options, patience)
           let run = await measure(scenarios[i], servers[i], feeds[i], options)
           // Redo a measurement the rest of the machine disturbed; keep the calmest.
           for (let attempt = 0; attempt < 2 && run.foreign > options.maxForeign && patience.left > 0; attempt++) {
-            await feeds[i].refresh?.(options.duration)
+            await feeds[i].refresh?.()
             await waitForQuiet(options, patience)
             const retryStarted = Date.now()
             const again = await measure(scenarios[i], servers[i], feeds[i], options)

@@ -33,8 +33,8 @@ function sameSizeCookie (cookie) {
 // refuses a request without the cookie or with a forged one (a guard that let
 // everyone in would be fast and worthless). Returns what to measure with: the
 // request headers, and for a cold scenario its cookies, dealt out between
-// the connections it is measured with; `refresh(seconds)`, if there, must
-// run before each run, and `close()` once the feed is done with.
+// the connections it is measured with; `refresh()`, if there, must run
+// before each run, and `close()` once the feed is done with.
 async function prepare (scenario, server, options) {
   const cookie = await login(server)
   const headers = { cookie: sameSizeCookie(scenario.cookie ? cookie : '') }
@@ -97,18 +97,21 @@ function freshLogin (scenario, server) {
   return feed
 }
 
-// Cold: before each run, as many new logins as the run can send, minted by
-// another process of the same server (below: why not the measured one), which
-// is kept for the whole set of processes. They are logins of the 1,000 users
-// in turn: one user with millions of logins is no deployment's.
+// Cold: before each run, new logins, a window's worth for each connection
+// (more than a 1 s run sends), minted by another process of the same server
+// (below: why not the measured one), which is kept for the whole set of
+// processes. A longer run (the warm-up, a profile) goes round them again,
+// each coming back after 50,000 others: still cold, and still used within a
+// minute of being minted, which minting more would not be. They are logins
+// of the 1,000 users in turn: one user with millions of logins is no
+// deployment's.
 async function freshLogins (scenario, server, options) {
   const minter = await startServer(server.app, { plugin: server.plugin })
   const feed = {
     headers: {},
     cookies: null,
-    async refresh (seconds = 1) {
-      const count = options.connections * options.window * Math.ceil(seconds)
-      feed.cookies = deal(await minter.mint(count, scenario.anyUser === true), options.connections)
+    async refresh () {
+      feed.cookies = deal(await minter.mint(options.connections * options.window, scenario.anyUser === true), options.connections)
     },
     close: async () => await minter.close()
   }

@@ -25,7 +25,7 @@ async function profile (options) {
   const server = await startServer(scenario.app, { execArgv: ['--cpu-prof', '--cpu-prof-dir', dir] })
   const feed = await prepare(scenario, server, options)
   const duration = options.smoke ? 1 : 10
-  await feed.refresh?.(duration)
+  await feed.refresh?.()
   console.log(`profiling ${scenario.name} for ${duration} s …`)
   const result = await load(scenario, server, feed, { ...options, duration })
   await Promise.all([server.close(), feed.close?.()])

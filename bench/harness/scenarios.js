@@ -103,8 +103,7 @@ const COLD_COOKIES = 100000
 // (about 800 at 40k req/s over 50 connections). A longer run (the warm-up,
 // a profile) goes round them again: each then comes back after 50,000 other
 // cookies, still cold (e^(-50000/8192) of them admitted: 0.2 %). The cold
-// store scenarios mint this many new logins a connection for each second of
-// a run.
+// store scenarios mint this many new logins a connection before each run.
 const COLD_WINDOW = 1000
 const MEMORY_GROWTH = 1.10
 // The capacity of the cache of verified account cookies (two generations of 5,000).
