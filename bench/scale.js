@@ -98,6 +98,24 @@ async function settled (servers) {
   }
 }
 
+// What the instances and Redis spend with no request at all, a second: the
+// subscribers' heartbeats (and the sweep of expired ended logins), over 3 s.
+async function idle (servers) {
+  const before = await Promise.all(servers.map((server) => server.stats()))
+  const redisBefore = await redisNow()
+  const started = performance.now()
+  await new Promise((resolve) => setTimeout(resolve, 3000))
+  const seconds = (performance.now() - started) / 1000
+  const redisAfter = await redisNow()
+  const after = await Promise.all(servers.map((server) => server.stats()))
+  const cpu = after.map((one, i) => (one.cpu.user + one.cpu.system - before[i].cpu.user - before[i].cpu.system) / 1000 / seconds)
+  return {
+    instanceMs: cpu.reduce((a, b) => a + b, 0) / cpu.length,
+    redisMs: (redisAfter.cpu - redisBefore.cpu) / 1000 / seconds,
+    pings: commandsBetween(redisBefore.calls, redisAfter.calls).pings / seconds
+  }
+}
+
 // ---------------------------------------------------------------- load
 
 // Requests to every instance at once, each with a new login (minted just
@@ -190,8 +208,9 @@ async function main () {
     log(`${options.instances} instances ready in ${instances.map((one) => one.readyMs.toFixed(0)).join(', ')} ms (empty Redis; started in ${instances.map((one) => one.startMs.toFixed(0)).join(', ')} ms)`)
 
     const stage = async (label, live, ended, newcomer) => {
+      const quiet = await idle(servers())
       const measured = await spread(servers(), minter, options)
-      stages.push({ label, live, ended, newcomer, ...measured })
+      stages.push({ label, live, ended, newcomer, idle: quiet, ...measured })
       log(`${label}: ${format(measured.rps)} req/s over ${options.instances} instances, ${measured.commandsPerRequest.toFixed(4)} Redis commands a request ` +
         `${JSON.stringify(measured.byName)}, heap ${measured.memory.map((one) => mb(one.heapUsed)).join(' / ')} MB, rss ${measured.memory.map((one) => mb(one.rss)).join(' / ')} MB`)
     }
@@ -296,8 +315,12 @@ function report ({ options, instances, live, ended, sessions, elapsed }) {
       `${format(stage.newcomer.readyMs)} / ${format(stage.newcomer.startMs)} ms | ${mb(stage.newcomer.memory.heapUsed)} MB |`)
   }
   const pings = instances.map((stage) => stage.pingsPerSecond)
+  const idleMs = instances.map((stage) => stage.idle.instanceMs)
+  const idleRedis = instances.map((stage) => stage.idle.redisMs)
   lines.push('', `Left out of the commands: PINGs, ${format(Math.min(...pings))}–${format(Math.max(...pings))} a second, the heartbeats of ` +
-    `${options.instances + 1} subscribers (the instances and the minting process), at most 50 a second each.`)
+    `${options.instances + 1} subscribers (the instances and the minting process), at most 50 a second each. With no request at all, ` +
+    `each instance spent ${Math.min(...idleMs).toFixed(1)}–${Math.max(...idleMs).toFixed(1)} ms of CPU a second (its heartbeat, and the sweep of expired ended logins), ` +
+    `and Redis ${Math.min(...idleRedis).toFixed(1)}–${Math.max(...idleRedis).toFixed(1)} ms a second for all ${options.instances + 1} (3 s at each stage).`)
 
   const withLive = instances.find((stage) => stage.live > 0 && stage.ended === 0)
   const perLive = withLive === undefined ? null : (perInstance(withLive, 'heapUsed') - perInstance(base, 'heapUsed')) / withLive.live
@@ -337,6 +360,7 @@ function report ({ options, instances, live, ended, sessions, elapsed }) {
   lines.push(`| Redis memory for the same as connect-redis sessions | ${format(perSession)} bytes × 10,000,000 | ${format(perSession * 1e7 / 2 ** 30)} GB |`)
   lines.push(`| Redis commands per request (logins not seen) | measured: does not depend on instances or logins | ${last.commandsPerRequest.toFixed(4)} |`)
   lines.push('| PINGs a second | 50 × 10 subscribers | 500 |')
+  lines.push(`| CPU of an idle instance (its heartbeat) | measured, per instance | ${base.idle.instanceMs.toFixed(1)} ms a second |`)
   if (heardPerEnded !== null) {
     lines.push(`| instance heap per 1,000,000 ended logins held | ${format(heardPerEnded)} bytes × 1,000,000 | ${mb(heardPerEnded * 1e6)} MB |`)
     lines.push(`| new instance ready, per 1,000,000 ended logins | (${format(endedMost.newcomer.readyMs)} − ${format(withLive.newcomer.readyMs)} ms) / ${format(endedMost.ended)} × 1,000,000 | ${format(readyPerEnded * 1e6)} ms |`)
