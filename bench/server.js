@@ -74,10 +74,14 @@ const apps = {
   },
 
   'login-store-redis' (app) {
-    const Redis = require('ioredis')
-    const client = new Redis({ host: '127.0.0.1', port: redisPort(), lazyConnect: false })
-    app.addHook('onClose', async () => { await client.quit() })
-    registerLogin(app, { store: redisStore()({ client }) })
+    registerLogin(app, { store: redisLogins(app) })
+    storeRoutes(app)
+  },
+
+  // The same without rotation (on by default with a store that can):
+  // what rotation costs a request that does not rotate.
+  'login-store-redis-norotation' (app) {
+    registerLogin(app, { store: redisLogins(app), rotation: false })
     storeRoutes(app)
   },
 
@@ -156,6 +160,13 @@ function sessionApp (app, store) {
   })
 }
 
+function redisLogins (app) {
+  const Redis = require('ioredis')
+  const client = new Redis({ host: '127.0.0.1', port: redisPort(), lazyConnect: false })
+  app.addHook('onClose', async () => { await client.quit() })
+  return redisStore()({ client })
+}
+
 // redisStore, from the package or (a build that does not export it yet) its own file.
 function redisStore () {
   return require(pluginPath).redisStore ??
@@ -198,25 +209,69 @@ function registerLogin (app, options = {}) {
   })
 }
 
-async function mint (app, count) {
-  const cookies = []
+// Logins or sessions minted at once: the store answers them in any order,
+// and a few hundred in flight keep its connection full (pipelined).
+const IN_FLIGHT = 256
+
+// Distinct valid cookies, through each auth layer's own API. `anyUser`: of
+// each of the 1,000 users in turn (floor always: it keeps nothing per cookie,
+// so 1,000 distinct ones are as cold as more).
+async function mint (app, count, anyUser) {
+  const userOf = (i) => anyUser ? users.get(String(1 + i % users.size)) : ADA
   // passport: a secure-session of user 1, encrypted anew (a new nonce) each time,
   // as its logIn stores it.
   if (app.hasDecorator('encodeSecureSession')) {
-    for (let i = 0; i < count; i++) cookies.push(`session=${encodeURIComponent(app.encodeSecureSession(app.createSecureSession({ passport: ADA.id })))}`)
-    return cookies
+    return Array.from({ length: count }, () => `session=${encodeURIComponent(app.encodeSecureSession(app.createSecureSession({ passport: ADA.id })))}`)
   }
-  // floor has no login manager: its own signed cookie, of each user in turn
-  // (it keeps nothing per cookie, so 1,000 distinct ones are as cold as more).
+  // @fastify/session: a session of user 1 in its store, as POST /login makes it.
+  if (app.hasDecorator('decryptSession')) return await inFlight(count, async () => await sessionCookie(app))
   if (app.loginManager === undefined) {
-    for (let i = 0; i < count; i++) cookies.push(`uid=${encodeURIComponent(app.signCookie(String(1 + i % users.size)))}`)
-    return cookies
+    return Array.from({ length: count }, (_, i) => `uid=${encodeURIComponent(app.signCookie(String(1 + i % users.size)))}`)
   }
-  for (let i = 0; i < count; i++) {
-    const jar = await app.loginManager.cookiesFor(ADA, { fresh: false })
-    cookies.push(Object.entries(jar).map(([name, value]) => `${name}=${encodeURIComponent(value)}`).join('; '))
+  return await inFlight(count, async (i) => {
+    const jar = await app.loginManager.cookiesFor(userOf(i), { fresh: false })
+    return Object.entries(jar).map(([name, value]) => `${name}=${encodeURIComponent(value)}`).join('; ')
+  })
+}
+
+async function sessionCookie (app) {
+  const response = await app.inject({ method: 'POST', url: '/login' })
+  const line = [response.headers['set-cookie']].flat().find((one) => one?.startsWith('sessionId='))
+  if (response.statusCode !== 200 || line === undefined) throw new Error(`POST /login answered ${response.statusCode} without a session cookie`)
+  return line.split(';', 1)[0]
+}
+
+// bench/scale.js: `count` logins (or sessions) in the store, none of them
+// sent back. Logins are of users `first`, `first + 1`, … (`perUser` each),
+// made by cookiesFor, so each goes through the store's own create, from a
+// browser's user agent and address as a device list would show them; `end`:
+// then ended, each user's with revokeAllLogins, as "log out everywhere" would.
+const USER_AGENT = 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36'
+
+async function fill (app, { first, count, perUser, end }) {
+  if (app.hasDecorator('decryptSession')) {
+    await inFlight(count, async () => await sessionCookie(app))
+    return { count }
   }
-  return cookies
+  const manager = app.loginManager
+  const userOf = (i) => ({ id: String(first + Math.floor(i / perUser)) })
+  await inFlight(count, async (i) => await manager.cookiesFor(userOf(i), { fresh: false, userAgent: USER_AGENT, ip: `10.${i >> 16 & 255}.${i >> 8 & 255}.${i & 255}` }))
+  if (!end) return { count }
+  const ended = await inFlight(Math.ceil(count / perUser), async (u) => await manager.revokeAllLogins(userOf(u * perUser)))
+  return { count, ended: ended.reduce((sum, one) => sum + one, 0) }
+}
+
+// work(0) … work(count - 1), IN_FLIGHT at a time; their results in order.
+async function inFlight (count, work) {
+  const results = new Array(count)
+  let next = 0
+  await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, count) }, async () => {
+    while (next < count) {
+      const i = next++
+      results[i] = await work(i)
+    }
+  }))
+  return results
 }
 
 async function main () {
@@ -225,6 +280,10 @@ async function main () {
   if (build === undefined) throw new Error(`unknown server kind ${kind}; one of ${Object.keys(apps).join(', ')}`)
   const app = Fastify({ logger: false })
   build(app)
+  // How long `ready` takes: with a store, reading back every ended login.
+  const readying = performance.now()
+  await app.ready()
+  const readyMs = performance.now() - readying
   await app.listen({ host: '127.0.0.1', port: 0 })
   const { port } = app.server.address()
 
@@ -236,8 +295,10 @@ async function main () {
       }
       process.send({ type: 'stats', id: message.id, cpu: process.cpuUsage(), memory: process.memoryUsage() })
     } else if (message.type === 'mint') {
-      // Distinct valid cookies for the memory check and the cold scenario, through the public API.
-      mint(app, message.count).then((cookies) => process.send({ type: 'minted', id: message.id, cookies }))
+      // Distinct valid cookies for the memory check and the cold scenarios, through the public API.
+      mint(app, message.count, message.anyUser === true).then((cookies) => process.send({ type: 'minted', id: message.id, cookies }), fail)
+    } else if (message.type === 'fill') {
+      fill(app, message).then((filled) => process.send({ type: 'filled', id: message.id, ...filled }), fail)
     } else if (message.type === 'close') {
       app.close().then(() => process.exit(0))
     }
@@ -245,11 +306,14 @@ async function main () {
   // The orchestrator going away takes the server with it.
   process.on('disconnect', () => process.exit(0))
 
-  if (process.send !== undefined) process.send({ type: 'listening', port })
+  if (process.send !== undefined) process.send({ type: 'listening', port, readyMs })
   else console.log(`${kind} listening on http://127.0.0.1:${port}`)
 }
 
-main().catch((error) => {
+// A mint or fill that fails ends the process: the orchestrator's wait on it fails with it.
+function fail (error) {
   console.error(error)
   process.exit(1)
-})
+}
+
+main().catch(fail)

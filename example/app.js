@@ -1,8 +1,9 @@
 'use strict'
 
-// The student portal: sign up, log in (with "remember me"), a profile, a
-// password change and "log out everywhere" behind a fresh login, and a small
-// JSON API with bearer tokens. `server.js` runs it; the tests build it with
+// The student portal: sign up, log in (with "remember me", a passkey, or an
+// OpenID provider), a profile, a password change, passkeys, "log out
+// everywhere" behind a fresh login, deleting the account behind a recent
+// password or passkey, and a small JSON API with bearer tokens. `server.js` runs it; the tests build it with
 // `buildApp()` against a temporary database.
 const { hkdfSync } = require('node:crypto')
 const { readFileSync } = require('node:fs')
@@ -20,14 +21,18 @@ const { openDatabase, API_TOKEN_DAYS } = require('./db')
 const { createAttemptLimits } = require('./attempts')
 const { createFlash } = require('./flash')
 const { LIMITS, field, echo, normalizeName, checkName, checkGrade, checkNewPassword, checkPresent, problems } = require('./forms')
-const { hashPassword, verifyPassword, verifyAgainstNobody, prepareDummyHash } = require('./passwords')
+const { hashPassword, passwordMatches, prepareDummyHash } = require('./passwords')
+const { createSite } = require('./site')
+const { passkeyRoutes, CEREMONY_SECONDS } = require('./passkeys')
+const { oidcRoutes, checkIssuer, FLOW_SECONDS: OIDC_FLOW_SECONDS } = require('./oidc')
 
 class Student extends UserMixin {
-  constructor ({ id, name, grade, sessionVersion, apiTokenExpiresAt }) {
+  constructor ({ id, name, grade, passwordHash, sessionVersion, apiTokenExpiresAt }) {
     super()
     this.id = id
     this.name = name
-    this.grade = grade
+    this.grade = grade // null for a student made by an OpenID provider
+    this.hasPassword = passwordHash !== null
     this.sessionVersion = sessionVersion
     this.apiTokenExpiresAt = apiTokenExpiresAt
   }
@@ -42,7 +47,8 @@ class Student extends UserMixin {
 // Sent with every response, framework errors (400, 413…) included: they are
 // set in onSend, the last step before any response goes out.
 const SECURITY_HEADERS = {
-  'content-security-policy': "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+  // Scripts: public/passkeys.js only, which fetches the passkey options.
+  'content-security-policy': "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
   'x-frame-options': 'DENY', // frame-ancestors, for browsers that predate it
   'referrer-policy': 'same-origin',
   'x-content-type-options': 'nosniff',
@@ -54,14 +60,21 @@ const STALE_REASONS = {
   remembered: 'You were remembered from an earlier visit. To continue, type your password again.',
   timeout: 'It has been a while since you typed your password. To continue, type it again.',
   client: 'Your browser or network changed since you logged in. To continue, type your password again.',
-  fresh: 'To continue, type your password again.'
+  fresh: 'To continue, type your password again.',
+  // A route that asks for a recent password or passkey (`maxAge`, `methods`).
+  recent: 'This page needs your password or a passkey, entered in the last few minutes.'
 }
+
+// Deleting the account: a password or a passkey entered in the last 5 minutes
+// (a fresh login made by the provider, or older, is not enough).
+const RECENT = { mode: 'fresh', maxAge: 300, methods: ['passkey', 'password'] }
 
 const LOGIN_REQUIRED_MESSAGE = 'Please log in to see this page.'
 // A new API token is shown on the page it redirects to, once, for this long at most.
 const SHOW_TOKEN_FOR_MS = 5 * 60 * 1000
 
 const STYLE = readFileSync(join(__dirname, 'public', 'style.css'))
+const PASSKEYS_SCRIPT = readFileSync(join(__dirname, 'public', 'passkeys.js'))
 
 // `https`: the portal is served over https (behind a TLS proxy, with
 // `trustProxy`, or by itself with `tls`: its key and certificate). Its
@@ -71,7 +84,13 @@ const STYLE = readFileSync(join(__dirname, 'public', 'style.css'))
 // of its cookies works nowhere else.
 // `store`: where logins are recorded, so that each can be listed and ended
 // ("Your devices"); by default a table of the portal's database (login-store.js).
-async function buildApp ({ databasePath, secret, logger = false, https = false, tls = null, trustProxy = false, store = null }) {
+// `publicUrl`: where students reach the portal (PUBLIC_URL), for passkeys and
+// the OpenID provider; without it, http://localhost (https with `tls`) at the
+// port it listens on (site.js). `oidc`: `{ issuer, clientId, clientSecret, name }` adds "Sign in
+// with <name>" (oidc.js).
+async function buildApp ({ databasePath, secret, logger = false, https = false, tls = null, trustProxy = false, store = null, publicUrl = null, oidc = null }) {
+  // A plain-http provider anywhere but this machine fails here, at start.
+  if (oidc !== null) checkIssuer(oidc.issuer)
   const db = openDatabase(databasePath)
   const app = Fastify({
     logger,
@@ -84,6 +103,7 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
     }
   })
   app.decorate('db', db)
+  const site = createSite(app, publicUrl, tls !== null)
   app.addHook('onClose', async () => db.close())
   app.addHook('onSend', (request, reply, payload, done) => {
     for (const [name, value] of Object.entries(SECURITY_HEADERS)) {
@@ -157,15 +177,27 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
   // A bound login's cookie without its proof: a copy, or a browser that
   // could not refresh its bound cookie just now. The login goes on.
   app.loginManager.on('boundProofMissing', (request) => { request.deviceNotProven = true })
+  // This store records which generation of a login's cookie was used, so
+  // the plugin rotates cookies: an older copy that comes back after a newer
+  // one was used means two browsers hold the login, and the plugin has ended
+  // it. The request that brought the copy is told, whichever page it asked
+  // for (docs/stolen-cookies.md).
+  app.decorateRequest('reusedLogin', null)
+  app.loginManager.on('loginReuseDetected', (request, record) => { request.reusedLogin = record })
 
   const flash = createFlash({ cookieName: `${cookiePrefix}flash`, secure: https, messages: { 'login-required': LOGIN_REQUIRED_MESSAGE } })
 
   // A guard sends a visitor to log in: the log-in page says why. A login
   // cookie that no longer works (another device ended that login, or it
-  // expired) is cleared on the way. Not a login cookie sent twice: the
-  // second is a copy planted by a neighbouring site, which the guard has
-  // already expired where it can; logging out would end the real login.
+  // expired, or it was used from two places) is cleared on the way. Not a
+  // login cookie sent twice: the second is a copy planted by a neighbouring
+  // site, which the guard has already expired where it can; logging out
+  // would end the real login.
   app.loginManager.unauthorizedHandler((request, reply) => {
+    if (request.reusedLogin !== null) {
+      flash.set(reply, 'login-reused', deviceOf(request.reusedLogin))
+      return app.loginManager.logoutUser(request, reply)
+    }
     // Its cookies stay: the login is not over, and the browser that holds its
     // key shows it again on its next page.
     if (request.deviceNotProven) {
@@ -181,7 +213,8 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
     engine: { ejs },
     root: join(__dirname, 'views'),
     layout: 'layout.ejs',
-    defaultContext: { errors: [], notice: null }
+    // `oidcName`: the provider of "Sign in with …" on the log-in page, if any.
+    defaultContext: { errors: [], notice: null, oidcName: oidc?.name ?? null }
   })
   await app.register(fastifyFormbody)
   await app.register(fastifyCsrf, {
@@ -208,7 +241,10 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
     // The layout shows who is logged in. With Redis (an asynchronous store)
     // that must be resolved first; with SQLite this answers at once.
     await reply.request.loadUser()
-    const notice = statusCode === 200 ? flash.take(reply.request, reply) : null
+    // An unguarded page (the home page) can be where a reused login is found.
+    const reused = reply.request.reusedLogin
+    if (reused !== null) await app.loginManager.logoutUser(reply.request, reply)
+    const notice = reused !== null ? flash.now('login-reused', deviceOf(reused)) : statusCode === 200 ? flash.take(reply.request, reply) : null
     const html = await reply.viewAsync(`${template}.ejs`, { csrfToken: reply.generateCsrf(), notice, ...data })
     return reply.code(statusCode).type('text/html; charset=utf-8').send(html)
   }
@@ -244,6 +280,7 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
   })
 
   app.get('/style.css', (request, reply) => reply.header('cache-control', 'max-age=3600').type('text/css; charset=utf-8').send(STYLE))
+  app.get('/passkeys.js', (request, reply) => reply.header('cache-control', 'max-age=3600').type('text/javascript; charset=utf-8').send(PASSKEYS_SCRIPT))
 
   app.get('/', (request, reply) => render(reply, 'home', { title: 'Welcome' }))
 
@@ -288,12 +325,14 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
     const errors = problems(checkPresent('name', name, LIMITS.name), checkPresent('password', password, LIMITS.passwordMax))
     if (errors.length > 0) return refuse(400, errors)
     const row = db.studentByName(name)
-    const { retryAfter, matches } = await attempts.checkPassword(request, name, () =>
-      row === null ? verifyAgainstNobody(password) : verifyPassword(password, row.passwordHash))
+    // A student without a password (made by an OpenID provider) matches none.
+    const { retryAfter, matches } = await attempts.checkPassword(request, name, () => passwordMatches(password, row?.passwordHash ?? null))
     if (retryAfter !== null) return tooManyAttempts(reply, retryAfter)
     // One message for both: the page does not tell which names exist.
     if (!matches) return refuse(401, ['Wrong name or password.'])
 
+    // "Remember me" checked: remembered for 60 days; unchecked (and by default),
+    // a login that ends with the browser session.
     await app.loginManager.loginUser(request, reply, new Student(row), { remember: values.remember, method: 'password' })
     renewCsrfSecret(request, reply)
     return reply.redirect(app.loginManager.nextUrl(request, '/profile'), 303)
@@ -310,27 +349,42 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
     return reply.redirect('/', 303)
   })
 
-  app.get('/profile', { onRequest: loginRequired }, (request, reply) =>
-    render(reply, 'profile', { title: 'Profile', fresh: request.isFresh }))
+  app.get('/profile', { onRequest: loginRequired }, (request, reply) => renderProfile(request, reply))
+
+  // The profile, with the student's passkeys; errors of adding one come back here.
+  function renderProfile (request, reply, errors = [], statusCode = 200) {
+    return render(reply, 'profile', {
+      title: 'Profile',
+      fresh: request.isFresh,
+      passkeys: db.passkeysOf(request.currentUser.id).map((passkey) => ({ ...passkey, createdAt: utc(passkey.createdAt) })),
+      passkeysHere: site.relyingParty(request) !== null,
+      home: site.home(),
+      errors
+    }, statusCode)
+  }
 
   // Changing the password needs a fresh login *and* the current password: a
   // fresh login can be forged or left open, the password cannot.
+  // A student made by an OpenID provider has no password: the page then
+  // asks for none ("Choose a password"), the fresh login is the proof.
+  const passwordPage = (request) => request.currentUser.hasPassword ? 'Change password' : 'Choose a password'
+
   app.get('/password', { onRequest: freshLoginRequired }, (request, reply) =>
-    render(reply, 'password', { title: 'Change password', limits: LIMITS }))
+    render(reply, 'password', { title: passwordPage(request), limits: LIMITS }))
 
   app.post('/password', { onRequest: freshLoginRequired, preHandler: csrf }, async (request, reply) => {
     const current = field(request.body, 'current')
     const password = field(request.body, 'password')
-    const refuse = (statusCode, errors) => render(reply, 'password', { title: 'Change password', limits: LIMITS, errors }, statusCode)
+    const student = request.currentUser
+    const refuse = (statusCode, errors) => render(reply, 'password', { title: passwordPage(request), limits: LIMITS, errors }, statusCode)
     const errors = problems(
-      checkPresent('current password', current, LIMITS.passwordMax),
+      student.hasPassword ? checkPresent('current password', current, LIMITS.passwordMax) : null,
       checkNewPassword(password),
       field(request.body, 'confirm') === password ? null : 'The two new passwords do not match.'
     )
     if (errors.length > 0) return refuse(400, errors)
-    const student = request.currentUser
-    const { retryAfter, matches } = await attempts.checkPassword(request, student.name, () =>
-      verifyPassword(current, db.studentById(student.id).passwordHash))
+    const { retryAfter, matches } = await attempts.checkPassword(request, student.name, async () =>
+      !student.hasPassword || await passwordMatches(current, db.studentById(student.id).passwordHash))
     if (retryAfter !== null) return tooManyAttempts(reply, retryAfter)
     if (!matches) return refuse(401, ['Your current password is not that one.'])
     // A new password logs out every other device: new session version.
@@ -342,24 +396,39 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
 
   // The re-authentication form (refreshRoute): the password again, then back
   // to the page that asked for a fresh login. It says why it asks.
-  app.get('/reauthenticate', { onRequest: loginRequired }, (request, reply) =>
-    render(reply, 'reauthenticate', { title: 'Confirm your password', reason: STALE_REASONS[staleReason(request)], next: app.loginManager.nextUrl(request, '') }))
+  // It offers the student's password and passkeys, or only those the route
+  // asks for: a route with `methods` sends them along (`methods=passkey,password`).
+  app.get('/reauthenticate', { onRequest: loginRequired }, (request, reply) => renderReauthenticate(request, reply))
+
+  function renderReauthenticate (request, reply, errors = [], statusCode = 200) {
+    const methods = field(request.query, 'methods') || field(request.body, 'methods')
+    const allowed = (method) => methods === '' || methods.split(',').includes(method)
+    const student = request.currentUser
+    return render(reply, 'reauthenticate', {
+      title: 'Confirm it is you',
+      reason: STALE_REASONS[methods === '' ? staleReason(request) : 'recent'],
+      next: app.loginManager.nextUrl(request, ''),
+      methods,
+      password: allowed('password') && student.hasPassword,
+      passkey: allowed('passkey') && db.passkeysOf(student.id).length > 0 && site.relyingParty(request) !== null,
+      errors
+    }, statusCode)
+  }
 
   app.post('/reauthenticate', { onRequest: loginRequired, preHandler: csrf }, async (request, reply) => {
     const password = field(request.body, 'password')
-    const next = app.loginManager.nextUrl(request, '')
-    const refuse = (statusCode, errors) =>
-      render(reply, 'reauthenticate', { title: 'Confirm your password', reason: STALE_REASONS[staleReason(request)], next, errors }, statusCode)
+    const refuse = (statusCode, errors) => renderReauthenticate(request, reply, errors, statusCode)
 
     const invalid = checkPresent('password', password, LIMITS.passwordMax)
     if (invalid !== null) return refuse(400, [invalid])
     const student = request.currentUser
     const { retryAfter, matches } = await attempts.checkPassword(request, student.name, () =>
-      verifyPassword(password, db.studentById(student.id).passwordHash))
+      passwordMatches(password, db.studentById(student.id).passwordHash))
     if (retryAfter !== null) return tooManyAttempts(reply, retryAfter)
     if (!matches) return refuse(401, ['Wrong password.'])
 
-    // Fresh again, as a new login (a copy of the old cookie no longer works).
+    // Fresh again, as a new login (a copy of the old cookie no longer works);
+    // the login now says it was confirmed with a password.
     await app.loginManager.confirmLogin(request, reply, { method: 'password' })
     return reply.redirect(app.loginManager.nextUrl(request, '/profile'), 303)
   })
@@ -396,6 +465,9 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
     await app.loginManager.loginUser(request, reply, new Student(row), { remember: remembered, fresh: request.isFresh, method })
   }
 
+  // How each login was made, as "Your devices" says it.
+  const methods = { password: 'with a password', passkey: 'with a passkey', oidc: `with ${oidc?.name}` }
+
   // "Your devices": every live login of the student, as the store has it.
   app.get('/devices', { onRequest: loginRequired }, async (request, reply) => {
     const thisLogin = app.loginManager.loginInfo(request).loginId
@@ -403,7 +475,8 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
       ...login,
       thisDevice: login.loginId === thisLogin,
       createdAt: utc(login.createdAt),
-      lastSeenAt: utc(login.lastSeenAt)
+      lastSeenAt: utc(login.lastSeenAt),
+      method: Object.hasOwn(methods, login.method) ? methods[login.method] : null
     }))
     return render(reply, 'devices', { title: 'Your devices', logins })
   })
@@ -417,6 +490,23 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
     const ended = await app.loginManager.revokeLogin(request.currentUser, login)
     flash.set(reply, ended ? 'device-logged-out' : 'device-already-gone')
     return reply.redirect('/devices', 303)
+  })
+
+  // Deleting the account needs a password or a passkey entered in the last
+  // five minutes (RECENT): the guard sends anyone else to /reauthenticate,
+  // with the methods it accepts. The student, their passkeys and every login
+  // go; this browser is logged out.
+  app.get('/delete-account', { config: { login: RECENT } }, (request, reply) =>
+    render(reply, 'delete-account', { title: 'Delete my account' }))
+
+  app.post('/delete-account', { config: { login: RECENT }, preHandler: csrf }, async (request, reply) => {
+    const student = request.currentUser
+    db.deleteStudent(student.id)
+    await app.loginManager.revokeAllLogins(student)
+    await app.loginManager.logoutUser(request, reply)
+    renewCsrfSecret(request, reply)
+    flash.set(reply, 'account-deleted')
+    return reply.redirect('/', 303)
   })
 
   // API tokens: a credential that outlives cookies, so the page needs a fresh
@@ -459,6 +549,16 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
     return { name: student.name, grade: student.grade }
   })
 
+  // Passkeys and "Sign in with …" (passkeys.js, oidc.js): their round trips
+  // keep their state in signed, one-shot flow cookies (flow-state.js).
+  const flows = {
+    passkey: db.flowState({ name: `${cookiePrefix}passkey-flow`, sameSite: 'strict', secure: https, lifetime: CEREMONY_SECONDS }),
+    oidc: db.flowState({ name: `${cookiePrefix}oidc-flow`, sameSite: 'lax', secure: https, lifetime: OIDC_FLOW_SECONDS })
+  }
+  const portal = { db, flows, site, csrf, render, flash, attempts, tooManyAttempts, renewCsrfSecret, renderProfile, renderReauthenticate, Student }
+  passkeyRoutes(app, portal)
+  if (oidc !== null) oidcRoutes(app, portal, oidc)
+
   app.setNotFoundHandler((request, reply) =>
     render(reply, 'error', { title: 'Not found', message: 'There is no page at this address.' }, 404))
 
@@ -478,6 +578,11 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
   })
 
   return app
+}
+
+// A login's device, as "Your devices" shows it.
+function deviceOf (record) {
+  return record.userAgent || 'Unknown browser'
 }
 
 // Seconds since the epoch, as the pages show times.

@@ -4,8 +4,10 @@
 // counters (`createRateLimit`): the routes decide what counts, so that only
 // what costs or risks something is counted.
 //
-// Passwords (log-in, re-authentication, password change): failures are
-// counted per client address and per account name; once either has
+// Passwords (log-in, re-authentication, password change) and passkeys
+// (passkeys.js: an answer that does not verify): failures are counted per
+// client address and per account name (a passkey answer names no account
+// until its passkey is found: then per address only); once either has
 // PASSWORD_FAILURES in the window, every attempt through it is refused (429
 // and Retry-After) before any password is hashed. Successes never count: a
 // student who logs in ten times a day, or a class behind one school address,
@@ -88,7 +90,7 @@ function createAttemptLimits (app) {
   // Runs `check` (a password check: true when it matches) if the limits let
   // it: `{ retryAfter }` in seconds when they do not, else `{ matches }`.
   async function checkPassword (request, name, check) {
-    const keys = [addressKey(request), nameKey(name)]
+    const keys = passwordKeys(request, name)
     // Taken before anything is awaited: concurrent checks see each other.
     const places = hold(keys)
     try {
@@ -102,6 +104,8 @@ function createAttemptLimits (app) {
     }
   }
 
+  // A passkey answer names no account until its passkey is found: then per address only.
+  const passwordKeys = (request, name) => name === null ? [addressKey(request)] : [addressKey(request), nameKey(name)]
   return {
     checkPassword,
     signUpRefusal: (request) => refusal(signUps, request, [addressKey(request)]),

@@ -110,7 +110,19 @@ function sqliteLoginStore (db) {
   return {
     create (login) {
       statements.deleteExpired.run(nowInSeconds())
-      statements.insert.run({ deviceKey: null, deviceSession: null, deviceChallengeAt: 0, ...login, remembered: login.remembered ? 1 : 0 })
+      // A record from a fastify-login that predates a field has none: NULL.
+      statements.insert.run({
+        method: null,
+        authenticatedAt: null,
+        generation: 0,
+        deviceKey: null,
+        deviceSession: null,
+        deviceChallengeAt: 0,
+        generationUsedAt: null,
+        realm: null,
+        ...login,
+        remembered: login.remembered ? 1 : 0
+      })
     },
     get: (loginId, userId) => record(statements.get.get(loginId, userId, nowInSeconds())),
     touch (loginId, lastSeenAt, userId, expiresAt) {

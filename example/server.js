@@ -5,17 +5,24 @@
 //   EXAMPLE_DB    the SQLite file (default: example/data/portal.sqlite)
 //   LOGIN_SECRET  signs the cookies, 32+ characters (default: a random secret
 //                 kept next to the database, so logins survive restarts)
-//   PORT          default 3000; the server listens on 127.0.0.1 only
+//   PORT          default 3000; the server listens on 127.0.0.1 only, and is
+//                 opened at http://localhost:PORT (passkeys refuse IP addresses)
 //   REDIS_URL     keep the logins in Redis (redis://host:port), so that several
 //                 portals can share them; default: a table of the database
 //   PUBLIC_URL    where students reach the portal, when that is not this plain
 //                 http address: `https://…` behind a TLS proxy on this machine.
 //                 The portal then trusts the proxy's X-Forwarded-* headers and
-//                 sends Secure cookies named `__Host-…`.
+//                 sends Secure cookies named `__Host-…`. Passkeys and the
+//                 OpenID provider are given this address too.
 //   EXAMPLE_HTTPS `1`: serve https itself, on a self-signed certificate for
 //                 localhost made on the first start (with the openssl command)
 //                 and kept next to the database. Secure `__Host-…` cookies,
 //                 and logins bound to the browser where it can (device binding).
+//   OIDC_ISSUER, OIDC_CLIENT_ID, OIDC_CLIENT_SECRET
+//                 all three: "Sign in with …" through that OpenID provider,
+//                 which must send the browser back to <portal>/login/oidc/callback.
+//                 An https issuer, or http on 127.0.0.1 or localhost.
+//   OIDC_NAME     what the button calls the provider (default: its host)
 const { execFileSync } = require('node:child_process')
 const { createHash, randomBytes, X509Certificate } = require('node:crypto')
 const { existsSync, mkdirSync, readFileSync, writeFileSync } = require('node:fs')
@@ -34,8 +41,15 @@ function settings (env) {
     port: Number(env.PORT ?? 3000),
     publicUrl: env.PUBLIC_URL ?? null,
     redisUrl: env.REDIS_URL ?? null,
-    selfServedHttps: env.EXAMPLE_HTTPS === '1'
+    selfServedHttps: env.EXAMPLE_HTTPS === '1',
+    oidc: oidcSettings(env)
   }
+}
+
+// Null unless all three variables are set.
+function oidcSettings ({ OIDC_ISSUER: issuer, OIDC_CLIENT_ID: clientId, OIDC_CLIENT_SECRET: clientSecret, OIDC_NAME: name }) {
+  if (!issuer || !clientId || !clientSecret) return null
+  return { issuer, clientId, clientSecret, name: name ?? (URL.canParse(issuer) ? new URL(issuer).host : issuer) }
 }
 
 // A random secret made on the first start and read back on the next ones,
@@ -62,7 +76,7 @@ function certificateIn (folder) {
 }
 
 async function main () {
-  const { databasePath, secret, host, port, publicUrl, redisUrl, selfServedHttps } = settings(process.env)
+  const { databasePath, secret, host, port, publicUrl, redisUrl, selfServedHttps, oidc } = settings(process.env)
   const https = selfServedHttps || (publicUrl?.startsWith('https://') ?? false)
   mkdirSync(dirname(databasePath), { recursive: true })
   const certificate = selfServedHttps ? certificateIn(dirname(databasePath)) : null
@@ -76,7 +90,9 @@ async function main () {
     tls: certificate?.tls ?? null,
     // Only a proxy on this machine may say what the client's address and protocol were.
     trustProxy: publicUrl === null ? false : '127.0.0.1',
-    store: redis === null ? null : redisStore({ client: redis })
+    store: redis === null ? null : redisStore({ client: redis }),
+    publicUrl,
+    oidc
   })
   // The store never closes a client it was given: the app does, last.
   if (redis !== null) app.addHook('onClose', async () => { await redis.quit() })
@@ -89,12 +105,15 @@ async function main () {
   }
   await app.listen({ host, port })
 
-  const local = certificate === null ? `http://${host}:${app.server.address().port}` : `https://localhost:${app.server.address().port}`
+  const scheme = certificate === null ? 'http' : 'https'
+  // Opened by name: WebAuthn refuses IP addresses, and localhost is this machine.
+  const local = `${scheme}://localhost:${app.server.address().port}`
   console.log(`
-  Student portal: ${publicUrl ?? local}${publicUrl === null ? '' : `\n  Listening on:   ${local} (for the proxy)`}
+  Student portal: ${publicUrl ?? local}${publicUrl === null ? '' : `\n  Listening on:   ${scheme}://${host}:${app.server.address().port} (for the proxy)`}
   Demo student:   name "${DEMO_STUDENT.name}", password "${DEMO_STUDENT.password}"${seeded === null ? ' (unless you changed it)' : ''}
   Database:       ${databasePath}
   Logins kept in: ${redis === null ? 'the database' : redisUrl}
+  Sign in with:   ${oidc === null ? 'a password or a passkey (set OIDC_ISSUER, OIDC_CLIENT_ID and OIDC_CLIENT_SECRET for an OpenID provider)' : `a password, a passkey or ${oidc.name} (${oidc.issuer})`}
 ${certificate === null ? '' : trustHelp(certificate)}`)
 }
 

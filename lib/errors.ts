@@ -25,7 +25,7 @@ export const FST_LOGIN_NO_USER_LOADER = createError(
 
 export const FST_LOGIN_USER_NOT_LOADED = createError(
   'FST_LOGIN_USER_NOT_LOADED',
-  'fastify-login: `request.currentUser` was read before the asynchronous user loader finished. Add a login guard to the route (`onRequest: app.loginManager.loginRequired`) or `await request.loadUser()` first.',
+  'fastify-login: `request.currentUser` was read before the asynchronous user loader finished. Add a login guard to the route (`onRequest: app.loginManager.loginRequired`), or `config: { login: \'optional\' }` to a page that anyone may see, or `await request.loadUser()` first.',
   500
 )
 
@@ -55,7 +55,7 @@ export const FST_LOGIN_COOKIE_NEEDS_USER_LOADER = createError(
 
 export const FST_LOGIN_UNAUTHORIZED = createError(
   'FST_LOGIN_UNAUTHORIZED',
-  'fastify-login: %s found nobody logged in: this route lets anonymous visitors reach it. Guard it with `config: { login: \'required\' }` or `onRequest: app.loginManager.loginRequired`.',
+  'fastify-login: %s found nobody logged in: %s.',
   401
 )
 
@@ -85,6 +85,18 @@ export const FST_LOGIN_STORE_FAILED = createError(
 export const FST_LOGIN_STORE_CORRUPT = createError(
   'FST_LOGIN_STORE_CORRUPT',
   'fastify-login: redisStore found %s at key `%s`, which is not a login record. Delete the key, or fix what wrote it.',
+  500
+)
+
+export const FST_LOGIN_STORE_SUBSCRIBE_FAILED = createError(
+  'FST_LOGIN_STORE_SUBSCRIBE_FAILED',
+  'fastify-login: redisStore could not subscribe to `%s`: %s. Without it this instance would not hear of logins ended on other instances, so `ready` fails: check that Redis is reachable and that its user may SUBSCRIBE to that channel (docs/redis-store.md, "Permissions").',
+  500
+)
+
+export const FST_LOGIN_STORE_CLOSED = createError(
+  'FST_LOGIN_STORE_CLOSED',
+  'fastify-login: redisStore was closed before it could subscribe to `%s`: the app was closed while it was starting.',
   500
 )
 

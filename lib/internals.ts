@@ -2,6 +2,8 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { LoginCurrentUser, GuardHandler, LoginEvents } from '../types/index'
 import type { DeviceBindingEndpoints } from './binding/dbsc-routes'
 import type { AccountToken } from './cookies/token'
+import type { RefreshRouteCheck } from './guards/refresh-route'
+import type { OpenApiDocs } from './openapi'
 
 // What the guards and the request decorators need from the manager, and apps
 // must not call: kept under a Symbol, like Fastify's own internals.
@@ -20,6 +22,8 @@ export interface LoginInternals {
   handlers: { unauthorized: GuardHandler | null, authorized: GuardHandler | null, needsRefresh: GuardHandler | null }
   // Device binding's endpoints, when the option is on.
   deviceBinding: DeviceBindingEndpoints | null
+  refreshRoute: RefreshRouteCheck
+  openapi: OpenApiDocs
   hasLoader (): boolean
   ready (): Promise<void>
   close (): Promise<void>

@@ -33,7 +33,9 @@ import {
 import { DeviceBindingEndpoints } from './binding/dbsc-routes'
 import { DeviceBinding } from './binding/device-binding'
 import { createCrossOriginProtection } from './guards/cross-origin'
+import { createAuthenticate, type AuthFunction } from './guards/authenticate'
 import { createGuard } from './guards/guard'
+import { RefreshRouteCheck } from './guards/refresh-route'
 import { kInternals, type LoginInternals } from './internals'
 import { LoginIds } from './logins/login-ids'
 import { Devices } from './logins/devices'
@@ -41,10 +43,13 @@ import { LoginRecords } from './logins/records'
 import { userId } from './mixins'
 import { safeNextPath } from './guards/next'
 import { checkDuration } from './options'
+import { OpenApiDocs, type SwaggerTransform } from './openapi'
 import { Resolution } from './resolution'
 import type { Keys } from './cookies/signing'
 import { andThen, isThenable, loginState, type LoginState, type MaybePromise } from './state'
 import { METHOD, type AccountToken } from './cookies/token'
+
+const UNGUARDED = 'this route lets anonymous visitors reach it. Guard it with `config: { login: \'required\' }` or `onRequest: app.loginManager.loginRequired`'
 
 // What `app.inject` sends unless told otherwise: cookiesFor() binds to it.
 const INJECT_USER_AGENT = 'lightMyRequest'
@@ -59,6 +64,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
   readonly loginProhibited: Guard
   readonly freshLoginRequired: Guard
   readonly crossOriginProtection: Guard
+  readonly authenticate: AuthFunction
   readonly [kInternals]: LoginInternals
 
   #resolution: Resolution
@@ -91,6 +97,8 @@ export class LoginManager extends EventEmitter<LoginEvents> {
       carryLastUse: (request, reply) => resolution.carryLastUse(request, reply),
       emit: (request, event, ...args) => resolution.emit(request, event, ...args),
       handlers: { unauthorized: null, authorized: null, needsRefresh: null },
+      refreshRoute: new RefreshRouteCheck(config.refreshRoute),
+      openapi: new OpenApiDocs(config),
       hasLoader: () => resolution.userLoader !== null || resolution.requestLoader !== null,
       deviceBinding: this.#binding === null ? null : new DeviceBindingEndpoints(this.#binding, resolution, this.#records as LoginRecords),
       ready: async () => { await this.#records?.listen() },
@@ -100,6 +108,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     this.loginProhibited = this.guard({ mode: 'prohibited' })
     this.freshLoginRequired = this.guard({ mode: 'fresh' })
     this.crossOriginProtection = createCrossOriginProtection(this[kInternals], config)
+    this.authenticate = createAuthenticate(this[kInternals])
   }
 
   userLoader (loader: UserLoader): this {
@@ -127,6 +136,13 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     return this
   }
 
+  // @fastify/swagger's global `transform`, handed on to the routes the
+  // plugin documents (swagger calls their own transform instead of it).
+  swaggerTransform<T> (transform: T): T {
+    this[kInternals].openapi.global = checkFunction('swaggerTransform', transform) as SwaggerTransform
+    return transform
+  }
+
   guard (options: GuardOptions): Guard {
     return createGuard(this[kInternals], this.config, options)
   }
@@ -135,7 +151,7 @@ export class LoginManager extends EventEmitter<LoginEvents> {
   // route; nobody logged in is a 401 through Fastify's error handler.
   user (request: FastifyRequest): LoginUser {
     const user = this.#resolution.currentUser(request)
-    if (!loginState(request).authenticated) throw new FST_LOGIN_UNAUTHORIZED('app.loginManager.user(request)')
+    if (!loginState(request).authenticated) throw new FST_LOGIN_UNAUTHORIZED('app.loginManager.user(request)', UNGUARDED)
     return user as LoginUser
   }
 
@@ -153,8 +169,8 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     const offered = this.#binding !== null && this.#binding.offers(request)
     if (offered) account.binding = 'pending'
     const state = loginState(request)
-    return reported(reply, 'loginUser()', andThen(this.#record(request, state, account, user), (evicted) => {
-      if (reply.sent) throw new FST_LOGIN_NOT_AWAITED('loginUser()')
+    return reported(reply, 'loginUser()', andThen(this.#record(request, reply, state, account, user), (evicted) => {
+      if (reply.sent) return this.#unrecord(account)
       this.#resolution.cookies.writeLogin(reply, state, account, fresh ? account.issuedAt : null)
       if (offered) this.#binding?.offer(reply, account.loginId)
       this.#resolution.replaceLogin(state, account, fresh)
@@ -169,12 +185,15 @@ export class LoginManager extends EventEmitter<LoginEvents> {
   // named (a login over another on the same browser replaces it: a copy of
   // the old cookie must not stay alive, unlisted by the user), and the
   // user's least recently used ones past `maxLogins`.
-  #record (request: FastifyRequest, state: LoginState, account: AccountToken, user: LoginUser): MaybePromise<LoginRecord[]> {
+  #record (request: FastifyRequest, reply: FastifyReply, state: LoginState, account: AccountToken, user: LoginUser): MaybePromise<LoginRecord[]> {
     const records = this.#records
     const devices = this.#devices
     if (records === null || devices === null) return []
     const previous = this.#resolution.readToken(request, state)
     return andThen(records.create(account, request.headers['user-agent'], request.ip), () => {
+      // Nobody awaited loginUser: its login goes again (the caller sees to
+      // it), and nothing else is ended for a login no browser got.
+      if (reply.sent) return []
       const ended = previous === null ? undefined : this.#end(request, previous)
       return andThen(ended, () => devices.evict(user, account.id, account.loginId))
     })
@@ -187,6 +206,21 @@ export class LoginManager extends EventEmitter<LoginEvents> {
     const binding = this.#binding
     if (binding === null) return records.end(token.id, token.loginId, token.expiresAt)
     return andThen(binding.mayEnd(request, token, nowInSeconds()), (may) => may ? records.end(token.id, token.loginId, token.expiresAt) : undefined)
+  }
+
+  // The reply left before the store answered (a loginUser nobody awaited):
+  // no browser got this login's cookie, so its record goes too, or it would
+  // stay in listLogins as a device nobody has.
+  #unrecord (account: AccountToken): MaybePromise<never> {
+    const notAwaited = new FST_LOGIN_NOT_AWAITED('loginUser()')
+    const records = this.#records
+    if (records === null) throw notAwaited
+    const deleted = records.end(account.id, account.loginId, account.expiresAt)
+    if (!isThenable(deleted)) throw notAwaited
+    return Promise.resolve(deleted).then(() => { throw notAwaited }, (error: unknown) => {
+      notAwaited.cause = error
+      throw notAwaited
+    })
   }
 
   // Expires the login cookies and, with a store, ends the login itself:

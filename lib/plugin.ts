@@ -4,6 +4,7 @@ import { addDeviceBindingRoutes } from './binding/dbsc-routes'
 import { FST_LOGIN_INVALID_OPTION, FST_LOGIN_NO_SECRET, FST_LOGIN_NO_USER_LOADER } from './errors'
 import { kInternals } from './internals'
 import { LoginManager } from './manager'
+import type { SwaggerTransform } from './openapi'
 import { checkSecret, resolveConfig } from './options'
 import { borrowedKeys, ownKeys, type Keys } from './cookies/signing'
 import { isGuarded, isHookOf, kLoginState, markGuarded } from './state'
@@ -54,6 +55,12 @@ export async function plugin (fastify: FastifyInstance, options: FastifyLoginOpt
       fastify.log.warn(`fastify-login: \`deviceBinding.credentialDuration\` is ${credentialDuration} s. Chrome refreshes the bound cookie when 2 minutes are left, and signs at most about 6 refreshes per 9 minutes: under ${SHORTEST_CREDENTIAL_DURATION} s an active login runs out, and is anonymous until the quota frees. Use it in tests only.`)
     }
   }
+  // Only when refreshRoute is a path of this app: nothing to check otherwise.
+  if (login.refreshRoute.path !== null) {
+    fastify.addHook('onRoute', function checkRefreshRoute (routeOptions) {
+      login.refreshRoute.declared(routeOptions, this.log)
+    })
+  }
 
   const unrotated = store !== null && config.rotation === false && options.rotation === undefined
 
@@ -76,13 +83,15 @@ function guardDeclaredRoutes (fastify: FastifyInstance, manager: LoginManager): 
   const standardGuards: Record<string, Guard> = {
     required: manager.loginRequired,
     prohibited: manager.loginProhibited,
-    fresh: manager.freshLoginRequired
+    fresh: manager.freshLoginRequired,
+    optional: manager.guard({ mode: 'optional' })
   }
   const guardOf = (declared: LoginRouteConfig): Guard => typeof declared === 'string' && Object.hasOwn(standardGuards, declared)
     ? standardGuards[declared]
     : manager.guard(typeof declared === 'string' ? { mode: declared } : declared)
 
   const owner = manager[kInternals]
+  const openapi = owner.openapi
   fastify.addHook('onRoute', function guardDeclaredRoute (routeOptions) {
     for (const name of GUARD_STAGES) runOwnHooksLast(routeOptions, name, owner)
     const declared = routeOptions.config?.login
@@ -90,7 +99,10 @@ function guardDeclaredRoutes (fastify: FastifyInstance, manager: LoginManager): 
     const guard = guardOf(declared)
     // A copy: the app may share one config object between routes of scopes
     // this registration cannot see, whose routes must not look guarded.
-    routeOptions.config = markGuarded({ ...routeOptions.config }, manager)
+    const config: Record<string, unknown> = markGuarded({ ...routeOptions.config }, manager)
+    // With @fastify/swagger, the route's operation names the login cookie.
+    if (openapi.documents(this, declared)) config.swaggerTransform = openapi.transform(config.swaggerTransform as SwaggerTransform | false | undefined)
+    routeOptions.config = config
     // Last among the route's onRequest hooks so far: a rate limit registered
     // before this plugin counts the requests the guard refuses.
     const existing = routeOptions.onRequest

@@ -14,6 +14,7 @@ import { isThenable, kLoginState, loginState, type LoginState, type MaybePromise
 import type { Keys } from './cookies/signing'
 import type { AccountToken } from './cookies/token'
 import { VerifiedAccounts, VerifiedFreshCookies } from './cookies/verified'
+import { ForeignSignatures } from './cookies/foreign-signatures'
 
 type MaybeUser = LoginUser | null | undefined
 type LoadEvent = 'userLoadedFromCookie' | 'userLoadedFromRequest'
@@ -45,6 +46,7 @@ export class Resolution {
   #accounts = new VerifiedAccounts(5000)
   #freshCookies = new VerifiedFreshCookies(5000)
   #clients: ClientCheck
+  #foreignSignatures = new ForeignSignatures()
 
   constructor (config: LoginConfig, keys: Keys, cookies: LoginCookies, records: LoginRecords | null, binding: DeviceBinding | null, emitter: EventEmitter<LoginEvents>) {
     this.config = config
@@ -114,6 +116,7 @@ export class Resolution {
     }
     const now = nowInSeconds()
     const verified = this.#accounts.read(this.#keys.signer, sent.account, now)
+    if (verified === null && sent.account !== undefined) this.#foreignSignatures.refused(request, sent.account, now)
     let token = verified === null ? null : verified.token
     state.renewAccount = verified !== null && verified.renew
     if (token !== null && this.config.sessionProtection === 'strong' && !this.sameClient(request, token)) {

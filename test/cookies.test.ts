@@ -6,13 +6,14 @@ import { AnonymousUserMixin, UserMixin } from '../lib/index'
 const DAY = 24 * 60 * 60
 const now = (): number => Math.floor(Date.now() / 1000)
 
-test('loginUser sets a signed, remembered account cookie and a session-only fresh cookie with safe attributes', async (t) => {
+test('loginUser sets a signed account cookie and a fresh cookie with safe attributes, both ending with the browser session', async (t) => {
   const { app } = await build()
   const response = await app.inject('/login/1')
   const [account, fresh] = response.cookies as Array<Record<string, unknown>>
   t.equal(account.name, 'account')
-  t.equal(account.maxAge, 60 * DAY)
-  t.ok(account.expires instanceof Date)
+  // As Flask-Login's login_user: a forgotten option never makes a login last two months.
+  t.equal(account.maxAge, undefined, 'not remembered unless asked: a browser-session cookie')
+  t.equal(account.expires, undefined)
   t.equal(account.httpOnly, true)
   t.equal(account.sameSite, 'Lax')
   t.equal(account.path, '/')
@@ -56,11 +57,14 @@ test('cookie names, path, domain, SameSite, HttpOnly and remember-me follow the 
 
 test('remember: false/true on loginUser overrides cookieRememberMe.account', async (t) => {
   const { app } = await build()
-  const forgotten = await app.inject('/login/1?remember=0')
+  const remembered = await app.inject('/login/1?remember=1')
+  const [account] = remembered.cookies as Array<Record<string, unknown>>
+  t.equal(account.maxAge, 60 * DAY, 'remember: true remembers for cookieDuration')
+  t.ok(account.expires instanceof Date)
+  const on = await build({ cookieRememberMe: { account: true } })
+  t.equal(((await on.app.inject('/login/1')).cookies as Array<Record<string, unknown>>)[0].maxAge, 60 * DAY, 'cookieRememberMe.account: true makes remembering the default')
+  const forgotten = await on.app.inject('/login/1?remember=0')
   t.equal((forgotten.cookies as Array<Record<string, unknown>>)[0].maxAge, undefined)
-  const off = await build({ cookieRememberMe: { account: false } })
-  const remembered = await off.app.inject('/login/1?remember=1')
-  t.equal((remembered.cookies as Array<Record<string, unknown>>)[0].maxAge, 60 * DAY)
   await t.rejects(app.loginManager.cookiesFor(new User(1, 'a'), { remember: 'yes' as never }), { code: 'FST_LOGIN_INVALID_OPTION', message: /`remember` must be true or false/ })
 })
 
@@ -72,7 +76,7 @@ test('a browser-session login still works and is fresh', async (t) => {
 
 test('without the fresh cookie (browser restarted) the login is remembered but not fresh', async (t) => {
   const { app } = await build()
-  const cookies = await loginCookies(app)
+  const cookies = await loginCookies(app, '1', '?remember=1')
   const response = await app.inject({ url: '/me', cookies: { account: cookies.account } })
   t.same(response.json(), { name: 'ann', fresh: false })
 })
@@ -114,7 +118,7 @@ test('the server refuses an account cookie past its lifetime even with a valid s
 
 test('bad account cookies resolve to the anonymous user without calling the loader', async (t) => {
   const { app, loaderCalls } = await build()
-  const { account } = await loginCookies(app)
+  const { account } = await loginCookies(app, '1', '?remember=1')
   const payload = account.slice(0, account.lastIndexOf('.'))
   const signature = account.slice(account.lastIndexOf('.') + 1)
   const cases: Record<string, string> = {

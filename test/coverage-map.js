@@ -7,7 +7,7 @@
 // test log load no source at all.
 // The example's test covers the example app (which loads dist/, covered by
 // the unit tests through lib/).
-const EXAMPLE = ['app.js', 'attempts.js', 'db.js', 'flash.js', 'forms.js', 'login-store.js', 'passwords.js', 'server.js'].map((file) => `example/${file}`)
+const EXAMPLE = ['app.js', 'attempts.js', 'db.js', 'flash.js', 'flow-state.js', 'forms.js', 'login-store.js', 'oidc.js', 'passkeys.js', 'passwords.js', 'server.js', 'site.js'].map((file) => `example/${file}`)
 
 module.exports = (testFile) => {
   if (['package.test.ts', 'git-install.test.ts', 'readme.test.ts', 'docs.test.ts', 'unit-log.test.ts'].some((name) => testFile.endsWith(name))) return null

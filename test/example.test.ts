@@ -11,6 +11,8 @@ import { get as httpsGet } from 'node:https'
 import { DbscBrowser, offerOf } from './dbsc-client'
 import { rawCommand, startRedis } from './redis-server'
 import type { LoginRecord, LoginStore as PackageStore } from '../types/index'
+import { SoftwareAuthenticator, type Tampering } from './software-authenticator'
+import { oidcProvider, signInAtProvider, CLIENT_ID, CLIENT_SECRET } from './oidc-provider'
 
 // The example app (example/), through inject, against a temporary SQLite file.
 // It is plain CommonJS JavaScript that loads the built package (dist/), as
@@ -36,7 +38,7 @@ const { hashPassword, verifyPassword } = require('../example/passwords.js') as {
 }
 const { openDatabase } = require('../example/db.js') as { openDatabase (file: string): ExampleDb }
 const { settings, DEMO_STUDENT } = require('../example/server.js') as {
-  settings (env: Record<string, string | undefined>): { databasePath: string, secret?: string, host: string, port: number, publicUrl: string | null, redisUrl: string | null, selfServedHttps: boolean }
+  settings (env: Record<string, string | undefined>): { databasePath: string, secret?: string, host: string, port: number, publicUrl: string | null, redisUrl: string | null, selfServedHttps: boolean, oidc: { name: string } | null }
   DEMO_STUDENT: { name: string, grade: number, password: string }
 }
 
@@ -847,7 +849,7 @@ test('errors: other 4xx show their message; a server error shows no details', as
 })
 
 test('server.js: settings from the environment', async (t) => {
-  t.same(settings({}), { databasePath: join(exampleDir, 'data', 'portal.sqlite'), secret: undefined, host: '127.0.0.1', port: 3000, publicUrl: null, redisUrl: null, selfServedHttps: false })
+  t.same(settings({}), { databasePath: join(exampleDir, 'data', 'portal.sqlite'), secret: undefined, host: '127.0.0.1', port: 3000, publicUrl: null, redisUrl: null, selfServedHttps: false, oidc: null })
   t.same(settings({ EXAMPLE_DB: 'x.sqlite', LOGIN_SECRET: SECRET, PORT: '8080', PUBLIC_URL: 'https://portal.example', REDIS_URL: 'redis://127.0.0.1:6379', EXAMPLE_HTTPS: '1' }), {
     redisUrl: 'redis://127.0.0.1:6379',
     databasePath: resolve('x.sqlite'),
@@ -855,9 +857,17 @@ test('server.js: settings from the environment', async (t) => {
     host: '127.0.0.1',
     port: 8080,
     publicUrl: 'https://portal.example',
-    selfServedHttps: true
+    selfServedHttps: true,
+    oidc: null
   })
   t.equal(settings({ EXAMPLE_HTTPS: 'yes' }).selfServedHttps, false, 'only `1` turns it on')
+  const oidc = { OIDC_ISSUER: 'https://id.example/realms/school', OIDC_CLIENT_ID: 'portal', OIDC_CLIENT_SECRET: 'a secret' }
+  t.same(settings(oidc).oidc, { issuer: 'https://id.example/realms/school', clientId: 'portal', clientSecret: 'a secret', name: 'id.example' }, 'the button names the issuer\'s host')
+  t.same(settings({ ...oidc, OIDC_NAME: 'School ID' }).oidc?.name, 'School ID')
+  t.equal(settings({ ...oidc, OIDC_ISSUER: 'not a url' }).oidc?.name, 'not a url', 'buildApp refuses it (see below)')
+  for (const missing of ['OIDC_ISSUER', 'OIDC_CLIENT_ID', 'OIDC_CLIENT_SECRET']) {
+    t.equal(settings({ ...oidc, [missing]: '' }).oidc, null, `without ${missing}, no provider`)
+  }
 })
 
 interface Running { child: ChildProcess, url: string, output: () => string }
@@ -872,8 +882,9 @@ async function startServer (t: Test, env: Record<string, string | undefined>): P
   return new Promise((resolve, reject) => {
     const read = (chunk: Buffer): void => {
       output += chunk.toString()
-      const url = /Student portal: (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1]
-      if (url !== undefined) resolve({ child, url, output: () => output })
+      // It prints http://localhost:PORT; fetch goes straight to the address it listens on.
+      const port = /Student portal: http:\/\/localhost:(\d+)/.exec(output)?.[1]
+      if (port !== undefined) resolve({ child, url: `http://127.0.0.1:${port}`, output: () => output })
     }
     child.stdout.on('data', read)
     child.stderr.on('data', read)
@@ -1275,10 +1286,14 @@ test('a database made by an older portal is brought up to date, its logins kept'
     grade INTEGER NOT NULL CHECK (grade BETWEEN 1 AND 12), password_hash TEXT NOT NULL,
     session_version INTEGER NOT NULL DEFAULT 1, api_token_hash TEXT UNIQUE,
     created_at TEXT NOT NULL DEFAULT (datetime('now'))) STRICT;
-    INSERT INTO students (name, grade, password_hash, api_token_hash) VALUES ('Ada', 11, 'x', 'an old token hash')`)
+    INSERT INTO students (name, grade, password_hash, api_token_hash) VALUES ('Ada', 11, 'x', 'an old token hash');
+    CREATE TABLE logins (login_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, created_at INTEGER NOT NULL, last_seen_at INTEGER NOT NULL,
+      expires_at INTEGER NOT NULL, remembered INTEGER NOT NULL, user_agent TEXT NOT NULL, ip TEXT NOT NULL) STRICT;
+    INSERT INTO logins VALUES ('an-old-login', '1:1', 1, 1, 4102444800, 1, 'an old browser', '127.0.0.1')`)
   old.close()
-  const db = openDatabase(file)
-  t.match(db.studentById(1), { name: 'Ada', sessionVersion: 1, revokedBy: null, apiTokenExpiresAt: null })
+  const db = openDatabase(file) as ExampleDb & { logins: LoginStore }
+  t.match(db.studentById(1), { name: 'Ada', grade: 11, passwordHash: 'x', sessionVersion: 1, revokedBy: null, apiTokenExpiresAt: null, webauthnUserId: null })
+  t.match(db.logins.get('an-old-login', '1:1'), { userAgent: 'an old browser', method: null }, 'the logins table gets its method column')
   db.close()
   const again = openDatabase(file) // once only
   t.match(again.studentById(1), { name: 'Ada' })
@@ -1289,7 +1304,7 @@ test('server.js behind an https proxy: PUBLIC_URL', { timeout: 60000 }, async (t
   const dir = mkdtempSync(join(tmpdir(), 'portal-server-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const child = spawn(process.execPath, [join(exampleDir, 'server.js')], {
-    env: { ...process.env, EXAMPLE_DB: join(dir, 'portal.sqlite'), PORT: '0', LOGIN_SECRET: SECRET, PUBLIC_URL: 'https://portal.example' },
+    env: { ...process.env, EXAMPLE_DB: join(dir, 'portal.sqlite'), PORT: '0', LOGIN_SECRET: SECRET, PUBLIC_URL: 'https://portal.example', OIDC_ISSUER: 'https://id.example', OIDC_CLIENT_ID: 'portal', OIDC_CLIENT_SECRET: 'a secret', OIDC_NAME: 'School ID' },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   t.teardown(() => { child.kill() })
@@ -1302,6 +1317,7 @@ test('server.js behind an https proxy: PUBLIC_URL', { timeout: 60000 }, async (t
     })
   })
   t.match(output, 'Student portal: https://portal.example\n')
+  t.match(output, 'Sign in with:   a password, a passkey or School ID (https://id.example)\n')
   const page = await fetch(`${local}/login`, { headers: { 'x-forwarded-proto': 'https' } })
   t.match(page.headers.getSetCookie().join('\n'), /^__Host-csrf=.*; Secure/)
   const code = await new Promise((resolve) => {
@@ -1390,7 +1406,9 @@ test('login-store.js: the LoginStore interface over SQLite', async (t) => {
 
   t.equal(store.get('none', '1:1'), null, 'nothing yet')
   t.same(store.list('1:1'), [])
-  store.create(login('a', '1:1', now - 30))
+  const { method: _, ...withoutMethod } = login('a', '1:1', now - 30)
+  store.create(withoutMethod as LoginRecord) // from a fastify-login that predates `method`
+  t.equal(store.get('a', '1:1')?.method, null)
   store.create(login('br', '1:1', now - 20))
   store.create(login('c', '1:1', now - 10))
   store.create(login('d', '2:1', now - 5))
@@ -1624,6 +1642,59 @@ test('your devices: ending another login needs a fresh login, and only ends your
   t.equal(await bob.navigation(), 'Logged in as Bob · Log out')
 })
 
+test('a login used from two places is ended, and the browser that brought the older copy is told', async (t) => {
+  const { app } = await portal(t)
+  const realNow = Date.now
+  let offset = 0
+  Date.now = () => realNow() + offset
+  t.teardown(() => { Date.now = realNow })
+  const reused: LoginRecord[] = []
+  app.loginManager.on('loginReuseDetected', (_request, record) => { reused.push(record) })
+
+  // The thief's copy is used first: the laptop comes back with the older cookie.
+  const laptop = new Browser(app, 'Laptop <b>Firefox</b>', '10.0.0.1')
+  await laptop.signUp('Ada', PASSWORD, { remember: true })
+  const thief = new Browser(app, 'curl', '203.0.113.9')
+  thief.jar = new Map(laptop.jar)
+  offset += 601_000 // the cookie is re-issued every ten minutes
+  t.equal((await thief.get('/profile')).statusCode, 200, 'the copy gets the next generation')
+  t.equal(await thief.navigation(), 'Logged in as Ada · Log out', 'and uses it')
+  offset += 61_000 // more than the minute of grace
+  const refused = await laptop.get('/profile')
+  t.equal(refused.statusCode, 307)
+  t.equal(refused.headers.location, '/login?next=%2Fprofile')
+  t.notOk(laptop.jar.has('account'), 'its cookie is cleared')
+  t.equal(noticeOf(await laptop.get(refused.headers.location as string)),
+    'Your login on “Laptop &lt;b&gt;Firefox&lt;/b&gt;” was ended because it was used from two places: someone may have had a copy of it. Log in again, and if you did not expect this, change your password.')
+  t.match(reused, [{ userAgent: 'Laptop <b>Firefox</b>', ip: '10.0.0.1' }], 'loginReuseDetected, once')
+  const stolen = new Map(thief.jar)
+  t.equal((await thief.get('/profile')).statusCode, 307, 'the copy is ended too')
+  t.equal(noticeOf(await thief.get('/login')), 'Your login on this device has ended: it was logged out from another device, or it expired. Log in again.')
+  t.equal(reused.length, 1)
+  await laptop.logIn('Ada')
+  t.equal(await laptop.navigation(), 'Logged in as Ada · Log out', 'the owner logs in again with the password')
+  thief.jar = stolen
+  t.equal(await thief.navigation(), 'Log in · Sign up', 'a new login, which the copy is not part of')
+
+  // The owner moves on first; the copy comes back on the home page, which has
+  // no guard. The phone sent no user agent.
+  const phone = new Browser(app, '', '10.0.0.2')
+  await phone.logIn('Ada', PASSWORD, { remember: true })
+  const copy = new Browser(app, 'curl', '203.0.113.9')
+  copy.jar = new Map(phone.jar)
+  offset += 601_000
+  await phone.get('/profile')
+  t.equal((await phone.get('/profile')).statusCode, 200)
+  offset += 61_000
+  const home = await copy.get('/')
+  t.equal(home.statusCode, 200)
+  t.equal(noticeOf(home), 'Your login on “Unknown browser” was ended because it was used from two places: someone may have had a copy of it. Log in again, and if you did not expect this, change your password.', 'said on the page itself')
+  t.notOk(copy.jar.has('account'), 'and the copy cleared')
+  t.equal(await phone.navigation(), 'Log in · Sign up', 'the phone is logged out')
+  t.equal(reused.length, 2)
+  t.equal(noticeOf(await copy.get('/')), undefined, 'once')
+})
+
 test('server.js with REDIS_URL: the logins live in Redis, and log-out ends them there', { timeout: 60000 }, async (t) => {
   const redis = await startRedis(t)
   const dir = mkdtempSync(join(tmpdir(), 'portal-server-'))
@@ -1661,4 +1732,632 @@ test('server.js with REDIS_URL: the logins live in Redis, and log-out ends them 
   const copy = await fetch(`${running.url}/profile`, { headers: { cookie: cookies }, redirect: 'manual' })
   t.equal(copy.status, 307, 'a copy of the logged-out cookie is anonymous')
   t.equal(await stopServer(running), 0, 'SIGTERM closes the app and its Redis client')
+})
+
+// Passkeys, through inject: the answers a browser's authenticator would
+// give come from a software authenticator with real keys (node:crypto).
+const ORIGIN = 'http://localhost' // what inject's Host, localhost:80, makes
+
+interface PasskeyRow { credential_id: string, student_id: number, counter: number, transports: string }
+
+function passkeyRows (file: string): PasskeyRow[] {
+  const raw = new Database(file, { readonly: true })
+  try {
+    return raw.prepare('SELECT * FROM passkeys ORDER BY rowid').all() as PasskeyRow[]
+  } finally {
+    raw.close()
+  }
+}
+
+// The options of a ceremony, as public/passkeys.js asks for them.
+async function ceremonyOptions (browser: Browser, url: string, headers: Record<string, string> = {}): Promise<LightMyRequestResponse> {
+  return browser.send('POST', url, undefined, { 'x-csrf-token': browser.csrf, accept: 'application/json', ...headers })
+}
+
+// Signs up (a fresh login) and adds a passkey on the profile.
+async function withPasskey (browser: Browser, name: string, authenticator = new SoftwareAuthenticator(ORIGIN)): Promise<SoftwareAuthenticator> {
+  await browser.signUp(name, PASSWORD)
+  await browser.get('/profile')
+  const options = (await ceremonyOptions(browser, '/passkeys/options')).json()
+  const added = await browser.post('/passkeys', { credential: authenticator.register(options).json })
+  if (added.headers.location !== '/profile') throw new Error(`no passkey added: ${added.statusCode} ${errorOf(added)}`)
+  return authenticator
+}
+
+async function passkeyLogIn (browser: Browser, authenticator: SoftwareAuthenticator, fields: Record<string, string> = {}, tampering: Tampering = {}): Promise<LightMyRequestResponse> {
+  await browser.get('/login')
+  const options = (await ceremonyOptions(browser, '/login/passkey/options')).json()
+  return browser.post('/login/passkey', { credential: authenticator.answer(options, undefined, tampering), ...fields })
+}
+
+test('passkeys: add one on the profile, log in with it without a password, confirm a login with it, remove it', async (t) => {
+  const { app, file } = await portal(t)
+  const browser = new Browser(app)
+  await browser.signUp('Ada', PASSWORD)
+  const profile = await browser.get('/profile')
+  t.match(profile.body, '<form method="post" action="/passkeys" data-passkey="register" data-options="/passkeys/options">')
+  t.match(profile.body, '<script src="/passkeys.js" defer></script>')
+  t.match(profile.headers['content-security-policy'], "script-src 'self'; connect-src 'self'", 'the script may run, and fetch the options')
+  const script = await browser.get('/passkeys.js')
+  t.equal(script.statusCode, 200)
+  t.match(script.headers['content-type'], /^text\/javascript/)
+  t.match(script.body, 'navigator.credentials.create')
+
+  const asked = await ceremonyOptions(browser, '/passkeys/options')
+  t.equal(asked.statusCode, 200)
+  const options = asked.json()
+  t.match(options, { rp: { id: 'localhost', name: 'Student portal' }, user: { name: 'Ada' }, attestation: 'none', authenticatorSelection: { residentKey: 'required', userVerification: 'required' }, excludeCredentials: [] })
+  t.match(asked.headers['set-cookie'], /^passkey-flow=[^;]+; Max-Age=300; Path=\/; HttpOnly; SameSite=Strict$/, 'the challenge waits in a signed, strict, short-lived cookie')
+  t.notMatch(asked.headers['set-cookie'], options.challenge, 'signed, not readable as the challenge alone') // base64url of JSON
+  const authenticator = new SoftwareAuthenticator(ORIGIN)
+  const { json, passkey } = authenticator.register(options)
+  const added = await browser.post('/passkeys', { credential: json })
+  t.equal(added.statusCode, 303)
+  t.equal(added.headers.location, '/profile')
+  const withOne = await browser.get('/profile')
+  t.equal(noticeOf(withOne), 'Your passkey was added. You can now log in with it, without your password.')
+  t.match(text(withOne.body), /Passkey added \d{4}-\d\d-\d\d \d\d:\d\d UTC Remove/)
+  t.match(passkeyRows(file), [{ credential_id: passkey.id, student_id: 1, counter: 0, transports: '["internal"]' }])
+  const again = (await ceremonyOptions(browser, '/passkeys/options')).json()
+  t.same(again.excludeCredentials, [{ id: passkey.id, type: 'public-key', transports: ['internal'] }], 'the authenticator is told which passkey is here already')
+  t.equal(again.user.id, options.user.id, 'one user handle per student')
+  await browser.post('/logout')
+
+  // Log in: no name, no password; the authenticator knows whose passkey it is.
+  const visitor = new Browser(app, 'a phone')
+  const login = await visitor.get('/login?next=%2Fdevices')
+  t.match(login.body, 'data-passkey="sign-in" data-options="/login/passkey/options" data-remember-from="password-login"')
+  t.match(login.body, 'Log in with a passkey')
+  const signIn = await ceremonyOptions(visitor, '/login/passkey/options')
+  t.match(signIn.json(), { rpId: 'localhost', userVerification: 'required' })
+  t.notOk('allowCredentials' in signIn.json() && signIn.json().allowCredentials.length > 0, 'no list of passkeys: they are discoverable')
+  const loggedIn = await visitor.post('/login/passkey', { credential: authenticator.answer(signIn.json()), remember: 'yes', next: '/devices' })
+  t.equal(loggedIn.statusCode, 303)
+  t.equal(loggedIn.headers.location, '/devices', 'back to the page that was asked for')
+  t.ok(visitor.jar.get('account')?.persistent, '"remember me" came along')
+  t.equal(await visitor.navigation(), 'Logged in as Ada · Log out')
+  t.match(passkeyRows(file), [{ counter: 1 }], 'its counter moved on')
+  t.match(text((await visitor.get('/devices')).body), 'signed in with a passkey', 'the login says how it was made')
+
+  // Confirm a remembered login with the passkey: fresh again.
+  visitor.restart()
+  const refused = await visitor.get('/password')
+  t.equal(refused.headers.location, '/reauthenticate?next=%2Fpassword')
+  const confirmPage = await visitor.get(refused.headers.location as string)
+  t.match(confirmPage.body, 'data-passkey="confirm" data-options="/reauthenticate/passkey/options"')
+  t.match(confirmPage.body, 'Continue with a passkey')
+  const confirmOptions = (await ceremonyOptions(visitor, '/reauthenticate/passkey/options')).json()
+  t.same(confirmOptions.allowCredentials, [{ id: passkey.id, type: 'public-key', transports: ['internal'] }], "only the student's own passkeys")
+  const confirmed = await visitor.post('/reauthenticate/passkey', { credential: authenticator.answer(confirmOptions), next: '/password' })
+  t.equal(confirmed.statusCode, 303)
+  t.equal(confirmed.headers.location, '/password')
+  t.equal((await visitor.get('/password')).statusCode, 200, 'fresh again')
+
+  // Remove it: it logs nobody in any more.
+  const removed = await visitor.post('/passkeys/delete', { passkey: passkey.id })
+  t.equal(removed.headers.location, '/profile')
+  t.equal(noticeOf(await visitor.get('/profile')), 'That passkey was removed: it no longer logs you in.')
+  await visitor.post('/passkeys/delete', { passkey: passkey.id })
+  t.equal(noticeOf(await visitor.get('/profile')), 'That passkey was already removed.')
+  t.same(passkeyRows(file), [])
+  const stranger = new Browser(app, 'stranger')
+  const gone = await passkeyLogIn(stranger, authenticator)
+  t.equal(gone.statusCode, 401)
+  t.equal(errorOf(gone), 'That passkey was not accepted.')
+})
+
+// A clock the test moves on, as often as it needs (rate-limit windows, flow expiry).
+function controlledClock (t: Test): { advance (ms: number): void } {
+  const realNow = Date.now
+  let offset = 0
+  Date.now = () => realNow() + offset
+  t.teardown(() => { Date.now = realNow })
+  return { advance (ms) { offset += ms } }
+}
+
+// Past the window of the attempt limits: each refusal below starts from none.
+const PAST_THE_WINDOW = 16 * 60 * 1000
+
+test('passkeys: every wrong answer is refused with a clear page, no login, never a 5xx', async (t) => {
+  const { app, file } = await portal(t)
+  const clock = controlledClock(t)
+  const authenticator = await withPasskey(new Browser(app, 'setup'), 'Ada')
+  const bob = await withPasskey(new Browser(app, 'bob'), 'Bob')
+  const visitor = new Browser(app, 'visitor', '10.0.0.7')
+  const cases: Array<[string, Tampering, string]> = [
+    ['another origin (a page on another port of localhost)', { origin: 'http://localhost:8081' }, 'That passkey was not accepted.'],
+    ['another challenge', { challenge: 'AAAA' }, 'That passkey was not accepted.'],
+    ['a registration answer', { type: 'webauthn.create' }, 'That passkey was not accepted.'],
+    ['no user verification', { userVerified: false }, 'That passkey was not accepted.'],
+    ["another student's user handle", { userHandle: bob.passkeys[0].userHandle }, 'That passkey was not accepted.']
+  ]
+  for (const [label, tampering, message] of cases) {
+    clock.advance(PAST_THE_WINDOW)
+    const response = await passkeyLogIn(visitor, authenticator, {}, tampering)
+    t.equal(response.statusCode, 401, label)
+    t.equal(errorOf(response), message, label)
+    t.notOk(visitor.jar.has('account'), `${label}: no login`)
+  }
+  t.equal(passkeyRows(file)[0].counter, 0, 'no refused answer moved the counter')
+
+  // Answers that are not answers.
+  for (const credential of ['', 'not json', '{}', '{"id":"x","response":{}}', JSON.stringify({ id: 'unknown', response: {} }), 'x'.repeat(17 * 1024)]) {
+    clock.advance(PAST_THE_WINDOW)
+    await visitor.get('/login')
+    await ceremonyOptions(visitor, '/login/passkey/options')
+    const response = await visitor.post('/login/passkey', { credential })
+    t.equal(response.statusCode, 401, credential.slice(0, 30))
+    t.equal(errorOf(response), 'That passkey was not accepted.')
+  }
+
+  // The flow cookie: missing, replayed, of another ceremony, expired, forged.
+  clock.advance(PAST_THE_WINDOW)
+  await visitor.get('/login')
+  const options = (await ceremonyOptions(visitor, '/login/passkey/options')).json()
+  const answer = authenticator.answer(options)
+  const copy = new Map(visitor.jar)
+  visitor.jar.delete('passkey-flow')
+  const missing = await visitor.post('/login/passkey', { credential: answer })
+  t.equal(missing.statusCode, 400)
+  t.equal(errorOf(missing), 'This sign-in did not start in this browser, or it was already finished. Start again.')
+  visitor.jar = new Map(copy)
+  t.equal((await visitor.post('/login/passkey', { credential: answer })).statusCode, 303, 'the answer works once')
+  await visitor.get('/profile')
+  await visitor.post('/logout')
+  const replayer = new Browser(app, 'visitor', '10.0.0.7')
+  replayer.jar = new Map(copy)
+  await replayer.get('/login')
+  replayer.jar.set('passkey-flow', copy.get('passkey-flow') as StoredCookie)
+  const replayed = await replayer.post('/login/passkey', { credential: answer })
+  t.equal(replayed.statusCode, 400)
+  t.equal(errorOf(replayed), 'This sign-in was already used. Start again.', 'a replayed answer and its cookie are refused')
+  t.ok(passkeyRows(file)[0].counter > 1)
+  clock.advance(PAST_THE_WINDOW)
+  const cloned = await passkeyLogIn(new Browser(app, 'clone'), authenticator, {}, { counter: 1 })
+  t.equal(cloned.statusCode, 401, 'a counter that went back (a cloned authenticator)')
+  const withoutHandle = await passkeyLogIn(new Browser(app, 'no handle'), authenticator, {}, { userHandle: null, counter: 1000 })
+  t.equal(withoutHandle.statusCode, 303, 'an answer without a user handle is checked against the passkey alone')
+
+  const ada = new Browser(app, 'ada')
+  await ada.logIn('Ada')
+  const registration = await ceremonyOptions(ada, '/passkeys/options')
+  const crossFlow = new Browser(app, 'cross')
+  await crossFlow.get('/login')
+  crossFlow.jar.set('passkey-flow', ada.jar.get('passkey-flow') as StoredCookie)
+  const crossed = await crossFlow.post('/login/passkey', { credential: authenticator.answer({ challenge: registration.json().challenge, rpId: 'localhost' }) })
+  t.equal(crossed.statusCode, 400, 'a registration challenge cannot finish a sign-in')
+  t.equal(errorOf(crossed), 'This sign-in did not start in this browser, or it was already finished. Start again.')
+
+  for (const value of ['forged', app.signCookie('not base64url json'), app.signCookie(Buffer.from('"a string"').toString('base64url'))]) {
+    await visitor.get('/login')
+    visitor.jar.set('passkey-flow', { value, persistent: false })
+    t.equal((await visitor.post('/login/passkey', { credential: answer })).statusCode, 400, value)
+  }
+
+  await visitor.get('/login')
+  const late = (await ceremonyOptions(visitor, '/login/passkey/options')).json()
+  clock.advance(301 * 1000)
+  const expired = await visitor.post('/login/passkey', { credential: authenticator.answer(late) })
+  t.equal(expired.statusCode, 400)
+  t.equal(errorOf(expired), 'This sign-in took too long. Start again.')
+  t.notOk(visitor.jar.has('account'))
+})
+
+test('passkeys: registration and re-authentication refuse what is not the student\'s own', async (t) => {
+  const { app, file } = await portal(t)
+  const ada = new Browser(app, 'ada')
+  const authenticator = await withPasskey(ada, 'Ada')
+  const bob = new Browser(app, 'bob')
+  const bobs = await withPasskey(bob, 'Bob')
+
+  // Registration: a wrong answer, the same passkey twice, a flow of another student.
+  const options = (await ceremonyOptions(ada, '/passkeys/options')).json()
+  const wrong = await ada.post('/passkeys', { credential: authenticator.register(options, { origin: 'http://localhost:8081' }).json })
+  t.equal(wrong.statusCode, 400)
+  t.equal(errorOf(wrong), 'That passkey was not accepted. Try again.')
+  t.match(text(wrong.body), 'Passkeys', 'on the profile')
+  const forgedAttestation = (await ceremonyOptions(ada, '/passkeys/options')).json()
+  const unverified = await ada.post('/passkeys', { credential: authenticator.register(forgedAttestation, { badAttestation: true }).json })
+  t.equal(unverified.statusCode, 400, 'an attestation whose signature does not verify')
+  const firstOptions = (await ceremonyOptions(ada, '/passkeys/options')).json()
+  const adaAnswer = JSON.parse(new SoftwareAuthenticator(ORIGIN).register(firstOptions).json)
+  t.equal((await ada.post('/passkeys', { credential: JSON.stringify(adaAnswer) })).statusCode, 303)
+  const duplicate = await ada.post('/passkeys', { credential: JSON.stringify(adaAnswer) })
+  t.equal(duplicate.statusCode, 400, 'the same answer again: its challenge is used')
+  t.equal(passkeyRows(file).length, 3)
+
+  const bobOptions = (await ceremonyOptions(bob, '/passkeys/options')).json()
+  ada.jar.set('passkey-flow', bob.jar.get('passkey-flow') as StoredCookie)
+  const foreign = await ada.post('/passkeys', { credential: authenticator.register(bobOptions).json })
+  t.equal(foreign.statusCode, 400, "a ceremony started by Bob's login cannot add a passkey to Ada")
+  t.equal(passkeyRows(file).filter((row) => row.student_id === 1).length, 2)
+
+  // An authenticator that registers a passkey the portal already has (a replayed attestation).
+  const reused = new SoftwareAuthenticator(ORIGIN)
+  const one = (await ceremonyOptions(ada, '/passkeys/options')).json()
+  const made = reused.register(one)
+  t.equal((await ada.post('/passkeys', { credential: made.json })).statusCode, 303)
+  const two = (await ceremonyOptions(bob, '/passkeys/options')).json()
+  const sameKey = JSON.parse(made.json)
+  const fresh = JSON.parse(reused.register(two).json)
+  // The new attestation, with the credential id already registered to Ada.
+  const attestation = Buffer.from(fresh.response.attestationObject, 'base64url')
+  const at = attestation.indexOf(Buffer.from(fresh.id, 'base64url'))
+  Buffer.from(sameKey.id, 'base64url').copy(attestation, at)
+  const clash = await bob.post('/passkeys', { credential: JSON.stringify({ ...fresh, id: sameKey.id, rawId: sameKey.id, response: { ...fresh.response, attestationObject: attestation.toString('base64url') } }) })
+  t.equal(clash.statusCode, 409)
+  t.equal(errorOf(clash), 'That passkey is already registered.')
+
+  // Re-authentication: only with one's own passkey, only in the ceremony one started.
+  await ada.get('/reauthenticate')
+  const confirm = (await ceremonyOptions(ada, '/reauthenticate/passkey/options')).json()
+  const withBobs = await ada.post('/reauthenticate/passkey', { credential: bobs.answer({ ...confirm }, bobs.passkeys[0]) })
+  t.equal(withBobs.statusCode, 401, "Bob's passkey does not confirm Ada's login")
+  t.equal(errorOf(withBobs), 'That passkey was not accepted.')
+  t.match(withBobs.body, 'Confirm it is you')
+  await ada.get('/reauthenticate')
+  const started = (await ceremonyOptions(ada, '/reauthenticate/passkey/options')).json()
+  const flow = ada.jar.get('passkey-flow') as StoredCookie
+  await bob.get('/reauthenticate')
+  bob.jar.set('passkey-flow', flow)
+  const swapped = await bob.post('/reauthenticate/passkey', { credential: authenticator.answer(started) })
+  t.equal(swapped.statusCode, 400, "a ceremony of Ada's login cannot confirm Bob's")
+
+  // Guards: adding needs a fresh login (the page says how), confirming a login.
+  const remembered = new Browser(app, 'remembered')
+  await remembered.logIn('Ada', PASSWORD, { remember: true })
+  remembered.restart()
+  const stale = await remembered.get('/profile')
+  t.match(stale.body, '<a href="/reauthenticate?next=%2Fprofile">confirm it is you</a>')
+  t.notMatch(stale.body, 'data-passkey="register"')
+  const notFresh = await ceremonyOptions(remembered, '/passkeys/options')
+  t.equal(notFresh.statusCode, 401, 'a remembered login cannot add a passkey')
+  const anonymous = new Browser(app, 'anonymous')
+  await anonymous.get('/login')
+  t.equal((await ceremonyOptions(anonymous, '/reauthenticate/passkey/options')).statusCode, 401)
+  t.equal((await ceremonyOptions(bob, '/login/passkey/options')).statusCode, 403, 'a logged-in student does not log in again')
+})
+
+test('passkeys need the portal\'s own name: not an IP address, not another port, not another host', async (t) => {
+  const { app } = await portal(t)
+  const browser = new Browser(app)
+  await browser.signUp('Ada')
+  for (const host of ['127.0.0.1', 'localhost:8081', 'evil.example', 'bad host']) {
+    const response = await ceremonyOptions(browser, '/passkeys/options', { host })
+    t.equal(response.statusCode, 400, host)
+    t.same(response.json(), { message: "Passkeys work only at the portal's name: open http://localhost:80." }, host)
+  }
+  const atIp = await browser.get('/profile', { host: '127.0.0.1' })
+  t.match(atIp.body, 'open <a href="http://localhost:80/profile">http://localhost:80</a>')
+  t.notMatch(atIp.body, 'data-passkey')
+
+  // With PUBLIC_URL, that name, whatever the Host header says.
+  const dir = mkdtempSync(join(tmpdir(), 'portal-public-'))
+  const behindProxy = await buildApp({ databasePath: join(dir, 'portal.sqlite'), secret: SECRET, publicUrl: 'https://portal.example' } as never)
+  t.teardown(async () => {
+    await behindProxy.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+  const student = new Browser(behindProxy)
+  await student.signUp('Ada')
+  const options = (await ceremonyOptions(student, '/passkeys/options', { host: 'evil.example' })).json()
+  t.equal(options.rp.id, 'portal.example')
+  const added = await student.post('/passkeys', { credential: new SoftwareAuthenticator('https://portal.example').register(options).json })
+  t.equal(added.headers.location, '/profile', 'an answer made at https://portal.example is accepted')
+})
+
+test('passkeys: refused answers count with the wrong passwords; the sixth is a 429', async (t) => {
+  const { app } = await portal(t)
+  const authenticator = await withPasskey(new Browser(app, 'setup'), 'Ada')
+  const attacker = new Browser(app, 'attacker', '10.0.0.1')
+  for (let guess = 1; guess <= 3; guess++) {
+    t.equal((await passkeyLogIn(attacker, authenticator, {}, { origin: 'http://localhost:8081' })).statusCode, 401, `answer ${guess}`)
+  }
+  await attacker.get('/login')
+  for (let guess = 4; guess <= 5; guess++) {
+    t.equal((await attacker.post('/login', { name: 'Ada', password: `guess ${guess}` })).statusCode, 401, `password ${guess}`)
+  }
+  const refused = await passkeyLogIn(attacker, authenticator)
+  t.equal(refused.statusCode, 429, 'even a good answer, during the window')
+  t.match(errorOf(refused), /^Too many refused sign-ins\. Try again in 1[45] min/)
+  const confirm = new Browser(app, 'ada', '10.0.0.1')
+  t.equal((await confirm.logIn('Ada', PASSWORD)).statusCode, 429, 'the address is locked for passwords too')
+
+  // Confirming a login counts the same way: Ada, from elsewhere, is locked too.
+  const ada = new Browser(app, 'ada', '10.0.0.2')
+  const cookies = await app.loginManager.cookiesFor({ getId: () => '1:1' } as never, { userAgent: 'ada', ip: '10.0.0.2' })
+  for (const [name, value] of Object.entries(cookies)) ada.jar.set(name, { value, persistent: false })
+  await ada.get('/reauthenticate')
+  const options = (await ceremonyOptions(ada, '/reauthenticate/passkey/options')).json()
+  const locked = await ada.post('/reauthenticate/passkey', { credential: authenticator.answer(options) })
+  t.equal(locked.statusCode, 429, 'the name is locked for its passkeys too')
+})
+
+// The portal with "Sign in with School ID", against a real OpenID provider
+// on 127.0.0.1 (another site than the portal's localhost).
+const PROVIDER_NAMES = { ada: 'Ada Lovelace', ada2: 'Ada Lovelace', mallory: 'M\u200ballory' }
+
+async function oidcPortal (t: Test, issuer?: string): Promise<Fixture & { issuer: string }> {
+  const provider = await oidcProvider(t, PROVIDER_NAMES)
+  await provider.start([`${ORIGIN}/login/oidc/callback`])
+  const dir = mkdtempSync(join(tmpdir(), 'portal-oidc-'))
+  const file = join(dir, 'portal.sqlite')
+  const oidc = { issuer: issuer ?? provider.issuer, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, name: 'School ID' }
+  const app = await buildApp({ databasePath: file, secret: SECRET, oidc } as never)
+  const raw = new Database(file, { readonly: true })
+  t.teardown(async () => {
+    raw.close()
+    await app.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+  return {
+    app,
+    dir,
+    file,
+    issuer: oidc.issuer,
+    rows: () => raw.prepare('SELECT * FROM students ORDER BY id').all() as Array<Record<string, unknown>>,
+    count: () => (raw.prepare('SELECT count(*) AS n FROM students').get() as { n: number }).n
+  }
+}
+
+// "Sign in with School ID" as `login`: the portal's redirect, the
+// provider's pages, and the callback; returns the callback's answer.
+async function oidcSignIn (browser: Browser, login: string, start = '/login/oidc'): Promise<LightMyRequestResponse> {
+  const redirect = await browser.get(start)
+  const callback = await signInAtProvider(redirect.headers.location as string, login)
+  return browser.get(callback.pathname + callback.search)
+}
+
+test('OpenID Connect: the first sign-in creates a student, later ones log that student in', async (t) => {
+  const { app, rows, file, issuer } = await oidcPortal(t)
+  const browser = new Browser(app)
+  const login = await browser.get('/login?next=%2Fdevices')
+  t.match(login.body, '<a class="button" href="/login/oidc?next=%2Fdevices">Sign in with School ID</a>')
+  const redirect = await browser.get('/login/oidc?next=%2Fdevices')
+  t.equal(redirect.statusCode, 303)
+  const authorization = new URL(redirect.headers.location as string)
+  t.equal(`${authorization.origin}${authorization.pathname}`, `${issuer}/auth`)
+  const query = Object.fromEntries(authorization.searchParams)
+  t.match(query, { client_id: CLIENT_ID, response_type: 'code', scope: 'openid profile', redirect_uri: 'http://localhost/login/oidc/callback', code_challenge_method: 'S256' })
+  t.match(query.state, /^[\w-]{43}$/)
+  t.match(query.nonce, /^[\w-]{43}$/)
+  t.match(query.code_challenge, /^[\w-]{43}$/)
+  t.match(redirect.headers['set-cookie'], /^oidc-flow=[^;]+; Max-Age=600; Path=\/; HttpOnly; SameSite=Lax$/, 'Lax: the provider sends the browser back from another site')
+  t.notMatch(redirect.headers['set-cookie'], query.state, 'the state is signed in the cookie, not alone')
+
+  const callback = await signInAtProvider(redirect.headers.location as string, 'ada')
+  t.equal(callback.searchParams.get('state'), query.state)
+  const signedIn = await browser.get(callback.pathname + callback.search)
+  t.equal(signedIn.statusCode, 303)
+  t.equal(signedIn.headers.location, '/devices', 'back to the page that was asked for')
+  t.equal(await browser.navigation(), 'Logged in as Ada Lovelace · Log out', "the provider's name")
+  t.match(rows(), [{ id: 1, name: 'Ada Lovelace', grade: null, password_hash: null }])
+  const raw = new Database(file, { readonly: true })
+  t.teardown(() => raw.close())
+  t.same(raw.prepare('SELECT * FROM oidc_accounts').all(), [{ issuer, subject: 'ada', student_id: 1 }], 'linked to the subject, per issuer')
+  const profile = await browser.get('/profile')
+  t.match(text(profile.body), 'Grade not set')
+  t.match(text(profile.body), 'Choose a password')
+  t.match(text((await browser.get('/devices')).body), 'signed in with School ID')
+
+  // Later sign-ins log the same student in.
+  const phone = new Browser(app, 'phone')
+  t.equal((await oidcSignIn(phone, 'ada')).headers.location, '/profile')
+  t.equal(await phone.navigation(), 'Logged in as Ada Lovelace · Log out')
+  t.equal(rows().length, 1)
+
+  // Another subject with the same name: a name of its own. A name the portal
+  // does not allow: 'Student'.
+  await oidcSignIn(new Browser(app, 'other'), 'ada2')
+  await oidcSignIn(new Browser(app, 'mallory'), 'mallory')
+  await new Browser(app, 'x').signUp('Grace')
+  await oidcSignIn(new Browser(app, 'grace'), 'Grace')
+  t.same(rows().map((row) => row.name), ['Ada Lovelace', 'Ada Lovelace 2', 'Student', 'Grace', 'Grace 2'])
+  t.equal((await browser.get('/login/oidc')).statusCode, 307, 'a logged-in student is sent to the profile')
+})
+
+test('a student made by the provider has no password until they choose one', async (t) => {
+  const { app, rows } = await oidcPortal(t)
+  const browser = new Browser(app)
+  await oidcSignIn(browser, 'ada')
+  const visitor = new Browser(app, 'visitor')
+  await visitor.get('/login')
+  t.equal((await visitor.post('/login', { name: 'Ada Lovelace', password: '' })).statusCode, 400, 'an empty password is no password')
+  t.equal(errorOf(await visitor.post('/login', { name: 'Ada Lovelace', password: 'any password at all' })), 'Wrong name or password.')
+
+  const stale = await browser.get('/reauthenticate')
+  t.match(text(stale.body), 'You have no password to confirm it with yet.')
+  t.notMatch(stale.body, 'name="password"')
+  t.equal(errorOf(await browser.post('/reauthenticate', { password: 'any password at all' })), 'Wrong password.')
+
+  const page = await browser.get('/password')
+  t.equal(page.statusCode, 200)
+  t.match(page.body, '<title>Choose a password · Student portal</title>')
+  t.notMatch(page.body, 'name="current"', 'no current password to ask for')
+  t.match(text(page.body), 'You signed up through School ID and have no password yet')
+  t.equal(errorOf(await browser.post('/password', { password: 'short', confirm: 'short' })), 'Passwords need at least 8 characters.')
+  const chosen = await browser.post('/password', { password: 'my first password', confirm: 'my first password' })
+  t.equal(chosen.statusCode, 303)
+  t.match(rows()[0].password_hash, /^scrypt\$/)
+  t.equal((await new Browser(app, 'laptop').logIn('Ada Lovelace', 'my first password')).statusCode, 303, 'now the name and password work too')
+  t.match((await browser.get('/password')).body, 'name="current"', 'and changing it asks for it')
+})
+
+test('OpenID Connect: a wrong state, a replay, no flow cookie, an expired one, a refusal: a clear page, no login, never a 5xx', async (t) => {
+  const { app, rows } = await oidcPortal(t)
+  const clock = controlledClock(t)
+  const refused = (response: LightMyRequestResponse, label: string, message: string): void => {
+    t.equal(response.statusCode, 400, label)
+    t.equal(errorOf(response), message, label)
+    t.match(response.body, '<title>Sign in with School ID · Student portal</title>', label)
+    t.notMatch(String(response.headers['set-cookie']), /(^|,)account=/, `${label}: no login`)
+  }
+  const browser = new Browser(app)
+  const redirect = await browser.get('/login/oidc')
+  const callback = await signInAtProvider(redirect.headers.location as string, 'ada')
+  const path = callback.pathname + callback.search
+  const flow = browser.jar.get('oidc-flow') as StoredCookie
+
+  refused(await new Browser(app, 'no cookie').get(path), 'no flow cookie', 'This sign-in did not start in this browser, or it was already finished. Start again.')
+  // Login CSRF: the attacker's own callback, opened in the victim's browser
+  // (which has a sign-in of its own under way).
+  const victim = new Browser(app, 'victim')
+  await victim.get('/login/oidc')
+  refused(await victim.get(path), 'another browser\'s answer', 'This answer from School ID is not for the sign-in started in this browser. Start again.')
+  const wrongState = new Browser(app, 'wrong state')
+  wrongState.jar.set('oidc-flow', flow)
+  refused(await wrongState.get(path.replace(/state=[^&]+/, 'state=another')), 'a wrong state', 'This answer from School ID is not for the sign-in started in this browser. Start again.')
+  const crossFlow = new Browser(app, 'cross')
+  await crossFlow.get('/login')
+  await ceremonyOptions(crossFlow, '/login/passkey/options')
+  crossFlow.jar.set('oidc-flow', crossFlow.jar.get('passkey-flow') as StoredCookie)
+  refused(await crossFlow.get(path), 'a passkey challenge as the OIDC state', 'This sign-in did not start in this browser, or it was already finished. Start again.')
+
+  // The wrong-state attempt used the flow up: a copy of the cookie is refused too.
+  const replay = new Browser(app, 'replay')
+  replay.jar.set('oidc-flow', flow)
+  refused(await replay.get(path), 'a replayed callback', 'This sign-in was already used. Start again.')
+
+  const late = new Browser(app, 'late')
+  const lateRedirect = await late.get('/login/oidc')
+  const lateCallback = await signInAtProvider(lateRedirect.headers.location as string, 'ada')
+  clock.advance(601 * 1000)
+  refused(await late.get(lateCallback.pathname + lateCallback.search), 'an expired flow cookie', 'This sign-in took too long. Start again.')
+
+  const cancelled = new Browser(app, 'cancelled')
+  const started = new URL((await cancelled.get('/login/oidc')).headers.location as string)
+  refused(await cancelled.get(`/login/oidc/callback?error=access_denied&state=${started.searchParams.get('state')}`), 'refused at the provider', 'School ID did not sign you in. Start again, or log in with your password.')
+  const forged = new Browser(app, 'forged code')
+  const forgedStart = new URL((await forged.get('/login/oidc')).headers.location as string)
+  refused(await forged.get(`/login/oidc/callback?code=not-a-code&state=${forgedStart.searchParams.get('state')}`), 'a code the provider never gave', 'School ID did not confirm this sign-in. Start again.')
+  t.equal(rows().length, 0, 'no student made')
+
+  const honest = new Browser(app, 'honest')
+  t.equal((await oidcSignIn(honest, 'ada')).statusCode, 303, 'a sign-in from start to end still works')
+})
+
+test('OpenID Connect: a plain-http issuer elsewhere fails at start; an unreachable provider is a 503', async (t) => {
+  for (const issuer of ['http://id.example', 'http://127.0.0.2:8080', 'not a url', 'ftp://localhost']) {
+    await t.rejects(buildApp({ databasePath: ':memory:', secret: SECRET, oidc: { issuer, clientId: 'portal', clientSecret: 'x', name: 'X' } } as never),
+      { message: `OIDC_ISSUER must be an https:// URL, or http:// on 127.0.0.1 or localhost for local development; ${JSON.stringify(issuer)} is not.` }, issuer)
+  }
+  const https = await buildApp({ databasePath: ':memory:', secret: SECRET, oidc: { issuer: 'https://id.example', clientId: 'portal', clientSecret: 'x', name: 'X' } } as never)
+  await https.close()
+
+  // Nobody listens there: the portal starts all the same.
+  const closed = await new Promise<number>((resolve) => {
+    const probe = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as { port: number }
+      probe.close(() => resolve(port))
+    })
+  })
+  const { app } = await oidcPortal(t, `http://127.0.0.1:${closed}`)
+  const browser = new Browser(app)
+  for (let attempt = 1; attempt <= 2; attempt++) {
+    const down = await browser.get('/login/oidc')
+    t.equal(down.statusCode, 503, `attempt ${attempt}: tried again`)
+    t.equal(errorOf(down), 'School ID cannot be reached right now. Try again later, or log in with your password.')
+  }
+  const state = Buffer.from(JSON.stringify({ flow: 'oidc-login', id: 'a-state', expiresAt: Math.floor(Date.now() / 1000) + 60, data: {} })).toString('base64url')
+  browser.jar.set('oidc-flow', { value: app.signCookie(state), persistent: false })
+  const callback = await browser.get('/login/oidc/callback?code=x&state=a-state')
+  t.equal(callback.statusCode, 503, 'the callback too: never a login, never a logout')
+  const secure = await buildApp({ databasePath: ':memory:', secret: SECRET, oidc: { issuer: `https://127.0.0.1:${closed}`, clientId: 'portal', clientSecret: 'x', name: 'X' } } as never)
+  t.teardown(() => secure.close())
+  t.equal((await secure.inject('/login/oidc')).statusCode, 503, 'an https provider that does not answer')
+  const foreign = await browser.get('/login/oidc', { host: 'evil.example' })
+  t.equal(foreign.statusCode, 400)
+  t.equal(errorOf(foreign), 'Open the portal at http://localhost:80 to sign in with School ID.')
+})
+
+test('delete my account: a password or a passkey entered in the last 5 minutes, then everything goes', async (t) => {
+  const { app, file, rows } = await portal(t)
+  const clock = controlledClock(t)
+  const laptop = new Browser(app, 'laptop')
+  const authenticator = await withPasskey(laptop, 'Ada')
+  const phone = new Browser(app, 'phone')
+  await phone.logIn('Ada')
+  await new Browser(app, 'bob').signUp('Bob')
+  t.match(text((await laptop.get('/profile')).body), 'Delete my account Asks for your password or a passkey first.')
+
+  const page = await laptop.get('/delete-account')
+  t.equal(page.statusCode, 200, 'a password typed just now is enough')
+  t.match(text(page.body), 'This cannot be undone.')
+
+  // Six minutes later the login is still fresh (an hour), but not recent enough.
+  clock.advance(6 * 60 * 1000)
+  t.equal((await laptop.get('/password')).statusCode, 200, 'still fresh')
+  const asked = await laptop.get('/delete-account')
+  t.equal(asked.statusCode, 307)
+  const to = new URL(asked.headers.location as string, ORIGIN)
+  t.equal(to.pathname, '/reauthenticate')
+  t.equal(to.searchParams.get('next'), '/delete-account')
+  t.equal(to.searchParams.get('methods'), 'passkey,password', 'the page is told which ways count')
+  const confirm = await laptop.get(asked.headers.location as string)
+  t.match(text(confirm.body), 'This page needs your password or a passkey, entered in the last few minutes.')
+  t.match(confirm.body, 'name="password"')
+  t.match(confirm.body, 'data-passkey="confirm"')
+  t.match(confirm.body, '<input type="hidden" name="methods" value="passkey,password">')
+  const stalePost = await laptop.post('/delete-account')
+  t.equal(stalePost.statusCode, 303, 'a form left open is refused too')
+  t.equal(rows().length, 2)
+
+  // A passkey confirms it; the page is then open for five minutes.
+  const options = (await ceremonyOptions(laptop, '/reauthenticate/passkey/options')).json()
+  const confirmed = await laptop.post('/reauthenticate/passkey', { credential: authenticator.answer(options), next: '/delete-account', methods: 'passkey,password' })
+  t.equal(confirmed.headers.location, '/delete-account')
+  t.equal((await laptop.get('/delete-account')).statusCode, 200)
+  clock.advance(6 * 60 * 1000)
+  t.equal((await laptop.get('/delete-account')).statusCode, 307, 'and closed again after')
+  await laptop.get('/reauthenticate?next=%2Fdelete-account&methods=passkey%2Cpassword')
+  t.equal((await laptop.post('/reauthenticate', { password: PASSWORD, next: '/delete-account' })).headers.location, '/delete-account', 'a password confirms it too')
+  await laptop.get('/delete-account')
+
+  const deleted = await laptop.post('/delete-account')
+  t.equal(deleted.statusCode, 303)
+  t.equal(deleted.headers.location, '/')
+  t.equal(noticeOf(await laptop.get('/')), 'Your account was deleted, and you were logged out everywhere.')
+  t.equal(await laptop.navigation(), 'Log in · Sign up')
+  t.equal(await phone.navigation(), 'Log in · Sign up', 'the other device is logged out')
+  t.same(rows().map((row) => row.name), ['Bob'], 'only Bob is left')
+  t.same(passkeyRows(file), [], 'the passkey went with the account')
+  const raw = new Database(file, { readonly: true })
+  t.teardown(() => raw.close())
+  t.equal((raw.prepare("SELECT count(*) AS n FROM logins WHERE user_id LIKE '1:%'").get() as { n: number }).n, 0, 'and every login')
+  t.equal((await new Browser(app, 'again').logIn('Ada')).statusCode, 401, 'the password logs nobody in')
+  t.equal((await passkeyLogIn(new Browser(app, 'passkey'), authenticator)).statusCode, 401, 'nor the passkey')
+})
+
+test('delete my account: a login made by the provider must confirm with a password or a passkey', async (t) => {
+  const { app, rows } = await oidcPortal(t)
+  const browser = new Browser(app)
+  await oidcSignIn(browser, 'ada')
+  const asked = await browser.get('/delete-account')
+  t.equal(asked.statusCode, 307, 'a fresh login by the provider is not one of the methods')
+  const page = await browser.get(asked.headers.location as string)
+  t.match(text(page.body), 'You have no password or passkey to confirm it with yet.')
+  await browser.get('/password')
+  await browser.post('/password', { password: 'my first password', confirm: 'my first password' })
+  await browser.get('/reauthenticate?next=%2Fdelete-account&methods=passkey%2Cpassword')
+  await browser.post('/reauthenticate', { password: 'my first password', next: '/delete-account' })
+  t.equal((await browser.get('/delete-account')).statusCode, 200)
+  await browser.post('/delete-account')
+  t.same(rows(), [])
+  t.equal((await oidcSignIn(new Browser(app, 'later'), 'ada')).statusCode, 303, 'signing in again makes a new student')
+  t.match(rows(), [{ id: 2, name: 'Ada Lovelace' }])
+})
+
+test('server.js: a plain-http OIDC_ISSUER on another machine stops the start, and says why', { timeout: 60000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'portal-server-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const child = spawn(process.execPath, [join(exampleDir, 'server.js')], {
+    env: { ...process.env, EXAMPLE_DB: join(dir, 'portal.sqlite'), PORT: '0', LOGIN_SECRET: SECRET, OIDC_ISSUER: 'http://id.example', OIDC_CLIENT_ID: 'portal', OIDC_CLIENT_SECRET: 'a secret' },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let output = ''
+  child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
+  child.stderr.on('data', (chunk: Buffer) => { output += chunk.toString() })
+  t.equal(await new Promise((resolve) => child.on('exit', resolve)), 1)
+  t.match(output, 'OIDC_ISSUER must be an https:// URL, or http:// on 127.0.0.1 or localhost for local development; "http://id.example" is not.')
+  t.notMatch(output, 'Student portal:')
 })

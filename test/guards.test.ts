@@ -44,7 +44,7 @@ test('loginRequired redirects with 307 to loginRequiredRoute when set; a refused
 test('loginInfo tells how the current user logged in', async (t) => {
   const { app } = await build({ requestLoader: (request) => request.headers.authorization === 'Bearer k' ? new User(9, 'robot') : null })
   app.get('/info', (request) => app.loginManager.loginInfo(request))
-  const remembered = await loginCookies(app, '1')
+  const remembered = await loginCookies(app, '1', '?remember=1')
   const session = await loginCookies(app, '2', '?remember=0')
   const info = (await app.inject({ url: '/info', cookies: remembered })).json()
   t.match(info, { source: 'cookie', remembered: true, fresh: true })

@@ -1,92 +1,18 @@
-import { once } from 'node:events'
 import { test } from 'tap'
-import type { Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
-import type { Cluster, Redis } from 'ioredis'
 import { redisStore } from '../lib/index'
-import type { LoginStore, Revocation } from '../types/index'
-import { clock, login, portal, refusesIllFormedIds, setCookieHeaders } from './helpers'
+import type { LoginStore } from '../types/index'
+import { clock, login, portal, refusesIllFormedIds, setCookieHeaders, User } from './helpers'
+import { commandCalls, instance, PROBE_MS, ranSince, readyClient, until, type Instance } from './redis-instances'
 import { clusterClient, redisClient, startCluster, startRedis } from './redis-server'
 
 // Logins the server can end (issue 10), through the plugin, with Redis: real
 // redis-server processes (standalone, and a Cluster of three masters) shared
 // by several Fastify instances, each with its own ioredis client.
 
-const PROBE_MS = 5000
 // Revocations measured: p99 of 3 × 100 figures lets one round stalled by a
 // busy machine (all three instances at once) through, not two.
 const ROUNDS = 100
-
-// Fails fast while Redis is down, as docs/redis-store.md tells apps to
-// configure their client: no offline queue, no retries, a command timeout.
-async function readyClient (t: Test, port: number): Promise<Redis> {
-  const client = redisClient(t, port, { enableOfflineQueue: false, commandTimeout: 500, retryStrategy: () => 50 })
-  // Without an offline queue nothing may be sent before the client is ready.
-  if (client.status !== 'ready') await once(client, 'ready')
-  return client
-}
-
-type Event = ['revoked', readonly string[]] | ['listening', boolean]
-
-// What the plugin's record cache was told by its store, and when: each event
-// is recorded right after the plugin's own listener has acted on it (so a
-// `revoked` here means the login is already evicted from that cache).
-interface Watch {
-  listening: boolean
-  until (what: 'revoked', matches: (loginIds: readonly string[]) => boolean, timeoutMs?: number): Promise<number>
-  until (what: 'listening', matches: (listening: boolean) => boolean, timeoutMs?: number): Promise<number>
-}
-
-function watched (store: LoginStore): { store: LoginStore, watch: Watch } {
-  const waiters: Array<{ what: string, matches: (value: never) => boolean, resolve: (at: number) => void }> = []
-  const watch: Watch = {
-    listening: false,
-    until: async (what: string, matches: (value: never) => boolean, timeoutMs = 2000) => await new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`the plugin heard no matching ${what} in ${timeoutMs} ms`)), timeoutMs)
-      waiters.push({ what, matches, resolve: (at) => { clearTimeout(timer); resolve(at) } })
-    })
-  }
-  function heard (...[what, value]: Event): void {
-    const at = performance.now()
-    for (const waiter of [...waiters]) {
-      if (waiter.what === what && waiter.matches(value as never)) {
-        waiters.splice(waiters.indexOf(waiter), 1)
-        waiter.resolve(at)
-      }
-    }
-  }
-  return {
-    watch,
-    store: {
-      ...store,
-      subscribe: async (listener) => await store.subscribe?.({
-        ...listener,
-        revoked: (revocations) => { listener.revoked(revocations); heard('revoked', revocations.map(loginIdOfRevocation)) },
-        listening: (listening) => { listener.listening(listening); watch.listening = listening; heard('listening', listening) }
-      })
-    }
-  }
-}
-
-function loginIdOfRevocation (revocation: Revocation | string): string {
-  return typeof revocation === 'string' ? revocation : revocation.loginId
-}
-
-interface Instance {
-  app: FastifyInstance
-  watch: Watch
-  loaderCalls: string[]
-}
-
-// One instance of the app: the README's "Logins and devices" portal, plus an
-// unguarded route, over its own ioredis client.
-async function instance (t: Test, client: Redis | Cluster, options: Record<string, unknown> = {}, wrap = (store: LoginStore) => store): Promise<Instance> {
-  const { store, watch } = watched(redisStore({ client }))
-  const { app, loaderCalls } = await portal(t, wrap(store), options, (app) => {
-    app.get('/plain', () => 'plain')
-  })
-  return { app, watch, loaderCalls }
-}
 
 async function me (app: FastifyInstance, cookies: Record<string, string>): Promise<{ status: number, body: Record<string, unknown> | string }> {
   const response = await app.inject({ url: '/me', cookies })
@@ -100,34 +26,8 @@ async function loginIdOf (app: FastifyInstance, cookies: Record<string, string>)
   return body.loginId as string
 }
 
-// How many times Redis ran each command (scripts' commands included), from
-// INFO commandstats: what the plugin asked of Redis, whichever client asked.
-async function commandCalls (admin: Redis): Promise<Record<string, number>> {
-  const calls: Record<string, number> = {}
-  for (const [, name, count] of (await admin.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) calls[name] = Number(count)
-  return calls
-}
-
-// The commands run between two readings, less the heartbeats and our INFO.
-function ranSince (before: Record<string, number>, after: Record<string, number>): Record<string, number> {
-  const ran: Record<string, number> = {}
-  for (const [name, count] of Object.entries(after)) {
-    if (name !== 'ping' && name !== 'info' && count > (before[name] ?? 0)) ran[name] = count - (before[name] ?? 0)
-  }
-  return ran
-}
-
 function percentile (sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]
-}
-
-// performance.now, not Date.now: the tests move the plugin's clock.
-async function until (what: string, done: () => Promise<boolean>, timeoutMs = PROBE_MS): Promise<void> {
-  const deadline = performance.now() + timeoutMs
-  while (!await done()) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
 }
 
 test('three instances, one Redis: a login works on all; ended on one, it is refused by all within 100 ms', async (t) => {
@@ -478,6 +378,23 @@ test('idle timeout and sessionDuration against Redis: the plugin\'s clock decide
     t.same(await one.app.loginManager.listLogins('1'), [])
     t.equal((await me(one.app, cookies)).status, 401)
   })
+})
+
+test('a loginUser nobody awaited, with Redis: no cookie, and no phantom device left in listLogins or in Redis', async (t) => {
+  const server = await startRedis(t)
+  const admin = redisClient(t, server.port)
+  const careless: { pending: Promise<boolean> | boolean } = { pending: false }
+  const { app } = await portal(t, redisStore({ client: await readyClient(t, server.port) }), {}, (app) => {
+    app.get('/careless-login', (request, reply) => {
+      careless.pending = app.loginManager.loginUser(request, reply, new User(1, 'ann')) // no await
+      return 'sent before Redis answered'
+    })
+  })
+  const response = await app.inject('/careless-login')
+  t.same(setCookieHeaders(response), [], 'no cookie could be written')
+  await t.rejects(Promise.resolve(careless.pending), { code: 'FST_LOGIN_NOT_AWAITED' })
+  t.same(await app.loginManager.listLogins('1'), [], 'no device that no browser has')
+  t.same(await admin.keys('fastify-login:{u:*'), [], 'nothing of the user left in Redis')
 })
 
 test('a revocation that lands while an instance is reading the same login from Redis is refused on the next request', async (t) => {

@@ -357,6 +357,106 @@ test('loginUser and logoutUser that nobody awaits: logged, never a crash', async
   ], 'each is logged, with what to do')
 })
 
+test('a loginUser nobody awaited leaves no login behind: its record is deleted, since no browser got its cookie', async (t) => {
+  const users = userStore()
+  const store = tableStore(true)
+  const app = Fastify()
+  await app.register(fastifyLogin, { secret: SECRET, store, userLoader: (id) => users.get(id) })
+  const careless: { pending: Promise<boolean> | boolean } = { pending: false }
+  app.get('/careless-login', (request, reply) => {
+    careless.pending = app.loginManager.loginUser(request, reply, users.get('1') as User) // no await
+    return 'sent before the login was recorded'
+  })
+  app.get('/careless-login-store-down', (request, reply) => {
+    careless.pending = app.loginManager.loginUser(request, reply, users.get('2') as User)
+    store.fail = new Error('down after create')
+    return 'sent'
+  })
+  t.teardown(() => app.close())
+
+  t.same(setCookieHeaders(await app.inject('/careless-login')), [], 'no cookie could be written')
+  await t.rejects(Promise.resolve(careless.pending), { code: 'FST_LOGIN_NOT_AWAITED', message: /`await` it before the handler returns/ })
+  t.same(await app.loginManager.listLogins('1'), [], 'no phantom device in listLogins')
+  t.equal(store.rows.size, 0)
+  t.equal(store.calls.create, 1)
+  t.equal(store.calls.delete, 1)
+
+  // The record could not be deleted either: the error still says what to fix,
+  // and keeps the store's failure as its cause.
+  await app.inject('/careless-login-store-down')
+  const error = await Promise.resolve(careless.pending).then(() => null, (error: Error & { cause?: Error }) => error)
+  t.match(error, { code: 'FST_LOGIN_NOT_AWAITED' })
+  t.match(error?.cause, { code: 'FST_LOGIN_STORE_FAILED', cause: { message: 'down after create' } })
+})
+
+test('loginUser after the reply was sent: an error, and no login left behind, with a synchronous store or none', async (t) => {
+  for (const store of [memoryStore(), undefined]) {
+    const users = userStore()
+    const app = Fastify()
+    await app.register(fastifyLogin, { secret: SECRET, store, userLoader: (id) => users.get(id) })
+    let thrown: unknown = null
+    app.get('/late', (request, reply) => {
+      reply.send('sent')
+      try {
+        app.loginManager.loginUser(request, reply, users.get('1') as User)
+      } catch (error) {
+        thrown = error
+      }
+      return reply
+    })
+    t.same(setCookieHeaders(await app.inject('/late')), [])
+    t.match(thrown, { code: 'FST_LOGIN_NOT_AWAITED' }, store === undefined ? 'no store' : 'memoryStore')
+    if (store !== undefined) t.same(await app.loginManager.listLogins('1'), [], 'memoryStore: no record left')
+    await app.close()
+  }
+})
+
+test('the devices recipe of docs/logins.md: a revocation refused for freshness comes back to the page after re-authenticating', async (t) => {
+  const { app } = await portal(t, memoryStore(), { refreshRoute: '/reauthenticate' }, (app) => {
+    app.get('/reauthenticate', { onRequest: app.loginManager.loginRequired }, () => 'type your password again')
+    app.get('/devices-page', { onRequest: app.loginManager.loginRequired }, async (request) => {
+      const here = app.loginManager.loginInfo(request)?.loginId
+      const logins = await app.loginManager.listLogins(request.currentUser as User)
+      return logins.map((login) => ({ ...login, thisDevice: login.loginId === here }))
+    })
+    app.post<{ Body: { loginId?: string } }>('/devices-page', { onRequest: [app.loginManager.crossOriginProtection, app.loginManager.freshLoginRequired] }, async (request) => {
+      const { loginId } = request.body
+      const revoked = loginId === undefined
+        ? await app.loginManager.revokeOtherLogins(request)
+        : await app.loginManager.revokeLogin(request.currentUser as User, loginId)
+      return { revoked }
+    })
+  })
+  const time = clock(t)
+  const laptop = await login(app, '1', 'Laptop')
+  time.advance(1)
+  const phone = await login(app, '1', 'Phone')
+  time.advance(1)
+  const tablet = await login(app, '1', 'Tablet')
+  const listed = (await app.inject({ url: '/devices-page', cookies: phone })).json() as Array<{ loginId: string, thisDevice: boolean, userAgent: string }>
+  t.same(listed.map((login) => [login.userAgent, login.thisDevice]), [['Tablet', false], ['Phone', true], ['Laptop', false]], 'newest first, this device marked')
+  const phoneLogin = listed[1]
+
+  // The laptop's browser was restarted: remembered, not fresh.
+  const stale = { account: laptop.account }
+  const refused = await app.inject({ method: 'POST', url: '/devices-page', cookies: stale, payload: { loginId: phoneLogin.loginId } })
+  t.equal(refused.statusCode, 303)
+  t.equal(refused.headers.location, '/reauthenticate?next=%2Fdevices-page')
+  const back = await app.inject({ url: '/devices-page', cookies: stale })
+  t.equal(back.statusCode, 200, 'next names the page, not a URL that only takes POST')
+  t.equal((await app.inject({ url: '/me', cookies: phone })).statusCode, 200, 'nothing was revoked')
+
+  // Fresh, from the laptop that logged in ('basic' session protection).
+  const fromLaptop = { 'user-agent': 'Laptop' }
+  const crossSite = await app.inject({ method: 'POST', url: '/devices-page', cookies: laptop, payload: { loginId: phoneLogin.loginId }, headers: { ...fromLaptop, 'sec-fetch-site': 'cross-site' } })
+  t.equal(crossSite.statusCode, 403, 'another site cannot post it')
+  t.same((await app.inject({ method: 'POST', url: '/devices-page', cookies: laptop, payload: { loginId: phoneLogin.loginId }, headers: fromLaptop })).json(), { revoked: true })
+  t.equal((await app.inject({ url: '/me', cookies: phone })).statusCode, 401, 'the phone is logged out')
+  t.same((await app.inject({ method: 'POST', url: '/devices-page', cookies: laptop, payload: {}, headers: fromLaptop })).json(), { revoked: 1 }, 'no loginId: every other device')
+  t.equal((await app.inject({ url: '/me', cookies: tablet })).statusCode, 401)
+  t.equal((await app.inject({ url: '/me', cookies: laptop })).statusCode, 200)
+})
+
 test('with an asynchronous store, an unguarded read of currentUser fails the same way, cached or not', async (t) => {
   const { app } = await portal(t, { ...tableStore(true), subscribe: (listener: LoginStoreListener) => listener.listening(true) }, {}, (app) => {
     app.get('/unguarded', (request) => request.currentUser.getId())

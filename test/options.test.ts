@@ -38,7 +38,7 @@ test('an object-valued option given anything but an object fails at register', a
   const cases: Array<[Record<string, unknown>, RegExp]> = [
     [{ cookieName: 'admin' }, /`cookieName` must be an object such as \{ account: 'account', isFresh: 'fresh', bound: 'bound' \}, not a string/],
     [{ cookieName: ['admin'] }, /`cookieName` must be an object .* not an array/],
-    [{ cookieRememberMe: false }, /`cookieRememberMe` must be an object such as \{ account: true, isFresh: false \}, not a boolean/]
+    [{ cookieRememberMe: false }, /`cookieRememberMe` must be an object such as \{ account: false, isFresh: false \}, not a boolean/]
   ]
   for (const [options, message] of cases) {
     await t.rejects(registering(options), { code: 'FST_LOGIN_INVALID_OPTION', message }, JSON.stringify(options))

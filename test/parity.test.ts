@@ -51,6 +51,7 @@ test('loginUser options: duration, fresh, force, and inactive users', async (t) 
     const { id, duration, fresh, force } = request.query
     const ok = app.loginManager.loginUser(request, reply, users.get(id) as User, {
       duration: duration === undefined ? undefined : Number(duration),
+      remember: true,
       fresh: fresh === undefined ? undefined : fresh === '1',
       force: force === '1'
     })

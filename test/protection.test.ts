@@ -111,7 +111,7 @@ test('session protection', async (t) => {
       return 'ok'
     })
     app.get('/fresh-without-ua', { onRequest: [stripUserAgent, app.loginManager.loginRequired] }, (request) => ({ fresh: request.isFresh }))
-    const cookies = await loginCookies(app)
+    const cookies = await loginCookies(app, '1', '?remember=1')
     t.ok(unsignToken(cookies.account, SECRET).valid, 'the account cookie is signed')
     t.match(accountOf(cookies.account), { tag: 'a3', id: '1', remember: true, client: clientOf(INJECT_UA, INJECT_IP) })
     const elsewhere = cookieJar(await app.inject({ url: '/login/2', headers: FIREFOX, remoteAddress: OTHER_IP }))
@@ -283,7 +283,7 @@ test('session protection', async (t) => {
     })
     const confirmed: Array<[FastifyRequest, User]> = []
     app.loginManager.on('loginConfirmed', (request, user) => { confirmed.push([request, user as User]) })
-    const cookies = await loginCookies(app)
+    const cookies = await loginCookies(app, '1', '?remember=1')
     const before = accountOf(cookies.account)
 
     t.same((await app.inject({ url: '/me', cookies, headers: FIREFOX })).json(), { name: 'ann', fresh: false }, 'not fresh from the new client')
@@ -350,7 +350,7 @@ test('sliding expiry (cookieRefreshEachRequest)', async (t) => {
     t.equal(unguarded.json().authenticated, true)
     t.same(setCookieHeaders(unguarded), [], 'unguarded routes have no reply to renew with')
 
-    const loggedIn = await loginCookies(app)
+    const loggedIn = await loginCookies(app, '1', '?remember=1')
     t.same(cookiesOf(await app.inject({ url: '/me', cookies: loggedIn })).map((cookie) => cookie.name), ['account'], 'a real login slides too')
   })
 
@@ -396,7 +396,7 @@ test('sliding expiry (cookieRefreshEachRequest)', async (t) => {
   t.test('a duration given at login is kept as the sliding window', async (t) => {
     const { app, users } = await build({ cookieRefreshEachRequest: true })
     app.get('/login-short', (request, reply) => {
-      app.loginManager.loginUser(request, reply, users.get('2') as User, { duration: 120 })
+      app.loginManager.loginUser(request, reply, users.get('2') as User, { duration: 120, remember: true })
       return 'ok'
     })
     const login = await app.inject('/login-short')

@@ -162,13 +162,20 @@ async function clusterPort (): Promise<number> {
   }
 }
 
+export interface ClusterOptions {
+  /** Given a node's bus port, the port the node tells the others to reach its bus at (a proxy's). */
+  bus?: (busPort: number) => Promise<number>
+}
+
 /** Three masters, no replicas, every slot assigned: `cluster_state:ok`. */
-export async function startCluster (t: Test): Promise<RedisServer[]> {
+export async function startCluster (t: Test, options: ClusterOptions = {}): Promise<RedisServer[]> {
   const servers: RedisServer[] = []
   for (let i = 0; i < 3; i++) {
+    const port = await clusterPort()
+    const bus = options.bus === undefined ? [] : ['--cluster-announce-bus-port', String(await options.bus(port + 10000))]
     servers.push(await startRedis(t, {
-      args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '5000']
-    }, await clusterPort()))
+      args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '5000', ...bus]
+    }, port))
   }
   await promisify(execFile)('redis-cli', [
     '--cluster', 'create', ...servers.map((server) => `${HOST}:${server.port}`),
@@ -195,4 +202,13 @@ export function clusterClient (t: Test, ports: number[], redisOptions: RedisOpti
   client.on('error', () => {})
   t.teardown(() => client.disconnect())
   return client
+}
+
+/** How many times Redis ran each command, and the µs it spent in them (INFO commandstats; a script's commands included). */
+export async function commandStats (admin: Redis | Cluster): Promise<Record<string, { calls: number, usec: number }>> {
+  const stats: Record<string, { calls: number, usec: number }> = {}
+  for (const [, name, calls, usec] of (await admin.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) {
+    stats[name] = { calls: Number(calls), usec: Number(usec) }
+  }
+  return stats
 }

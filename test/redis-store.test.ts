@@ -1,10 +1,17 @@
 import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { test } from 'tap'
 import type { Test } from 'tap'
 import type { Cluster, Redis } from 'ioredis'
+import Fastify from 'fastify'
+import fastifyLogin from '../lib/index'
 import { redisStore } from '../lib/stores/redis'
+import { keySlot } from '../lib/stores/cluster-slot'
 import type { LoginRecord, LoginStore, LoginStoreListener, Revocation } from '../types/index'
-import { clusterClient, freePort, redisClient, startCluster, startRedis } from './redis-server'
+import { clock, login, portal } from './helpers'
+import { clusterClient, commandStats, freePort, redisClient, startCluster, startRedis } from './redis-server'
 
 // The Redis store against a real redis-server (standalone and a 3-master
 // Cluster), started by the tests on loopback: records, expiry, revocation
@@ -85,6 +92,13 @@ test('options are checked when the store is made', async (t) => {
     t.throws(() => redisStore({ client: bad }), { code: 'FST_LOGIN_INVALID_OPTION', message }, String(bad))
   }
   t.throws(() => redisStore(undefined as never), { code: 'FST_LOGIN_INVALID_OPTION', message })
+  // The braces forgotten: the message says what was meant, not that no client came.
+  for (const forgotten of [client, redisClient(t, server.port, { lazyConnect: true })]) {
+    t.throws(() => redisStore(forgotten as never), {
+      code: 'FST_LOGIN_INVALID_OPTION',
+      message: 'fastify-login: option `client` must be given inside an object: `redisStore` takes `{ client }`, as in `redisStore({ client: redis })`, and was given the client itself.'
+    })
+  }
   for (const prefix of ['app{1}:', 'app}', 42]) {
     t.throws(() => redisStore({ client, prefix: prefix as string }), {
       code: 'FST_LOGIN_INVALID_OPTION',
@@ -449,6 +463,16 @@ test('settings of the Redis server that break a promise are warned about', async
   const none: string[] = []
   await fine.subscribe?.({ ...heard(), warn: (message) => { none.push(message) } })
   t.same(none, [], 'noeviction and appendonly yes: nothing to say')
+  // volatile-* evicts keys with an expiry: records and user indexes are such keys.
+  const admin = redisClient(t, safe.port)
+  await admin.config('SET', 'maxmemory-policy', 'volatile-lru')
+  const volatile = redisStore({ client: redisClient(t, safe.port) })
+  await closeWith(t, volatile)
+  const evicting: string[] = []
+  await volatile.subscribe?.({ ...heard(), warn: (message) => { evicting.push(message) } })
+  t.match(evicting, [/^redisStore: Redis evicts keys \(maxmemory-policy volatile-lru\): an evicted user index makes "log out every device" end nothing/])
+  t.equal(evicting.length, 1)
+  await admin.config('SET', 'maxmemory-policy', 'noeviction')
   // A server that does not let the client read its settings (managed Redis): nothing said, nothing broken.
   await redisClient(t, safe.port).acl('SETUSER', 'noconfig', 'on', '>secret', '~*', '&*', '+@all', '-config')
   const hidden = redisStore({ client: redisClient(t, safe.port, { username: 'noconfig', password: 'secret' }) })
@@ -457,19 +481,71 @@ test('settings of the Redis server that break a promise are warned about', async
   t.same(none, [])
 })
 
+test('a connection dropped while it catches up is replaced: listening only on the new one, after its own catch-up', async (t) => {
+  const server = await startRedis(t)
+  const admin = redisClient(t, server.port)
+  const store = redisStore({ client: redisClient(t, server.port) })
+  await closeWith(t, store)
+  const events: string[] = []
+  // The ended logins heard since the last connection was dropped.
+  let heardSinceDrop = new Set<string>()
+  let heardWhenListening = 0
+  let dropDuringCatchUp = false
+  const drop = (): void => { admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub').catch(() => {}) }
+  await store.subscribe?.({
+    ...heard(),
+    revoked: (revocations) => {
+      events.push('revoked')
+      for (const revocation of revocations) heardSinceDrop.add(typeof revocation === 'string' ? revocation : revocation.loginId)
+      // The first slice of a catch-up is in: drop the connection under it.
+      if (dropDuringCatchUp) {
+        dropDuringCatchUp = false
+        heardSinceDrop = new Set()
+        drop()
+      }
+    },
+    listening: (listening) => {
+      events.push(`listening ${String(listening)}`)
+      if (listening) heardWhenListening = heardSinceDrop.size
+    }
+  })
+  // Enough ended logins that reading them back takes several round trips.
+  const expiresAt = nowInSeconds() + 3600
+  const pipeline = admin.pipeline()
+  for (let i = 0; i < 40; i++) pipeline.zadd('fastify-login:ended', ...Array.from({ length: 1000 }, (_, j) => [expiresAt, `login-${i}-${j} ann`]).flat())
+  await pipeline.exec()
+  events.length = 0
+  dropDuringCatchUp = true
+  drop()
+  for (let wait = 0; wait < 1200 && !events.includes('listening true'); wait++) await new Promise((resolve) => setTimeout(resolve, 25))
+  t.equal(events[0], 'listening false', 'deaf when the first connection dropped')
+  t.equal(dropDuringCatchUp, false, 'the next one was dropped during its catch-up')
+  t.equal(events.filter((event) => event === 'listening true').length, 1, 'listening once, on the connection that caught up whole')
+  t.ok(events.slice(0, events.indexOf('listening true')).filter((event) => event === 'revoked').length > 2, 'after catch-ups of several slices')
+  t.equal(heardWhenListening, 40000, 'every ended login read back since the last drop, before listening')
+})
+
 test('subscribe fails clearly when it cannot subscribe', async (t) => {
   const port = await freePort()
   const nowhere = redisStore({ client: redisClient(t, port, { lazyConnect: true, retryStrategy: () => null }) })
-  await t.rejects(async () => await nowhere.subscribe?.(heard()),
-    /^fastify-login: redisStore could not subscribe to `fastify-login:revoked`: connect ECONNREFUSED/)
+  await t.rejects(async () => await nowhere.subscribe?.(heard()), {
+    code: 'FST_LOGIN_STORE_SUBSCRIBE_FAILED',
+    message: /^fastify-login: redisStore could not subscribe to `fastify-login:revoked`: connect ECONNREFUSED.*check that Redis is reachable/,
+    cause: { code: 'ECONNREFUSED' }
+  })
   await nowhere.close?.()
+  // Through the plugin: the app's `ready` fails with that error and its code.
+  const app = Fastify()
+  app.register(fastifyLogin, { secret: 'a-secret-of-at-least-thirty-two-characters', userLoader: () => null, store: redisStore({ client: redisClient(t, port, { lazyConnect: true, retryStrategy: () => null }) }) })
+  await t.rejects(async () => { await app.ready() }, { code: 'FST_LOGIN_STORE_SUBSCRIBE_FAILED' })
+  await app.close()
 
   // Redis 7 gives a new ACL user no channels: SUBSCRIBE is refused.
   const server = await startRedis(t)
   await redisClient(t, server.port).acl('SETUSER', 'nochannels', 'on', '>secret', '~*', '+@all')
   const refused = redisStore({ client: redisClient(t, server.port, { username: 'nochannels', password: 'secret' }) })
   const listener = heard()
-  await t.rejects(async () => await refused.subscribe?.(listener), /could not subscribe to `fastify-login:revoked`: NOPERM/)
+  await t.rejects(async () => await refused.subscribe?.(listener), { code: 'FST_LOGIN_STORE_SUBSCRIBE_FAILED', message: /could not subscribe to `fastify-login:revoked`: NOPERM/ })
   t.same(listener.events, [], 'never listening')
   await refused.close?.()
 
@@ -477,7 +553,126 @@ test('subscribe fails clearly when it cannot subscribe', async (t) => {
   const slow = redisStore({ client: redisClient(t, server.port) })
   const subscribing = slow.subscribe?.(heard())
   await slow.close?.()
-  await t.rejects(async () => await subscribing, /^fastify-login: redisStore was closed before it could subscribe to `fastify-login:revoked`$/)
+  await t.rejects(async () => await subscribing, { code: 'FST_LOGIN_STORE_CLOSED', message: /^fastify-login: redisStore was closed before it could subscribe to `fastify-login:revoked`: the app was closed while it was starting\.$/ })
+})
+
+test('closed while catching up on ended logins: the subscriber never starts listening', async (t) => {
+  const server = await startRedis(t)
+  const client = redisClient(t, server.port)
+  // The catch-up's scan of the ended logins waits until the store is closed.
+  let reached = (): void => {}
+  const scanning = new Promise<void>((resolve) => { reached = resolve })
+  let release = (): void => {}
+  const held = new Promise<void>((resolve) => { release = resolve })
+  const holding = new Proxy(client, {
+    get (target, name) {
+      if (name === 'zscan') {
+        return async (...args: unknown[]) => {
+          reached()
+          await held
+          return await (target.zscan as (...args: unknown[]) => Promise<unknown>)(...args)
+        }
+      }
+      const value: unknown = Reflect.get(target, name)
+      return typeof value === 'function' ? value.bind(target) : value
+    }
+  })
+  const store = redisStore({ client: holding })
+  const listener = heard()
+  const subscribing = store.subscribe?.(listener)
+  await scanning
+  await store.close?.()
+  release()
+  await t.rejects(async () => await subscribing, /closed before it could subscribe/)
+  t.same(listener.events, [], 'never listening: the catch-up ended after the close')
+})
+
+// The user of docs/redis-store.md, "Permissions (ACL)", as a reader would
+// create it: its `redis-cli ACL SETUSER` line, split as a shell would.
+function documentedAcl (): { user: string, password: string, rules: string[], commands: string[], cluster: string[] } {
+  const page = readFileSync(join(__dirname, '..', 'docs', 'redis-store.md'), 'utf8')
+  const line = /^redis-cli ACL SETUSER (.+)$/m.exec(page)
+  if (line === null) throw new Error('docs/redis-store.md has no `redis-cli ACL SETUSER` line')
+  const [user, ...rules] = [...line[1].matchAll(/'([^']*)'|(\S+)/g)].map((match) => match[1] ?? match[2])
+  const password = rules.find((rule) => rule.startsWith('>'))?.slice(1) ?? ''
+  const commands = rules.filter((rule) => rule.startsWith('+')).map((rule) => rule.slice(1)).sort()
+  // What the page adds for Redis Cluster.
+  const cluster = [...page.matchAll(/'(\+cluster\|[a-z]+)'/g)].map((match) => match[1])
+  return { user, password, rules, commands, cluster }
+}
+
+test('the ACL user of docs/redis-store.md can do everything the plugin does, and every command it is given is used', async (t) => {
+  const server = await startRedis(t)
+  const admin = redisClient(t, server.port)
+  const acl = documentedAcl()
+  await admin.call('ACL', 'SETUSER', acl.user, ...acl.rules)
+  await admin.config('RESETSTAT')
+  const client = redisClient(t, server.port, { username: acl.user, password: acl.password })
+  if (client.status !== 'ready') await once(client, 'ready')
+  // Every store call the plugin makes: subscribe and catch up, the realm,
+  // a login, its last use, a rotation and its confirmation, the devices
+  // list, a logout, and ending every login of a user.
+  const time = clock(t)
+  const { app } = await portal(t, redisStore({ client }))
+  const cookies = await login(app)
+  const status = async (url: string, jar: Record<string, string>): Promise<number> => (await app.inject({ url, cookies: jar })).statusCode
+  t.equal(await status('/me', cookies), 200)
+  time.advance(61)
+  t.equal(await status('/me', cookies), 200, 'its last use written')
+  time.advance(600)
+  const rotated = await app.inject({ url: '/me', cookies })
+  t.equal(rotated.statusCode, 200, 'rotated')
+  const next = { ...cookies }
+  for (const cookie of rotated.cookies as Array<{ name: string, value: string }>) next[cookie.name] = cookie.value
+  t.equal(await status('/me', next), 200, 'the rotation confirmed')
+  t.equal(await status('/devices', next), 200)
+  t.equal(await status('/logout', next), 200)
+  const other = await login(app, '1', 'Other')
+  t.equal(await app.loginManager.revokeAllLogins('1'), 1)
+  t.equal(await status('/me', other), 401)
+  await sleep(50) // a few heartbeats
+
+  // ioredis sends CLIENT SETINFO from Redis 7.2 on, and goes on when it is refused.
+  const denied = (await admin.call('ACL', 'LOG') as unknown[]).filter((entry) => !JSON.stringify(entry).includes('client|setinfo'))
+  t.same(denied, [], 'nothing was refused')
+  const stats = await commandStats(admin)
+  // Besides this test's own CONFIG RESETSTAT and ACL LOG, and HELLO, which needs no permission.
+  const ran = Object.keys(stats).filter((name) => stats[name].calls > 0 && !['config|resetstat', 'acl|log', 'hello'].includes(name)).sort()
+  t.same(ran, acl.commands, 'the commands Redis ran for it are exactly the ones the page lists')
+})
+
+test('the heartbeat: at most 50 PINGs a second per subscriber, and what they cost Redis', async (t) => {
+  const SUBSCRIBERS = 3
+  const SECONDS = 3
+  const server = await startRedis(t)
+  const admin = redisClient(t, server.port)
+  // Seconds of CPU the redis-server process used, by its own account.
+  const cpu = async (): Promise<number> => {
+    const info = await admin.info('cpu')
+    return ['used_cpu_sys', 'used_cpu_user'].reduce((sum, field) => sum + Number(new RegExp(`^${field}:([\\d.]+)`, 'm').exec(info)?.[1]), 0)
+  }
+  async function measure (): Promise<{ seconds: number, cpu: number }> {
+    const [startCpu, start] = [await cpu(), performance.now()]
+    await sleep(SECONDS * 1000)
+    return { seconds: (performance.now() - start) / 1000, cpu: await cpu() - startCpu }
+  }
+  const idle = await measure()
+  const stores = [...Array(SUBSCRIBERS)].map(() => redisStore({ client: redisClient(t, server.port) }))
+  for (const store of stores) {
+    await closeWith(t, store)
+    await store.subscribe?.(heard())
+  }
+  const counting = performance.now()
+  await admin.config('RESETSTAT')
+  const beating = await measure()
+  const ping = (await commandStats(admin)).ping
+  const counted = performance.now() - counting
+  const perSecond = ping.calls / (counted / 1000) / SUBSCRIBERS
+  // Each subscriber sends a PING 20 ms after the last one left, at the
+  // earliest; one sent before the count began may be run within it.
+  t.ok(ping.calls <= SUBSCRIBERS * (counted / 20 + 2), `one PING at a time, 20 ms apart at least (${ping.calls} in ${(counted / 1000).toFixed(2)} s from ${SUBSCRIBERS} subscribers)`)
+  const extraCpu = (beating.cpu / beating.seconds - idle.cpu / idle.seconds) / SUBSCRIBERS
+  t.comment(`heartbeat: ${perSecond.toFixed(1)} PINGs a second per subscriber; in the command ${(ping.usec / ping.calls).toFixed(2)} µs each; redis-server CPU ${(idle.cpu / idle.seconds * 1000).toFixed(2)} ms/s idle, ${(beating.cpu / beating.seconds * 1000).toFixed(2)} ms/s with ${SUBSCRIBERS} subscribers: ${(extraCpu * 1000).toFixed(2)} ms/s (${(extraCpu * 100).toFixed(3)} % of a core) per subscriber, ${(extraCpu / perSecond * 1e6).toFixed(1)} µs a PING`)
 })
 
 test('Redis stopped mid-run: commands fail, the process goes on; restarted or crashed: nothing lost', async (t) => {
@@ -562,6 +757,53 @@ test('Redis Cluster: a user\'s keys share a slot; login, list, revoke and broadc
     t.same(await store.list(userId), [])
   }
   t.ok(slots.size > 1, 'different users land on different slots')
+
+  // Every ending is published by the master that holds the ended set, and
+  // every subscriber listens there: on the node of its client's keyPrefix
+  // and prefix, wherever that is.
+  for (const key of ['fastify-login:ended', 'app:fastify-login:ended', 'a{b}c', '{}x', 'x{}{y}', 'x{y', '}{a}', 'a{{b}}', 'élève{学生}🙂', '']) {
+    t.equal(keySlot(key), await client.cluster('KEYSLOT', key), `the slot of ${JSON.stringify(key)}, as Redis has it`)
+  }
+  const slotRanges = await client.cluster('SLOTS')
+  const portOf = (key: string): number => slotRanges.find(([first, last]) => keySlot(key) >= first && keySlot(key) <= last)?.[2][1] as number
+  const keyPrefix = ['a:', 'b:', 'c:', 'd:', 'e:'].find((candidate) => portOf(`${candidate}fastify-login:ended`) !== portOf('fastify-login:ended')) as string
+  const prefixed = redisStore({ client: clusterClient(t, ports, { keyPrefix }) })
+  await closeWith(t, prefixed)
+  await prefixed.subscribe?.(heard())
+  const subscribersOn = async (port: number): Promise<number> => ((await redisClient(t, port).client('LIST') as string).match(/name=fastify-login:subscriber/g) ?? []).length
+  for (const port of ports) {
+    const expected = [portOf('fastify-login:ended'), portOf(`${keyPrefix}fastify-login:ended`)].filter((hub) => hub === port).length
+    t.equal(await subscribersOn(port), expected, `node ${port}: ${expected} subscriber(s)`)
+  }
+  await prefixed.close?.()
+
+  // The ACL user of docs/redis-store.md, with what the page adds for a Cluster.
+  const acl = documentedAcl()
+  t.same(acl.cluster, ['+cluster|slots', '+cluster|info'])
+  for (const port of ports) {
+    const admin = redisClient(t, port)
+    await admin.call('ACL', 'SETUSER', acl.user, ...acl.rules, ...acl.cluster)
+    await admin.call('ACL', 'LOG', 'RESET')
+  }
+  const limited = redisStore({ client: clusterClient(t, ports, { username: acl.user, password: acl.password }) })
+  await closeWith(t, limited)
+  const limitedListener = heard()
+  await limited.subscribe?.(limitedListener)
+  const limitedRecord = loginRecord({ userId: 'acl' })
+  await limited.create(limitedRecord)
+  t.same(await limited.get(limitedRecord.loginId, 'acl'), limitedRecord, 'as that user, on a Cluster')
+  await limited.touch(limitedRecord.loginId, limitedRecord.lastSeenAt + 1, 'acl')
+  t.equal(await limited.advanceGeneration?.(limitedRecord.loginId, 'acl', 1, limitedRecord.lastSeenAt + 1), true)
+  t.equal(typeof await limited.realm?.(['acl-tag']), 'string')
+  t.equal((await limited.list('acl')).length, 1)
+  const limitedRevoked = limitedListener.next('revoked')
+  t.equal(await limited.deleteAll?.('acl'), 1)
+  t.same((await limitedRevoked).value, [limitedRecord.loginId])
+  for (const port of ports) {
+    const log = (await redisClient(t, port).call('ACL', 'LOG') as unknown[]).filter((entry) => !JSON.stringify(entry).includes('client|setinfo'))
+    t.same(log, [], `node ${port} refused nothing`)
+  }
+  await limited.close?.()
 
   // The subscriber is a connection of its own to one master: killed, it is
   // replaced; while its Cluster client knows no node, it waits for one.

@@ -20,9 +20,15 @@ class Browser {
   jar: Record<string, string>
   constructor (jar: Record<string, string>) { this.jar = { ...jar } }
   async get (app: FastifyInstance, url = '/me', { lost = false } = {}): Promise<LightMyRequestResponse> {
-    const response = await app.inject({ url, cookies: this.jar })
-    if (!lost) this.jar = { ...this.jar, ...cookieJar(response) }
+    const { response, arrive } = await this.send(app, url)
+    if (!lost) arrive()
     return response
+  }
+
+  // A request whose response reaches the jar when `arrive` is called.
+  async send (app: FastifyInstance, url = '/me'): Promise<{ response: LightMyRequestResponse, arrive: () => void }> {
+    const response = await app.inject({ url, cookies: this.jar })
+    return { response, arrive: () => { this.jar = { ...this.jar, ...cookieJar(response) } } }
   }
 
   copy (): Browser { return new Browser(this.jar) }
@@ -123,6 +129,24 @@ test('ordinary use never ends a login', async (t) => {
     t.same(reused, [])
   })
 
+  t.test('a slow response re-issued the old generation, and reached the browser after the new one was used', async (t) => {
+    const { app, time, reused } = await setup(t)
+    const browser = new Browser(await login(app))
+    time.advance(EVERY - 1)
+    const slow = await browser.send(app)
+    t.equal(setCookieHeaders(slow.response).length, 1, 'the slow page\'s answer re-issues the old generation (its last use moved on)')
+    time.advance(1)
+    await browser.get(app)
+    await browser.get(app)
+    t.equal(browser.generation, '1.s', 'the new one is used')
+    slow.arrive()
+    t.equal(browser.generation, '0.s', 'then the slow answer puts the old one back')
+    time.advance(GRACE * 10)
+    t.equal((await browser.get(app)).statusCode, 200, 'long after grace: its last use was within grace before the new one\'s first')
+    t.equal(browser.generation, '1.s', 'and it catches up')
+    t.same(reused, [])
+  })
+
   t.test('a clock that moves back does not end it', async (t) => {
     const { app, time, reused } = await setup(t)
     const browser = new Browser(await login(app))
@@ -155,6 +179,87 @@ test('reuse ends the login, in either order, everywhere, and says so once', asyn
     t.equal((await second.get(app)).statusCode, 401)
     t.equal(reused.length, 1, 'not again for the next attempt')
   }
+})
+
+test('what a late copy cannot be: reuse', async (t) => {
+  t.test('a copy two generations behind, within grace of the newest one\'s first use', async (t) => {
+    const { app, time, reused } = await setup(t)
+    const owner = new Browser(await login(app))
+    const thief = owner.copy()
+    for (let i = 0; i < 2; i++) {
+      time.advance(EVERY)
+      await owner.get(app)
+      await owner.get(app)
+    }
+    t.equal(owner.generation, '2.s')
+    t.equal((await thief.get(app)).statusCode, 401, 'generation 0: the one after it was used and replaced')
+    t.match(reused, [{ generation: 2 }])
+    t.equal((await owner.get(app)).statusCode, 401)
+  })
+
+  t.test('the one just before, last used more than grace before the newer one\'s first use', async (t) => {
+    const { app, time, reused } = await setup(t)
+    const owner = new Browser(await login(app))
+    time.advance(EVERY - GRACE - 1)
+    await owner.get(app)
+    const thief = owner.copy()
+    time.advance(GRACE + 1)
+    await owner.get(app)
+    await owner.get(app)
+    time.advance(GRACE + 1)
+    t.equal((await thief.get(app)).statusCode, 401)
+    t.equal(reused.length, 1)
+  })
+})
+
+test('two copies used together stay together; one left unused for longer than every + 2 × grace ends the login when it comes back', async (t) => {
+  const { app, time, reused } = await setup(t)
+  const owner = new Browser(await login(app))
+  const thief = owner.copy()
+  // Both use the login every half minute, the thief 10 s after the owner:
+  // through three rotations, neither ends it.
+  for (let step = 0; step < 60; step++) {
+    time.advance(20)
+    t.equal((await owner.get(app)).statusCode, 200)
+    time.advance(10)
+    t.equal((await thief.get(app)).statusCode, 200)
+  }
+  t.same(reused, [], 'together')
+  // The thief stops; the owner goes on. The owner's first rotation more than
+  // grace after the thief's last use leaves the thief's copy behind.
+  for (let step = 0; step < (EVERY + 2 * GRACE) / 30 + 1; step++) {
+    time.advance(30)
+    t.equal((await owner.get(app)).statusCode, 200)
+  }
+  t.equal((await thief.get(app)).statusCode, 401, 'the copy comes back: the login is ended')
+  t.equal(reused.length, 1)
+  t.equal((await owner.get(app)).statusCode, 401)
+})
+
+test('reuse seen by parallel requests of an asynchronous store is said once', async (t) => {
+  const time = clock(t)
+  const inner = memoryStore()
+  // Every read answers a tick after it read, so parallel requests all read the record before one ends it.
+  const store: LoginStore = {
+    ...inner,
+    get: async (loginId, userId) => {
+      const record = inner.get(loginId, userId) as LoginRecord | null
+      return await new Promise((resolve) => setImmediate(() => resolve(record)))
+    }
+  }
+  const reused: LoginRecord[] = []
+  const { app } = await portal(t, store, { rotation: { every: EVERY, grace: GRACE } }, (app) => {
+    app.loginManager.on('loginReuseDetected', (_request, record) => { reused.push(record) })
+  })
+  const owner = new Browser(await login(app))
+  const thief = owner.copy()
+  time.advance(EVERY)
+  await owner.get(app)
+  await owner.get(app)
+  time.advance(GRACE + 1)
+  const answers = await Promise.all([0, 1, 2].map(async () => (await thief.copy().get(app)).statusCode))
+  t.same(answers, [401, 401, 401])
+  t.equal(reused.length, 1, 'once: the request that ended the login')
 })
 
 test('with rotation off, nothing is re-issued and an older cookie is not reuse', async (t) => {

@@ -87,7 +87,7 @@ async function cookieSettingResponses (): Promise<Array<[string, LightMyRequestR
     ['confirmLogin', await app.inject({ method: 'POST', url: '/confirm', cookies: { account: cookies.account } })],
     ['a guard re-signing cookies of a rotated secret', await rotating.app.inject({ url: '/me', cookies: old })],
     ['a guard re-signing them on a refused request', await rotating.app.inject({ url: '/fresh', cookies: { account: old.account } })],
-    ['a guard sliding a remembered login', await sliding.app.inject({ url: '/me', cookies: await loginCookies(sliding.app) })],
+    ['a guard sliding a remembered login', await sliding.app.inject({ url: '/me', cookies: await loginCookies(sliding.app, '1', '?remember=1') })],
     ['a guard expiring a login refused by strong protection', await strong.app.inject({ url: '/me', cookies: strongCookies, headers: { 'user-agent': 'another browser' } })]
   ]
 }

@@ -136,7 +136,7 @@ test('4. freshness ends freshDuration after login; confirmLogin restarts it; nul
   const shortCookies = await loginCookies(short.app)
   t.same((await at(60, () => short.app.inject({ url: '/me', cookies: shortCookies }))).json().fresh, false)
   const forever = await build({ freshDuration: null })
-  const foreverCookies = await loginCookies(forever.app)
+  const foreverCookies = await loginCookies(forever.app, '1', '?remember=1')
   t.same((await at(30 * DAY, () => forever.app.inject({ url: '/me', cookies: foreverCookies }))).json().fresh, true, 'null: no limit of its own')
   for (const freshDuration of [0, -1, 'soon', Infinity]) {
     await t.rejects(registering({ freshDuration }), { code: 'FST_LOGIN_INVALID_OPTION', message: /`freshDuration`/ })

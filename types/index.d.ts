@@ -59,7 +59,8 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /**
      * Guards the route: `'required'`, `'prohibited'` or `'fresh'`, or an
-     * object that also overrides where to redirect and what to say.
+     * object that also overrides where to redirect and what to say; or
+     * `'optional'`, which lets everyone through with `currentUser` resolved.
      */
     login?: fastifyLogin.LoginRouteConfig
   }
@@ -151,6 +152,19 @@ declare namespace fastifyLogin {
     reply: Pick<LoginReply<RawServer, RawRequest, RawReply>, 'raw'>,
     done: HookHandlerDoneFunction
   ) => void
+  /**
+   * A check in @fastify/auth's shape: `done()` lets the request through,
+   * `done(error)` refuses it, and @fastify/auth decides the answer.
+   */
+  export type AuthFunction<
+    RawServer extends RawServerBase = RawServerDefault,
+    RawRequest extends RawRequestDefaultExpression<RawServer> = RawRequestDefaultExpression<RawServer>,
+    RawReply extends RawReplyDefaultExpression<RawServer> = RawReplyDefaultExpression<RawServer>
+  > = (
+    request: LoginRequest<RawServer, RawRequest>,
+    reply: LoginReply<RawServer, RawRequest, RawReply>,
+    done: (error?: Error) => void
+  ) => void
   export type Message = string | ((request: FastifyRequest) => string)
 
   export interface CookieNames {
@@ -169,7 +183,12 @@ declare namespace fastifyLogin {
 
   export type SessionProtection = 'basic' | 'strong' | false
 
-  export type GuardMode = 'required' | 'prohibited' | 'fresh'
+  /**
+   * `'optional'` refuses nobody: it resolves the user before the handler
+   * (for asynchronous loaders) and adds `Vary: Cookie`, for pages that show
+   * who is logged in.
+   */
+  export type GuardMode = 'required' | 'prohibited' | 'fresh' | 'optional'
 
   interface GuardOverrides {
     /** Where to redirect a refused request instead of the configured route. */
@@ -215,6 +234,7 @@ declare namespace fastifyLogin {
     userLoader?: UserLoader
     requestLoader?: RequestLoader
     cookieName?: Partial<CookieNames>
+    /** Whether logins are remembered when `loginUser` is not told. Default: `{ account: false, isFresh: false }`. */
     cookieRememberMe?: Partial<CookieRememberMe>
     /** Seconds a login lasts, enforced on the server too. Default: 60 days. */
     cookieDuration?: number
@@ -266,7 +286,8 @@ declare namespace fastifyLogin {
     maxLogins?: number | ((user: LoginUser) => number)
     /**
      * With a store: re-issue the account cookie of a login every `every` seconds, and end a login
-     * whose older cookie comes back more than `grace` seconds after a newer one was first used.
+     * whose older cookie comes back more than `grace` seconds after a newer one was first used,
+     * when it can only be someone else's copy (docs/stolen-cookies.md).
      * Default with a store that can: `{ every: 600, grace: 60 }`; `false` turns it off.
      */
     rotation?: RotationOptions | false
@@ -329,7 +350,10 @@ declare namespace fastifyLogin {
   }
 
   export interface LoginUserOptions {
-    /** Make the account cookie outlive the browser session. Default: `cookieRememberMe.account`. */
+    /**
+     * Make the account cookie outlive the browser session, for `cookieDuration`.
+     * Default: `cookieRememberMe.account`, itself false: a browser-session login.
+     */
     remember?: boolean
     /** Seconds this login lasts, instead of `cookieDuration`. */
     duration?: number
@@ -560,6 +584,13 @@ declare namespace fastifyLogin {
     /** A guard with its own redirect route or message: for a scope's `addHook`. */
     guard (options: GuardOptions): Guard<RawServer, RawRequest, RawReply>
     /**
+     * For @fastify/swagger's global `transform`: `transform: app.loginManager.swaggerTransform(jsonSchemaTransform)`.
+     * Routes that `config.login` guards get a transform of their own (it adds
+     * the login cookie's security requirement), which swagger calls instead
+     * of the global one; handed over here, that one calls it too. Returns it.
+     */
+    swaggerTransform<T extends (...args: any[]) => unknown> (transform: T): T
+    /**
      * The logged-in user, typed as the app's user. Throws
      * `FST_LOGIN_UNAUTHORIZED` (a 401) when nobody is logged in: for routes
      * that a guard lets only logged-in users through. With an asynchronous
@@ -593,6 +624,13 @@ declare namespace fastifyLogin {
     cookiesFor (user: LoginUser, options?: CookiesForOptions): Promise<Record<string, string>>
     /** Refuses (403) unsafe methods and WebSocket upgrades sent by a browser from another origin: for login, logout, other state-changing routes and WebSocket routes. */
     readonly crossOriginProtection: Guard<RawServer, RawRequest, RawReply>
+    /**
+     * For @fastify/auth: `app.auth([app.loginManager.authenticate, apiKey], { relation: 'or' })`.
+     * Calls `done()` for a logged-in user, `done(error)` with a 401
+     * `FST_LOGIN_UNAUTHORIZED` otherwise (a failing loader or store: its own
+     * error); it never answers the request itself, unlike the guards.
+     */
+    readonly authenticate: AuthFunction<RawServer, RawRequest, RawReply>
     /** The user's live logins (a user object or its id), newest first. Needs `store`. */
     listLogins (user: LoginUser | string): Promise<LoginRecord[]>
     /** Ends one login of the user; `true` if it existed. Needs `store`. */

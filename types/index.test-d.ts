@@ -30,10 +30,13 @@ import Fastify, {
   type preHandlerHookHandler
 } from 'fastify'
 import { expectAssignable, expectError, expectNotAssignable, expectType } from 'tsd'
+import fastifyAuth, { type FastifyAuthFunction } from '@fastify/auth'
+import fastifySwagger, { type SwaggerTransform } from '@fastify/swagger'
 import fastifyLogin, {
   fastifyLogin as namedFastifyLogin,
   UserMixin,
   AnonymousUserMixin,
+  type AuthFunction,
   type LoginCurrentUser,
   type FastifyLoginOptions,
   type Guard,
@@ -536,6 +539,33 @@ expectError(Fastify().register(fastifyLogin, { secret, sessionProtection: 'basic
   manager.on('crossOriginRefused', (request) => expectType<string>(request.url))
 }
 
+// @fastify/auth: `authenticate` is one of its checks, beside the app's own.
+{
+  const app = Fastify()
+  app.register(fastifyAuth)
+  app.register(fastifyLogin, { secret, userLoader })
+  const bearer: FastifyAuthFunction = (request, _reply, done) => {
+    done(request.headers.authorization === 'Bearer key' ? undefined : new Error('no key'))
+  }
+  expectAssignable<FastifyAuthFunction>(app.loginManager.authenticate)
+  expectType<AuthFunction>(app.loginManager.authenticate)
+  app.get('/api/either', { preHandler: app.auth([app.loginManager.authenticate, bearer], { relation: 'or' }) }, () => 'ok')
+  app.get('/api/both', { preHandler: app.auth([app.loginManager.authenticate, bearer], { relation: 'and' }) }, () => 'ok')
+  app.get('/api/nested', { preHandler: app.auth([[app.loginManager.authenticate, bearer], bearer]) }, () => 'ok')
+  app.get('/api/hook', { onRequest: app.loginManager.authenticate }, () => 'ok')
+  expectError(app.loginManager.authenticate({} as FastifyRequest, {} as FastifyReply))
+}
+
+// @fastify/swagger: a global transform, handed over, keeps its own type.
+{
+  const app = Fastify()
+  app.register(fastifyLogin, { secret, userLoader })
+  const transform: SwaggerTransform = ({ schema, url }) => ({ schema, url })
+  expectType<SwaggerTransform>(app.loginManager.swaggerTransform(transform))
+  app.register(fastifySwagger, { openapi: {}, transform: app.loginManager.swaggerTransform(transform) })
+  expectError(app.loginManager.swaggerTransform('transform'))
+}
+
 // 7. Types that follow the guards --------------------------------------------
 
 // A route whose own config guards it: `currentUser` is the app's user, with
@@ -568,6 +598,14 @@ expectError(Fastify().register(fastifyLogin, { secret, sessionProtection: 'basic
     expectType<Student | AnonymousUserMixin>(request.currentUser)
     expectError(request.currentUser.name)
   })
+  // 'optional' resolves the user for anyone: reading it compiles, either kind.
+  app.get('/layout', { config: { login: 'optional' } }, (request) => {
+    expectType<Student | AnonymousUserMixin>(request.currentUser)
+    expectError(request.currentUser.name)
+    return request.currentUser.isAuthenticated ? `Logged in as ${request.currentUser.name}` : 'Log in'
+  })
+  expectAssignable<LoginRouteConfig>('optional')
+  expectType<Guard>(app.loginManager.guard({ mode: 'optional' }))
   app.get('/maybe', { config: {} }, (request) => {
     expectType<Student | AnonymousUserMixin>(request.currentUser)
     expectError(request.currentUser.name)

@@ -106,7 +106,7 @@ export function readAccount (signer: Signer, raw: string | undefined, now: numbe
 // Regexes and a split into an array cost more than the HMAC's own arithmetic
 // on a new cookie; this reads the times as it checks them and allocates the
 // id, the login id, the method, the client and the token, nothing else.
-function parseAccount (value: string): AccountToken | null {
+export function parseAccount (value: string): AccountToken | null {
   const version = value.startsWith('a3.') ? 3 : value.startsWith('a2.') ? 2 : value.startsWith('a1.') ? 1 : 0
   if (version === 0) return null
   const idEnd = value.indexOf('.', 3)

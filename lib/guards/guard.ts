@@ -30,11 +30,15 @@ interface Refusal {
 
 type Decision = (request: FastifyRequest) => Refusal | null
 
-const MODES = ['required', 'prohibited', 'fresh']
+const MODES = ['required', 'prohibited', 'fresh', 'optional']
 
 export function createGuard (login: LoginInternals, config: LoginConfig, options: GuardOptions): Guard {
   if (options === null || typeof options !== 'object' || !MODES.includes(options.mode)) {
-    throw new FST_LOGIN_INVALID_OPTION('login', "must be 'required', 'prohibited' or 'fresh', or { mode, route, message }")
+    throw new FST_LOGIN_INVALID_OPTION('login', "must be 'required', 'prohibited', 'fresh' or 'optional', or { mode, route, message }")
+  }
+  // 'optional' lets everyone through: a route or message would never be used.
+  if (options.mode === 'optional' && (options.route !== undefined || options.message !== undefined)) {
+    throw new FST_LOGIN_INVALID_OPTION('login', "'optional' refuses nobody, so it takes no `route` or `message`: remove them, or use 'required'")
   }
   const override = {
     route: options.route === undefined ? undefined : checkRoute('login.route', options.route),
@@ -80,6 +84,9 @@ export function createGuard (login: LoginInternals, config: LoginConfig, options
   })
 
   const decisions: Record<string, Decision> = {
+    // Resolves the user before the handler (an asynchronous loader is done by
+    // then) and lets everyone through: pages that show who is logged in.
+    optional: () => null,
     required: (request) => login.isAuthenticated(request) ? null : unauthorized,
     prohibited: (request) => login.isAuthenticated(request) ? prohibited : null,
     fresh: (request) => {
@@ -89,7 +96,8 @@ export function createGuard (login: LoginInternals, config: LoginConfig, options
     }
   }
   const decide = decisions[options.mode]
-  const exempt = new Set(config.exemptMethods)
+  // A guard that refuses nobody has nothing to exempt a preflight from.
+  const exempt = new Set(options.mode === 'optional' ? [] : config.exemptMethods)
 
   function judge (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     login.refreshCookies(request, reply)
@@ -98,6 +106,7 @@ export function createGuard (login: LoginInternals, config: LoginConfig, options
       done()
       return
     }
+    if (refused === prohibited) login.refreshRoute.refused(request)
     if (refused.event === 'needsRefresh') login.emit(request, 'needsRefresh', request, refused.requirement as FreshRequirement)
     else if (refused.event !== null) login.emit(request, refused.event, request)
     refuse(request, reply, refused, login.handlers[refused.handler], done)
@@ -105,7 +114,7 @@ export function createGuard (login: LoginInternals, config: LoginConfig, options
 
   // Fastify hands a hook the whole request and reply; the public Guard type
   // names only their raw parts (see types/index.d.ts for why).
-  return markHook(function loginGuard (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+  const guard = markHook(function loginGuard (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     // CORS preflights carry no cookies, so they cannot pass a guard; a CORS
     // plugin answers them before route hooks run. One that reaches the guard
     // gets an empty answer: never the guarded handler, run anonymously.
@@ -128,6 +137,8 @@ export function createGuard (login: LoginInternals, config: LoginConfig, options
     }
     user.then(() => guarded(done, () => judge(request, reply, done)), done)
   } as Guard, login)
+  if (options.mode === 'prohibited') login.refreshRoute.prohibitedGuards.add(guard)
+  return guard
 }
 
 function refuse (request: FastifyRequest, reply: FastifyReply, refusal: Refusal, handler: GuardHandler | null, done: HookHandlerDoneFunction): void {
@@ -186,7 +197,7 @@ function answer (request: FastifyRequest, reply: FastifyReply, refusal: Refusal)
   reply.code(refusal.status).type('text/plain; charset=utf-8').send(message)
 }
 
-function varyOnCookie (reply: FastifyReply): void {
+export function varyOnCookie (reply: FastifyReply): void {
   const vary = reply.getHeader('vary')
   if (vary === undefined) {
     reply.header('vary', 'Cookie')

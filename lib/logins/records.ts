@@ -73,8 +73,10 @@ export class LoginRecords {
   // At `ready`: which realm id the store knows this registration by, then
   // hear revocations, if the store can tell.
   async listen (): Promise<void> {
-    await this.realm()
-    if (typeof this.#store.subscribe !== 'function') return
+    if (typeof this.#store.subscribe !== 'function') {
+      await this.realm()
+      return
+    }
     const revocations = this.revocations
     const subscribed = this.#call('subscribe', () => this.#store.subscribe?.({
       revoked: (ended) => {
@@ -91,6 +93,7 @@ export class LoginRecords {
     }))
     await subscribed
     this.#sweeper = setInterval(() => revocations.sweep(nowInSeconds(), SWEEP_BUDGET), 1000).unref()
+    await this.realm()
   }
 
   // Once per message: a store reports its server's settings on every reconnection.
@@ -191,7 +194,9 @@ export class LoginRecords {
       if (lapsed && record.deviceKey !== null) return UNPROVEN
       const rotation = rotate(token, record, this.#config, now)
       if (rotation === 'reused') {
-        return andThen(this.end(record.userId, record.loginId, record.expiresAt), (): Verdict => ({ alive: false, next: null, record, reused: true, unproven: false }))
+        // Said once: requests of the older copy on several instances (or in
+        // parallel on one) all read the record, but only one ends it.
+        return andThen(this.end(record.userId, record.loginId, record.expiresAt), (ended): Verdict => ended ? { alive: false, next: null, record, reused: true, unproven: false } : ENDED)
       }
       let next: Partial<AccountToken> | null = rotation
       // The first use of a rotated cookie, not yet in the record.

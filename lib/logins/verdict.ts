@@ -47,10 +47,10 @@ export const LEGACY_REALM = ''
 
 // Rotation, on a record read because the cookie is `every` old (or a store
 // without the fast path): see docs/design/login-validity.md.
-//  - the record knows a newer generation, first used more than `grace` ago:
-//    two parties hold the login (the caller ends it);
-//  - a newer one used within `grace`: parallel requests, two tabs: this one
-//    gets the newer generation too;
+//  - the record knows a newer generation that this cookie cannot be a late
+//    copy of (below): two parties hold the login (the caller ends it);
+//  - a newer one this browser may still be catching up with: parallel
+//    requests, two tabs, a slow response: this one gets the newer generation;
 //  - the cookie is the newest and `every` old: the next generation, marked
 //    unconfirmed, with no write (a response that never arrives changes nothing).
 export type Rotation = 'reused' | Partial<AccountToken> | null
@@ -58,11 +58,24 @@ export type Rotation = 'reused' | Partial<AccountToken> | null
 export function rotate (token: AccountToken, record: LoginRecord, config: LoginConfig, now: number): Rotation {
   const rotation = config.rotation
   if (record.generation > token.generation) {
-    if (rotation !== false && now - record.generationUsedAt > rotation.grace) return 'reused'
+    if (rotation !== false && superseded(token, record, rotation.grace, now)) return 'reused'
     return { generation: record.generation, rotatedAt: now, unconfirmed: false }
   }
   if (rotation !== false && now - token.rotatedAt >= rotation.every) {
     return { generation: token.generation + 1, rotatedAt: now, unconfirmed: true }
   }
   return null
+}
+
+// Whether an older generation than the record's comes from another party.
+// The browser that moved on may still send the one just before, within
+// `grace` of the newer one's first use (requests sent before it), or later
+// if a response re-issued the older one just before the rotation (its last
+// use moved on) and reached the browser after the newer one was first used:
+// such a cookie's last use is within `grace` before that first use. Two or
+// more generations behind, the next one was replaced in its turn, `every`
+// after it was issued at the soonest: no browser still sends this one.
+function superseded (token: AccountToken, record: LoginRecord, grace: number, now: number): boolean {
+  if (record.generation > token.generation + 1) return true
+  return now - record.generationUsedAt > grace && record.generationUsedAt - token.lastSeenAt > grace
 }

@@ -77,7 +77,7 @@ export const OPTIONS: OptionTable = {
     bound: { default: 'bound', check: cookieName }
   }, differentNames),
   cookieRememberMe: object({
-    account: { default: true, check: checkBoolean },
+    account: { default: false, check: checkBoolean },
     isFresh: { default: false, check: checkBoolean }
   }),
   cookieDuration: { default: 60 * DAY, check: duration },

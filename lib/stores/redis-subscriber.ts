@@ -3,6 +3,8 @@ import type { Cluster, Redis } from 'ioredis'
 import type { LoginStoreListener, Revocation } from '../../types/index'
 import { nowInSeconds } from '../clock'
 import { MAX_LIFETIME } from '../cookies/token'
+import { FST_LOGIN_STORE_CLOSED, FST_LOGIN_STORE_SUBSCRIBE_FAILED } from '../errors'
+import { masterOf } from './cluster-slot'
 
 // The connection that hears revocations, for redisStore. Pub/sub needs a
 // connection of its own; this one is opened and reconnected here rather than
@@ -10,8 +12,10 @@ import { MAX_LIFETIME } from '../cookies/token'
 // missed (`false` as soon as the connection drops) and when they are heard
 // again (`true` only once SUBSCRIBE is confirmed on the new connection and
 // everything ended before it has been read back). On a Cluster it is a plain
-// connection to one master, rotating on failures: classic pub/sub is
-// cluster-wide, and a Cluster's own subscriber reconnects without telling.
+// connection to the master that publishes every ending (the one holding the
+// `hub` key): a Cluster's own subscriber reconnects without telling, and a
+// message published on another node would reach this one over the cluster
+// bus, which a PING to this node proves nothing about.
 //
 // Then it proves what it heard: PINGs one after another (one in flight, at
 // least PROOF_EVERY_MS apart). Redis answers a PING after every message it
@@ -34,6 +38,8 @@ type Client = Redis | Cluster
 
 export interface SubscriberOptions {
   listener: LoginStoreListener
+  // On a Cluster: the key whose node publishes every ending.
+  hub: string
   // Runs once SUBSCRIBE is confirmed, before `listening(true)`.
   catchUp: () => Promise<void>
 }
@@ -42,6 +48,7 @@ export class Subscriber {
   #client: Client
   #channel: string
   #listener: LoginStoreListener
+  #hub: string
   #catchUp: () => Promise<void>
   #connection: Redis | null = null
   #listening = false
@@ -57,6 +64,7 @@ export class Subscriber {
     this.#client = client
     this.#channel = channel
     this.#listener = options.listener
+    this.#hub = options.hub
     this.#catchUp = options.catchUp
   }
 
@@ -78,7 +86,7 @@ export class Subscriber {
     clearTimeout(this.#retry)
     clearTimeout(this.#beat)
     // An app closed while still starting: its `ready` must not wait forever.
-    this.#started?.reject(new Error(`fastify-login: redisStore was closed before it could subscribe to \`${this.#channel}\``))
+    this.#started?.reject(new FST_LOGIN_STORE_CLOSED(this.#channel))
     this.#started = null
     // Not QUIT: a frozen Redis would never answer it, and the app's close
     // would wait forever. Closing our end is all a subscriber needs.
@@ -119,9 +127,8 @@ export class Subscriber {
     // no resubscription behind our back, lazy so our handlers come first.
     const overrides = { lazyConnect: true, autoResubscribe: false, retryStrategy: () => null, connectionName: 'fastify-login:subscriber' }
     if (!this.#client.isCluster) return (this.#client as Redis).duplicate(overrides)
-    // None while the Cluster has lost every node: try again later.
-    const masters = (this.#client as Cluster).nodes('master')
-    return masters.length === 0 ? null : masters[this.#attempts % masters.length].duplicate(overrides)
+    // None while the Cluster knows no master for it: try again later.
+    return masterOf(this.#client as Cluster, this.#hub)?.duplicate(overrides) ?? null
   }
 
   // One PING at a time; each answer is a proof, and the next PING leaves at
@@ -149,7 +156,9 @@ export class Subscriber {
       const started = this.#started
       this.#started = null
       this.#stopped = true
-      started.reject(new Error(`fastify-login: redisStore could not subscribe to \`${this.#channel}\`: ${this.#lastError.message}`))
+      const failure = new FST_LOGIN_STORE_SUBSCRIBE_FAILED(this.#channel, this.#lastError.message)
+      failure.cause = this.#lastError
+      started.reject(failure)
       return
     }
     const delay = Math.min(FIRST_RETRY_MS * 2 ** this.#attempts, LAST_RETRY_MS)

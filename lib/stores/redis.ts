@@ -19,7 +19,8 @@ import { Subscriber } from './redis-subscriber'
 //   Pepoch                   "<random>:<created at>": gone or changed means
 //                            Redis lost its data, and the ended logins with it
 //   P{realms}:<tag>          the realm id a realm tag names
-//   Prevoked                 the channel every ending is published on
+//   Prevoked                 the channel every ending is published on, by
+//                            the node that holds Pended
 // The `{...}` hash tag puts a user's keys on one Cluster slot, so a script
 // over them works there; base64url keeps braces in an id from breaking
 // the tag, and the `u:` keeps an empty id from making an empty tag (which
@@ -59,18 +60,27 @@ if ARGV[3] ~= '' and tonumber(ARGV[3]) > tonumber(redis.call('HGET', KEYS[1], 'e
   redis.call('EXPIREAT', KEYS[2], ARGV[3], 'GT')
 end`
 
+// KEYS: the ended set. ARGV: channel, message, now, then each login's
+// expiry and "<loginId> <userId>". Into the ended set and onto the channel
+// in one step, on the node that holds the set: on a Cluster, the node every
+// subscriber listens on (redis-subscriber.ts), so that the PING proving what
+// a subscriber heard goes where every ending is published. Ended logins that
+// would have expired by now are no longer needed.
+const ENDED = `
+for i = 4, #ARGV, 2 do redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
+redis.call('PUBLISH', ARGV[1], ARGV[2])`
+
 // KEYS: index, record key prefix (a key too, so a client `keyPrefix`
-// applies to it as to the others). ARGV: channel, then the user id, then
-// login ids and their expiries. Deletes exactly those logins and publishes
-// the ones that existed. By then they are in the ended set (see end()).
+// applies to it as to the others). ARGV: login ids. Deletes exactly those
+// logins, and counts the ones that existed.
 const DELETE = `
-local gone = {}
-for i = 3, #ARGV, 2 do
-  if redis.call('DEL', KEYS[2] .. ARGV[i]) == 1 then gone[#gone + 1] = { ARGV[i], ARGV[2], tonumber(ARGV[i + 1]) } end
-  redis.call('ZREM', KEYS[1], ARGV[i])
+local gone = 0
+for _, id in ipairs(ARGV) do
+  gone = gone + redis.call('DEL', KEYS[2] .. id)
+  redis.call('ZREM', KEYS[1], id)
 end
-if #gone > 0 then redis.call('PUBLISH', ARGV[1], cjson.encode(gone)) end
-return #gone`
+return gone`
 
 // KEYS: index, record key prefix. The index forgets expired logins by score
 // and logins whose record is gone otherwise (evicted, deleted by hand), so it
@@ -149,6 +159,7 @@ class Script {
 const SCRIPTS = {
   create: new Script(CREATE),
   touch: new Script(TOUCH),
+  ended: new Script(ENDED),
   delete: new Script(DELETE),
   list: new Script(LIST),
   advance: new Script(ADVANCE),
@@ -170,17 +181,17 @@ export function redisStore (options: RedisStoreOptions): LoginStore {
     return { index: `${tag}logins`, recordPrefix: `${tag}login:` }
   }
 
-  // Ends logins: first into the ended set, then deleted and published. In
+  // Ends logins: first into the ended set and published, then deleted. In
   // that order, a crash between the two leaves a login refused everywhere
   // but still recorded, never deleted but unknown to an instance that
   // starts later. Two steps, as the ended set is on another Cluster slot.
   async function end (userId: string, logins: Array<[loginId: string, expiresAt: number]>): Promise<number> {
     if (logins.length === 0) return 0
     const { index, recordPrefix } = userKeys(userId)
-    await client.zadd(keys.ended, ...logins.flatMap(([loginId, expiresAt]) => [expiresAt, `${loginId} ${userId}`]))
-    // Ended logins that would have expired by now are no longer needed.
-    await client.zremrangebyscore(keys.ended, '-inf', `(${nowInSeconds()}`)
-    return await SCRIPTS.delete.run(client, [index, recordPrefix], [keys.channel, userId, ...logins.flat()]) as number
+    const message = JSON.stringify(logins.map(([loginId, expiresAt]) => [loginId, userId, expiresAt]))
+    const members = logins.flatMap(([loginId, expiresAt]) => [expiresAt, `${loginId} ${userId}`])
+    await SCRIPTS.ended.run(client, [keys.ended], [keys.channel, message, nowInSeconds(), ...members])
+    return await SCRIPTS.delete.run(client, [index, recordPrefix], logins.map(([loginId]) => loginId)) as number
   }
 
   async function list (userId: string): Promise<LoginRecord[]> {
@@ -234,6 +245,8 @@ export function redisStore (options: RedisStoreOptions): LoginStore {
     },
     async subscribe (listener) {
       const subscriber = new Subscriber(client, keys.channel, {
+        // On a Cluster: listen where every ending is published.
+        hub: keys.ended,
         // Before the plugin may trust what it hears: everything ended before
         // the subscription, and whether Redis still has it.
         catchUp: async () => {
@@ -290,18 +303,23 @@ async function warnAboutSettings (client: Client, listener: LoginStoreListener):
     return
   }
   const policy = settings['maxmemory-policy']
-  if (policy !== undefined && policy !== 'noeviction' && !policy.startsWith('volatile')) {
-    listener.warn?.(`redisStore: Redis evicts keys (maxmemory-policy ${policy}): an evicted user index makes "log out every device" end nothing, and an evicted ended-logins set lets ended logins back in. Set maxmemory-policy to noeviction (see docs/redis-store.md).`)
+  // A volatile-* policy is no safer: records and user indexes expire, so
+  // they are the very keys it evicts.
+  if (policy !== undefined && policy !== 'noeviction') {
+    listener.warn?.(`redisStore: Redis evicts keys (maxmemory-policy ${policy}): an evicted user index makes "log out every device" end nothing, an evicted login record hides a login that still works, and an evicted ended-logins set lets ended logins back in. Set maxmemory-policy to noeviction (see docs/redis-store.md, "Settings the promises need").`)
   }
   if (settings.appendonly === 'no') {
-    listener.warn?.('redisStore: Redis has no append-only file (appendonly no): a crash brings back logins that were ended since the last snapshot. Set appendonly yes (see docs/redis-store.md).')
+    listener.warn?.('redisStore: Redis has no append-only file (appendonly no): a crash brings back logins that were ended since the last snapshot. Set appendonly yes (see docs/redis-store.md, "Settings the promises need").')
   }
 }
 
 function validate (options: RedisStoreOptions): { client: Client, prefix: string } {
   const { client, prefix = DEFAULT_PREFIX } = options ?? {}
-  const candidate = client as Partial<Client> | null | undefined
-  if (typeof candidate?.duplicate !== 'function' || typeof candidate.eval !== 'function' || typeof candidate.hgetall !== 'function') {
+  // `redisStore(client)`, the braces forgotten: the client itself came.
+  if (isClient(options)) {
+    throw new FST_LOGIN_INVALID_OPTION('client', 'must be given inside an object: `redisStore` takes `{ client }`, as in `redisStore({ client: redis })`, and was given the client itself')
+  }
+  if (!isClient(client)) {
     throw new FST_LOGIN_INVALID_OPTION('client', 'must be an ioredis client (`new Redis()` or `new Redis.Cluster()`, or `app.redis` from @fastify/redis)')
   }
   if (typeof prefix !== 'string' || /[{}]/.test(prefix)) {
@@ -315,6 +333,11 @@ function toField (record: LoginRecord, field: typeof FIELDS[number]): string | n
   // A login without a method, a device key or a session keeps an empty
   // one: none of them is ever empty.
   return record[field] ?? ''
+}
+
+function isClient (value: unknown): value is Client {
+  const candidate = value as Partial<Client> | null | undefined
+  return typeof candidate?.duplicate === 'function' && typeof candidate.eval === 'function' && typeof candidate.hgetall === 'function'
 }
 
 // What HGETALL answered, as a record: null for a missing key (HGETALL answers

@@ -86,7 +86,7 @@ async function logIn (page: Page, name: string, password: string, { remember }: 
   await page.getByLabel('Name').fill(name)
   await page.getByLabel('Password').fill(password)
   await page.getByLabel('Remember me').setChecked(remember)
-  await page.getByRole('button', { name: 'Log in' }).click()
+  await page.getByRole('button', { name: 'Log in', exact: true }).click()
 }
 
 t.test('sign up, log out, log in with "remember me", restart, re-authenticate, change the password', async (t) => {
@@ -113,10 +113,10 @@ t.test('sign up, log out, log in with "remember me", restart, re-authenticate, c
   await page.goto('/profile')
   await page.waitForURL('/login?next=%2Fprofile')
   t.equal(await page.getByRole('status').innerText(), 'Please log in to see this page.', 'the log-in page says why')
-  t.equal(await page.locator('input[name="next"]').inputValue(), '/profile', 'the login form keeps where to go back')
+  t.equal(await page.locator('#password-login input[name="next"]').inputValue(), '/profile', 'the login form keeps where to go back')
   await logIn(page, 'Grace Hopper', 'not my password', { remember: true })
   t.equal(await page.getByRole('alert').innerText(), 'Wrong name or password.')
-  t.equal(await page.locator('input[name="next"]').inputValue(), '/profile', 'even after a wrong password')
+  t.equal(await page.locator('#password-login input[name="next"]').inputValue(), '/profile', 'even after a wrong password')
   await screenshot(page, 'login-error')
   await logIn(page, 'Grace Hopper', PASSWORD, { remember: true })
   await page.waitForURL('/profile')
