@@ -1,6 +1,6 @@
 // A realm is one login area of an app (a customer area, an admin area): its
 // cookies are signed with a key of its own (signing.ts), and with a store its
-// logins are its own (logins/realm-id.ts). It is named by the `realm` option,
+// logins are its own (logins/records.ts, `realm`). It is named by the `realm` option,
 // or by where its cookies live: another name, path or domain is another area.
 
 // The realm of the default cookies, whose key is the one cookies were signed
