@@ -209,7 +209,7 @@ test('a refresh: one store read and one conditional write; a failing store is a 
 
 test('the bound cookie: its own lifetime, never past the login\'s, and rotation leaves it valid', async (t) => {
   const time = clock(t)
-  const setup = await single(t, { rotation: { every: 60, grace: 10 }, cookieDuration: 300, deviceBinding: { credentialDuration: 600 } })
+  const setup = await single(t, { rotation: { every: 60, grace: 10 }, cookieRememberMe: { account: true }, cookieDuration: 300, deviceBinding: { credentialDuration: 600 } })
   const { browser, registration } = await boundBrowser(setup)
   t.match(setCookieHeaders(registration).find((line) => line.startsWith('bound=')), /Max-Age=300;/, 'a login of 300 s gets a bound cookie of 300 s')
   time.advance(61)
