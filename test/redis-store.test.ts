@@ -525,6 +525,52 @@ test('a connection dropped while it catches up is replaced: listening only on th
   t.equal(heardWhenListening, 40000, 'every ended login read back since the last drop, before listening')
 })
 
+test('a connection dropped while its catch-up is held: the catch-up ending later never listens on it, and the next one goes on proving', async (t) => {
+  const server = await startRedis(t)
+  const client = redisClient(t, server.port)
+  const admin = redisClient(t, server.port)
+  let hold = false
+  let reached = (): void => {}
+  let release = (): void => {}
+  const holding = new Proxy(client, {
+    get (target, name) {
+      if (name === 'zscan' && hold) {
+        return async (...args: unknown[]) => {
+          const held = new Promise<void>((resolve) => { release = resolve })
+          reached()
+          await held
+          return await (target.zscan as (...args: unknown[]) => Promise<unknown>)(...args)
+        }
+      }
+      const value: unknown = Reflect.get(target, name)
+      return typeof value === 'function' ? value.bind(target) : value
+    }
+  })
+  const store = redisStore({ client: holding })
+  await closeWith(t, store)
+  const listener = heard()
+  const proofs: number[] = []
+  await store.subscribe?.({ ...listener, heard: () => { proofs.push(performance.now()) } })
+  t.same(listener.events, [['listening', true]])
+  const kill = async (): Promise<unknown> => await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub')
+
+  hold = true
+  const scanning = new Promise<void>((resolve) => { reached = resolve })
+  await kill()
+  t.equal((await listener.next('listening')).value, false)
+  // The next connection is catching up; it drops before its scan answers.
+  await scanning
+  hold = false
+  await kill()
+  await sleep(30) // its close is seen; the one after it waits 100 ms
+  release()
+  t.equal((await listener.next('listening')).value, true, 'listening again, on the connection after')
+  await sleep(1500) // longer than a PING may stay unanswered
+  t.same(listener.events.slice(1), [['listening', false], ['listening', true]], 'never listening on the dropped one, never deaf since')
+  const since = performance.now() - 200
+  t.ok(proofs.filter((at) => at > since).length > 0, 'and its heartbeat still proves')
+})
+
 test('subscribe fails clearly when it cannot subscribe', async (t) => {
   const port = await freePort()
   const nowhere = redisStore({ client: redisClient(t, port, { lazyConnect: true, retryStrategy: () => null }) })

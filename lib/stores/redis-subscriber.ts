@@ -117,6 +117,9 @@ export class Subscriber {
     connection.on('close', () => {
       clearTimeout(this.#beat)
       this.#setListening(false)
+      // Gone: a catch-up still running on the command client must not end
+      // in listening on it (the next connection is made after a delay).
+      if (this.#connection === connection) this.#connection = null
     })
     connection.once('end', () => this.#ended())
     connection.connect().catch(() => { /* 'end' follows, and handles it */ })
