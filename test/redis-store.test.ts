@@ -11,6 +11,7 @@ import { redisStore } from '../lib/stores/redis'
 import { keySlot } from '../lib/stores/cluster-slot'
 import type { LoginRecord, LoginStore, LoginStoreListener, Revocation } from '../types/index'
 import { clock, login, portal } from './helpers'
+import { bindingApp, boundBrowser } from './device-binding-suite'
 import { clusterClient, commandStats, freePort, redisClient, startCluster, startRedis } from './redis-server'
 
 // The Redis store against a real redis-server (standalone and a 3-master
@@ -657,7 +658,7 @@ test('the ACL user of docs/redis-store.md can do everything the plugin does, and
   if (client.status !== 'ready') await once(client, 'ready')
   // Every store call the plugin makes: subscribe and catch up, the realm,
   // a login, its last use, a rotation and its confirmation, the devices
-  // list, a logout, and ending every login of a user.
+  // list, a logout, ending every login of a user, and device binding.
   const time = clock(t)
   const { app } = await portal(t, redisStore({ client }))
   const cookies = await login(app)
@@ -676,6 +677,10 @@ test('the ACL user of docs/redis-store.md can do everything the plugin does, and
   const other = await login(app, '1', 'Other')
   t.equal(await app.loginManager.revokeAllLogins('1'), 1)
   t.equal(await status('/me', other), 401)
+  // Device binding: a registration (bind) and a refresh (useChallenge).
+  const bindingPortal = await bindingApp(t, redisStore({ client }))
+  const { browser } = await boundBrowser({ issuer: bindingPortal, verifier: bindingPortal, bound: [], missing: [] })
+  t.equal((await browser.refresh(bindingPortal)).statusCode, 200, 'bound, then refreshed')
   await sleep(50) // a few heartbeats
 
   // ioredis sends CLIENT SETINFO from Redis 7.2 on, and goes on when it is refused.
