@@ -103,7 +103,7 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
     }
   })
   app.decorate('db', db)
-  const site = createSite(app, publicUrl, tls !== null)
+  const site = createSite(app, publicUrl, tls === null ? 'http' : 'https')
   app.addHook('onClose', async () => db.close())
   app.addHook('onSend', (request, reply, payload, done) => {
     for (const [name, value] of Object.entries(SECURITY_HEADERS)) {

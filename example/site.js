@@ -11,8 +11,8 @@ const { isIP } = require('node:net')
 
 const LOOPBACK = new Set(['localhost', '127.0.0.1'])
 
-// `tls`: the server serves https itself (EXAMPLE_HTTPS), at https://localhost.
-function createSite (app, publicUrl, tls) {
+// `scheme`: 'https' when the server serves https itself (EXAMPLE_HTTPS).
+function createSite (app, publicUrl, scheme) {
   const fixed = publicUrl === null ? null : new URL(publicUrl).origin
   // The port the server listens on (80 for `inject`, which has none).
   const port = () => app.server.address()?.port ?? 80
@@ -27,7 +27,7 @@ function createSite (app, publicUrl, tls) {
   return {
     origin,
     // Where to send a browser that came by another address.
-    home: () => fixed ?? `${tls ? 'https' : 'http'}://localhost:${port()}`,
+    home: () => fixed ?? `${scheme}://localhost:${port()}`,
     // WebAuthn's relying party: the origin's host name. Browsers refuse IP
     // addresses there, so 127.0.0.1 has none.
     relyingParty (request) {
