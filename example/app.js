@@ -466,7 +466,8 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
   }
 
   // How each login was made, as "Your devices" says it.
-  const methods = { password: 'with a password', passkey: 'with a passkey', oidc: `with ${oidc?.name}` }
+  // Without a prototype: a method name such as `constructor` names nothing.
+  const methods = Object.assign(Object.create(null), { password: 'with a password', passkey: 'with a passkey', oidc: `with ${oidc?.name}` })
 
   // "Your devices": every live login of the student, as the store has it.
   app.get('/devices', { onRequest: loginRequired }, async (request, reply) => {
@@ -476,7 +477,7 @@ async function buildApp ({ databasePath, secret, logger = false, https = false, 
       thisDevice: login.loginId === thisLogin,
       createdAt: utc(login.createdAt),
       lastSeenAt: utc(login.lastSeenAt),
-      method: Object.hasOwn(methods, login.method) ? methods[login.method] : null
+      method: methods[login.method]
     }))
     return render(reply, 'devices', { title: 'Your devices', logins })
   })

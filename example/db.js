@@ -151,14 +151,13 @@ function openDatabase (filename) {
   // name, or the first free one of "Name 2", "Name 3"… (cut to fit the
   // limit), linked to the provider's subject, in one transaction.
   const createOidcStudent = db.transaction((issuer, subject, name) => {
-    for (let number = 1; ; number++) {
+    let created
+    for (let number = 1; created === undefined; number++) {
       const suffix = number === 1 ? '' : ` ${number}`
-      const created = statements.insertNameless.get(name.slice(0, NAME_LIMIT - suffix.length).trimEnd() + suffix)
-      if (created !== undefined) {
-        statements.insertOidcAccount.run(issuer, subject, created.id)
-        return created
-      }
+      created = statements.insertNameless.get(name.slice(0, NAME_LIMIT - suffix.length).trimEnd() + suffix)
     }
+    statements.insertOidcAccount.run(issuer, subject, created.id)
+    return created
   })
 
   return {

@@ -27,6 +27,7 @@ export async function oidcProvider (t: Test, names: Record<string, string> = {})
     server.close(() => resolve())
   }))
   const issuer = `http://127.0.0.1:${(server.address() as { port: number }).port}`
+  quietWhileRunning(t)
   return {
     issuer,
     async start (redirectUris) {
@@ -44,7 +45,6 @@ export async function oidcProvider (t: Test, names: Record<string, string> = {})
           return { accountId: sub, claims: async () => ({ sub, name: names[sub] ?? sub }) }
         },
         cookies: { keys: ['a-cookie-key-for-the-tests-only'] },
-        // Quiet: its warnings about development settings are expected here.
         features: { devInteractions: { enabled: true } }
       })
       server.on('request', provider.callback())
@@ -92,4 +92,19 @@ export async function signInAtProvider (authorizationUrl: string, login: string)
     url = new URL(posted.headers.get('location') as string, url)
   }
   throw new Error('the provider never sent the browser back')
+}
+
+// The provider warns about its development settings (keys, an in-memory
+// adapter, devInteractions, default lifetimes) on the console, as it should in
+// a real deployment; here they are what the tests chose, and would bury the
+// test log. Only its own lines are left out, and only while a test runs one.
+function quietWhileRunning (t: Test): void {
+  const { warn, info } = console
+  const ours = (args: unknown[]): boolean => typeof args[0] === 'string' && args[0].includes('oidc-provider ')
+  console.warn = (...args: unknown[]) => { if (!ours(args)) warn(...args) }
+  console.info = (...args: unknown[]) => { if (!ours(args)) info(...args) }
+  t.teardown(() => {
+    console.warn = warn
+    console.info = info
+  })
 }

@@ -78,7 +78,10 @@ export class LoginRecords {
       return
     }
     const revocations = this.revocations
-    const subscribed = this.#call('subscribe', () => this.#store.subscribe?.({
+    // Not through #call: this runs at `ready`, where the store's own error
+    // (redisStore's FST_LOGIN_STORE_SUBSCRIBE_FAILED, say) is the clear one,
+    // and no request waits on it.
+    const subscribed = this.#store.subscribe({
       revoked: (ended) => {
         for (const one of ended) this.#heard(typeof one === 'string' ? { loginId: one, userId: '', expiresAt: nowInSeconds() + MAX_LIFETIME } : one)
       },
@@ -90,7 +93,7 @@ export class LoginRecords {
       heard: (at) => revocations.heard(at),
       trustedSince: (since) => revocations.trustSince(since),
       warn: (message) => this.#warn(message)
-    }))
+    })
     await subscribed
     this.#sweeper = setInterval(() => revocations.sweep(nowInSeconds(), SWEEP_BUDGET), 1000).unref()
     await this.realm()
