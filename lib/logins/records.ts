@@ -361,8 +361,6 @@ function withDefaults (record: LoginRecord): LoginRecord {
 // What the store said stays in `cause` (logged), never in the answer: a
 // Redis error names internal addresses.
 function storeFailed (method: string, error: unknown): Error {
-  // redisStore's own error at `ready` already names the cause and the fix.
-  if ((error as { code?: unknown } | null)?.code === 'FST_LOGIN_STORE_SUBSCRIBE_FAILED') return error as Error
   const failure = new FST_LOGIN_STORE_FAILED(method)
   failure.cause = error
   return failure
