@@ -452,8 +452,8 @@ test('the record a store answers is checked against the cookie, whatever the sto
     t.equal((await app.inject({ url: '/me', cookies })).statusCode, 401, label)
   }
   // Written before realms and before the newer fields: read with their defaults.
-  const { method, authenticatedAt, generation, generationUsedAt, realm, ...old } = row
-  t.same([typeof method, typeof authenticatedAt, typeof generation, typeof generationUsedAt, typeof realm], ['object', 'number', 'number', 'number', 'string'])
+  const { method, authenticatedAt, generation, generationUsedAt, realm, deviceKey, deviceSession, deviceChallengeAt, bound, ...old } = row
+  t.same([typeof method, typeof authenticatedAt, typeof generation, typeof generationUsedAt, typeof realm, deviceKey, deviceSession, deviceChallengeAt, bound], ['object', 'number', 'number', 'number', 'string', null, null, 0, false])
   // A store whose delete says yes but keeps the row: ended is ended.
   const other = await login(app, '1', 'Other')
   const otherId = (await app.inject({ url: '/me', cookies: other })).json().loginId
@@ -464,7 +464,7 @@ test('the record a store answers is checked against the cookie, whatever the sto
   rows.delete(otherId)
   rows.set(loginId, old as LoginRecord)
   t.equal((await app.inject({ url: '/me', cookies })).statusCode, 200, 'a record of an older version is this realm\'s until it expires')
-  t.match(await app.loginManager.listLogins('1'), [{ loginId, method: null, authenticatedAt: row.createdAt, generation: 0, generationUsedAt: row.createdAt, realm: '' }])
+  t.match(await app.loginManager.listLogins('1'), [{ loginId, method: null, authenticatedAt: row.createdAt, generation: 0, generationUsedAt: row.createdAt, realm: '', deviceKey: null, deviceSession: null, deviceChallengeAt: 0, bound: false }])
 })
 
 test('memoryStore: a registration that subscribes later hears of the logins ended before', async (t) => {
