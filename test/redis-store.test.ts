@@ -572,6 +572,29 @@ test('a connection dropped while its catch-up is held: the catch-up ending later
   t.ok(proofs.filter((at) => at > since).length > 0, 'and its heartbeat still proves')
 })
 
+test('at maxLogins, no script of a user\'s logins blocks Redis for more than a few milliseconds', async (t) => {
+  const server = await startRedis(t)
+  const admin = redisClient(t, server.port)
+  const store = redisStore({ client: redisClient(t, server.port) })
+  const { app } = await portal(t, store, { maxLogins: 100 })
+  for (let i = 0; i < 105; i++) await login(app, '1', `Browser ${i}`)
+  // Every command's own time in Redis, as Redis measures it.
+  await admin.config('SET', 'slowlog-log-slower-than', '0')
+  await admin.config('SET', 'slowlog-max-len', '100000')
+  const longest = async (work: () => Promise<unknown>): Promise<number> => {
+    await admin.call('SLOWLOG', 'RESET')
+    await work()
+    const entries = await admin.call('SLOWLOG', 'GET', '100000') as Array<[number, number, number, string[]]>
+    return Math.max(...entries.filter((entry) => /^eval/i.test(entry[3][0])).map((entry) => entry[2]))
+  }
+  const listing = await longest(async () => { t.equal((await app.loginManager.listLogins('1')).length, 100, 'the user has 100 logins, not 105') })
+  const evicting = await longest(async () => await login(app, '1', 'One more'))
+  const ending = await longest(async () => { t.equal(await app.loginManager.revokeAllLogins('1'), 100) })
+  t.comment(`at 100 logins, the longest script: listing ${listing} µs, a login past the limit ${evicting} µs, ending all ${ending} µs`)
+  // A promise of the design, checked with a margin for a loaded machine.
+  for (const [what, took] of Object.entries({ listing, evicting, ending })) t.ok(took < 10000, `${what}: ${took} µs`)
+})
+
 test('subscribe fails clearly when it cannot subscribe', async (t) => {
   const port = await freePort()
   const nowhere = redisStore({ client: redisClient(t, port, { lazyConnect: true, retryStrategy: () => null }) })
