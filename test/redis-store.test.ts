@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { test } from 'tap'
 import type { Test } from 'tap'
-import type { Cluster, Redis } from 'ioredis'
+import { Cluster, type Redis } from 'ioredis'
 import Fastify from 'fastify'
 import fastifyLogin from '../lib/index'
 import { redisStore } from '../lib/stores/redis'
@@ -101,6 +101,17 @@ test('options are checked when the store is made', async (t) => {
       message: /^fastify-login: option `prefix` must be a string without `\{` or `\}`/
     }, String(prefix))
   }
+  // A client that reads from replicas would read a login ended a moment ago as live.
+  const replicaReads = [
+    [new Cluster([{ host: '127.0.0.1', port: server.port }], { lazyConnect: true, scaleReads: 'slave' }), /scaleReads: "slave"/],
+    [new Cluster([{ host: '127.0.0.1', port: server.port }], { lazyConnect: true, scaleReads: 'all' }), /scaleReads: "all"/],
+    [redisClient(t, server.port, { lazyConnect: true, role: 'slave' }), /role: 'slave'/]
+  ] as const
+  for (const [replicas, named] of replicaReads) {
+    t.throws(() => redisStore({ client: replicas }), { code: 'FST_LOGIN_INVALID_OPTION', message: named })
+    t.throws(() => redisStore({ client: replicas }), { message: /^fastify-login: option `client` must read from masters/ })
+  }
+  t.doesNotThrow(() => redisStore({ client: new Cluster([{ host: '127.0.0.1', port: server.port }], { lazyConnect: true, scaleReads: 'master' }) }), 'masters only: fine')
   // The default prefix, and a client's own keyPrefix on top of it.
   const prefixed = redisClient(t, server.port, { keyPrefix: 'app:' })
   await redisStore({ client: prefixed }).create(loginRecord({ loginId: 'l1' }))
