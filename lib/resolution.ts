@@ -207,7 +207,8 @@ export class Resolution {
     const account = state.account
     if (!state.authenticated || account === null || account === undefined) return
     const now = nowInSeconds()
-    const slide = this.config.cookieRefreshEachRequest && account.remember
+    // With a store, a sliding cookie moves with its record (logins/records.ts).
+    const slide = this.config.cookieRefreshEachRequest && account.remember && this.records === null
     const idle = this.config.idleTimeout
     const seen = this.records === null && idle !== null && now - account.lastSeenAt >= touchInterval(idle)
     // What checking the login with its record asked for: a rotation, the

@@ -191,6 +191,33 @@ test('the plugin checks what the store answers: ownership, liveness, its own rea
   t.same((await app.loginManager.listLogins('2')).map((record) => record.loginId), [], 'another realm\'s record is not ours')
 })
 
+test('a sliding login used every minute stays listed and endable, and stays ended', async (t) => {
+  const time = clock(t)
+  const { app } = await portal(t, memoryStore(), { cookieRefreshEachRequest: true, cookieDuration: 3600, idleTimeout: 1800, rotation: false })
+  const jars = [await login(app, '1', 'Owner', true), await login(app, '1', 'Thief', true)]
+  const use = async (i: number): Promise<number> => {
+    const response = await app.inject({ url: '/me', cookies: jars[i] })
+    jars[i] = { ...jars[i], ...cookieJar(response) }
+    return response.statusCode
+  }
+  // Each used every 50 s for longer than the idle timeout and the cookie's duration.
+  for (let second = 50; second <= 4000; second += 50) {
+    time.advance(50)
+    t.equal(await use(0), 200)
+    t.equal(await use(1), 200)
+  }
+  t.same((await app.loginManager.listLogins('1')).map((record) => record.userAgent).sort(), ['Owner', 'Thief'], 'both listed: their records moved with their cookies')
+  const [thief] = (await app.loginManager.listLogins('1')).filter((record) => record.userAgent === 'Thief')
+  t.equal(await app.loginManager.revokeLogin('1', thief.loginId), true, 'and the thief\'s can be ended')
+  // The thief keeps the cookie, whatever the answers say.
+  const stolen = { ...jars[1] }
+  for (let second = 0; second < 2 * 3600; second += 50) {
+    time.advance(50)
+    t.equal((await app.inject({ url: '/me', cookies: stolen })).statusCode, 401, `ended, ${second + 50} s later`)
+    t.equal(await use(0), 200)
+  }
+})
+
 test('ill-formed user ids are refused, not rewritten into another user\'s', async (t) => {
   const { app } = await portal(t, memoryStore())
   const calls: Array<() => Promise<unknown>> = [() => app.loginManager.listLogins('x\uD800'), () => app.loginManager.revokeAllLogins('x\uD800'), () => app.loginManager.revokeLogin('x\uDC00', 'id')]

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { test } from 'tap'
 import type { Test } from 'tap'
-import type { Cluster, Redis } from 'ioredis'
+import { Cluster, type Redis } from 'ioredis'
 import Fastify from 'fastify'
 import fastifyLogin from '../lib/index'
 import { redisStore } from '../lib/stores/redis'
@@ -106,6 +106,17 @@ test('options are checked when the store is made', async (t) => {
       message: /^fastify-login: option `prefix` must be a string without `\{` or `\}`/
     }, String(prefix))
   }
+  // A client that reads from replicas would read a login ended a moment ago as live.
+  const replicaReads = [
+    [new Cluster([{ host: '127.0.0.1', port: server.port }], { lazyConnect: true, scaleReads: 'slave' }), /scaleReads: "slave"/],
+    [new Cluster([{ host: '127.0.0.1', port: server.port }], { lazyConnect: true, scaleReads: 'all' }), /scaleReads: "all"/],
+    [redisClient(t, server.port, { lazyConnect: true, role: 'slave' }), /role: 'slave'/]
+  ] as const
+  for (const [replicas, named] of replicaReads) {
+    t.throws(() => redisStore({ client: replicas }), { code: 'FST_LOGIN_INVALID_OPTION', message: named })
+    t.throws(() => redisStore({ client: replicas }), { message: /^fastify-login: option `client` must read from masters/ })
+  }
+  t.doesNotThrow(() => redisStore({ client: new Cluster([{ host: '127.0.0.1', port: server.port }], { lazyConnect: true, scaleReads: 'master' }) }), 'masters only: fine')
   // The default prefix, and a client's own keyPrefix on top of it.
   const prefixed = redisClient(t, server.port, { keyPrefix: 'app:' })
   await redisStore({ client: prefixed }).create(loginRecord({ loginId: 'l1' }))
@@ -575,6 +586,29 @@ test('a connection dropped while its catch-up is held: the catch-up ending later
   t.same(listener.events.slice(1), [['listening', false], ['listening', true]], 'never listening on the dropped one, never deaf since')
   const since = performance.now() - 200
   t.ok(proofs.filter((at) => at > since).length > 0, 'and its heartbeat still proves')
+})
+
+test('at maxLogins, no script of a user\'s logins blocks Redis for more than a few milliseconds', async (t) => {
+  const server = await startRedis(t)
+  const admin = redisClient(t, server.port)
+  const store = redisStore({ client: redisClient(t, server.port) })
+  const { app } = await portal(t, store, { maxLogins: 100 })
+  for (let i = 0; i < 105; i++) await login(app, '1', `Browser ${i}`)
+  // Every command's own time in Redis, as Redis measures it.
+  await admin.config('SET', 'slowlog-log-slower-than', '0')
+  await admin.config('SET', 'slowlog-max-len', '100000')
+  const longest = async (work: () => Promise<unknown>): Promise<number> => {
+    await admin.call('SLOWLOG', 'RESET')
+    await work()
+    const entries = await admin.call('SLOWLOG', 'GET', '100000') as Array<[number, number, number, string[]]>
+    return Math.max(...entries.filter((entry) => /^eval/i.test(entry[3][0])).map((entry) => entry[2]))
+  }
+  const listing = await longest(async () => { t.equal((await app.loginManager.listLogins('1')).length, 100, 'the user has 100 logins, not 105') })
+  const evicting = await longest(async () => await login(app, '1', 'One more'))
+  const ending = await longest(async () => { t.equal(await app.loginManager.revokeAllLogins('1'), 100) })
+  t.comment(`at 100 logins, the longest script: listing ${listing} µs, a login past the limit ${evicting} µs, ending all ${ending} µs`)
+  // A promise of the design, checked with a margin for a loaded machine.
+  for (const [what, took] of Object.entries({ listing, evicting, ending })) t.ok(took < 10000, `${what}: ${took} µs`)
 })
 
 test('subscribe fails clearly when it cannot subscribe', async (t) => {

@@ -171,7 +171,7 @@ export class LoginRecords {
       !this.#offerLapsed(token, now)
     if (!fast) return this.#read(token, now)
     let next: Partial<AccountToken> | null = null
-    let write: MaybePromise<unknown>
+    let write: MaybePromise<Slid>
     if (token.unconfirmed) {
       next = { unconfirmed: false }
       if (this.#confirmed.get(token.loginId) !== token.generation) write = this.#confirm(token, now)
@@ -181,8 +181,7 @@ export class LoginRecords {
       write = andThen(write, () => this.#touch(token, now))
     }
     if (next === null) return ALIVE
-    const verdict = alive(next)
-    return write === undefined ? verdict : andThen(write, () => verdict)
+    return withSlide(next, write)
   }
 
   // The record decides: read (or reused from the window cache), checked, and
@@ -203,7 +202,7 @@ export class LoginRecords {
       }
       let next: Partial<AccountToken> | null = rotation
       // The first use of a rotated cookie, not yet in the record.
-      let write = token.generation > record.generation ? this.#confirm(token, now) : undefined
+      let write: MaybePromise<Slid> = token.generation > record.generation ? this.#confirm(token, now) : undefined
       if (token.unconfirmed && next === null) next = { unconfirmed: false }
       // Never bound: a browser without device binding. Its cookie is
       // re-issued without the offer.
@@ -212,8 +211,7 @@ export class LoginRecords {
         next = { ...next, lastSeenAt: now }
         if (now - record.lastSeenAt >= touchInterval(this.#config.idleTimeout)) write = andThen(write, () => this.#touch(token, now))
       }
-      const verdict = alive(next, record)
-      return write === undefined ? verdict : andThen(write, () => verdict)
+      return withSlide(next, write, record)
     }))
   }
 
@@ -304,24 +302,29 @@ export class LoginRecords {
 
   // Records the first use of a rotated cookie (one conditional write, once
   // per process and generation).
-  #confirm (token: AccountToken, now: number): MaybePromise<unknown> {
+  #confirm (token: AccountToken, now: number): MaybePromise<undefined> {
     const store = this.#store
     if (typeof store.advanceGeneration !== 'function') return undefined
     return andThen(this.#call('advanceGeneration', () => (store.advanceGeneration as NonNullable<LoginStore['advanceGeneration']>)(token.loginId, token.id, token.generation, now)), () => {
       this.#confirmed.set(token.loginId, token.generation)
+      return undefined
     })
   }
 
   // The last use (and a sliding expiry), at most about once a minute a
-  // login per process; remembered only once the store has it.
-  #touch (token: AccountToken, now: number): MaybePromise<unknown> {
+  // login per process; remembered only once the store has it. A sliding
+  // cookie's new times go with the write, never without it: a cookie that
+  // outlived its record would outlive the memory of its login's ending too
+  // (an ended login is remembered until its record would have expired).
+  #touch (token: AccountToken, now: number): MaybePromise<Slid> {
     const interval = touchInterval(this.#config.idleTimeout)
     const last = this.#touched.get(token.loginId)
     if (last !== undefined && now - last < interval) return undefined
     const slide = this.#config.cookieRefreshEachRequest && token.remember
-    const expiresAt = slide ? now + (token.expiresAt - token.issuedAt) : undefined
-    return andThen(this.#call('touch', () => this.#store.touch(token.loginId, now, token.id, expiresAt)), () => {
+    const expiresAt = now + (token.expiresAt - token.issuedAt)
+    return andThen(this.#call('touch', () => this.#store.touch(token.loginId, now, token.id, slide ? expiresAt : undefined)), () => {
       this.#touched.set(token.loginId, now)
+      return slide ? { issuedAt: now, expiresAt } : undefined
     })
   }
 
@@ -337,6 +340,14 @@ export class LoginRecords {
     this.#asynchronous = true
     return Promise.resolve(result).catch((error: unknown) => { throw storeFailed(method, error) })
   }
+}
+
+// The new times of a sliding cookie, when its record's expiry was moved.
+type Slid = Partial<AccountToken> | undefined
+
+function withSlide (next: Partial<AccountToken> | null, write: MaybePromise<Slid>, record: LoginRecord | null = null): MaybePromise<Verdict> {
+  if (write === undefined) return alive(next, record)
+  return andThen(write, (slid) => alive(slid === undefined ? next : { ...next, ...slid }, record))
 }
 
 // A record as the plugin reads it: fields added since a store was written
