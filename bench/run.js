@@ -1,6 +1,6 @@
 'use strict'
 
-// The benchmark: `npm run bench` (full, about 4 minutes on 2 cores) or
+// The benchmark: `npm run bench` (full, about 10 minutes on 2 cores) or
 // `npm run bench:smoke` (`--smoke`: 1-second rounds, one round, every
 // server, nothing written: the check CI can run so the harness cannot rot).
 //
@@ -119,7 +119,7 @@ async function main () {
   console.log('\n' + markdown)
   if (options.out !== null) {
     fs.writeFileSync(options.out, '# fastify-login benchmark results\n\n' + markdown +
-      '\nReproduce: `npm run bench` (about 4 minutes; writes this file). `npm run bench:smoke` checks the harness in seconds.\n')
+      '\nReproduce: `npm run bench` (about 10 minutes on 2 cores; writes this file). `npm run bench:smoke` checks the harness in seconds.\n')
     console.log(`written to ${path.relative(process.cwd(), options.out)}`)
   }
   if (options.readme) updateReadme(markdown)

@@ -356,6 +356,30 @@ test('loginRevoked fires once on every instance when a login ends, here or elsew
   const other = await login(one.app)
   await one.app.inject({ url: '/logout', cookies: other })
   t.equal(heard.length, 4, 'a throwing listener breaks nothing')
+  // An instance started later reads back the logins ended before: none of
+  // its sockets can be open for them, so it says nothing of them.
+  const later: string[] = []
+  const three = await portal(t, store, {}, (app) => { app.loginManager.on('loginRevoked', (loginId) => { later.push(loginId) }) })
+  t.same(later, [], 'nothing for the logins ended before it listened')
+  const third = await login(three.app)
+  await three.app.inject({ url: '/logout', cookies: third })
+  t.equal(later.length, 1, 'and each one ended since')
+})
+
+test('loginRevoked with a store that cannot tell of endings elsewhere: this process\'s own', async (t) => {
+  const inner = memoryStore()
+  const store: LoginStore = {
+    create: (record) => inner.create(record),
+    get: (loginId, userId) => inner.get(loginId, userId),
+    touch: (loginId, lastSeenAt, userId, expiresAt) => inner.touch(loginId, lastSeenAt, userId, expiresAt),
+    delete: (loginId, userId) => inner.delete(loginId, userId),
+    list: (userId) => inner.list(userId)
+  }
+  const heard: string[] = []
+  const { app } = await portal(t, store, { rotation: false }, (app) => { app.loginManager.on('loginRevoked', (loginId) => { heard.push(loginId) }) })
+  const cookies = await login(app)
+  await app.inject({ url: '/logout', cookies })
+  t.equal(heard.length, 1)
 })
 
 test('rotation: on by default where the store can, an error where asked for and it cannot, a warning where it is off', async (t) => {

@@ -62,6 +62,8 @@ export class LoginRecords {
     this.#realmTags = realmTags
     this.#log = log
     this.#onRevoked = onRevoked
+    // A store that cannot tell of endings elsewhere: only this process's own.
+    this.#caughtUp = typeof store.subscribe !== 'function'
   }
 
   // Whether a store answered with a promise: `currentUser` must then be
@@ -86,6 +88,7 @@ export class LoginRecords {
         for (const one of ended) this.#heard(typeof one === 'string' ? { loginId: one, userId: '', expiresAt: nowInSeconds() + MAX_LIFETIME } : one)
       },
       listening: (listening) => {
+        this.#caughtUp ||= listening
         // Whatever was heard before, revocations may have been missed since.
         this.#epoch++
         revocations.listening(listening)
@@ -98,6 +101,10 @@ export class LoginRecords {
     this.#sweeper = setInterval(() => revocations.sweep(nowInSeconds(), SWEEP_BUDGET), 1000).unref()
     await this.realm()
   }
+
+  // Whether the store has said it listens, once: from then on, every login
+  // heard of as ended is told to the app (`loginRevoked`).
+  #caughtUp: boolean
 
   // Once per message: a store reports its server's settings on every reconnection.
   #warned = new Set<string>()
@@ -281,7 +288,11 @@ export class LoginRecords {
     this.#window.delete(revocation.loginId)
     const known = this.revocations.has(revocation.loginId)
     this.revocations.add(revocation)
-    if (!known) {
+    // Not for the logins that ended before this process first listened (a
+    // million of them, perhaps, read back at `ready`): nothing of this
+    // process can be open for them. Those heard after, or caught up on after
+    // a reconnection, may have sockets open.
+    if (!known && this.#caughtUp) {
       try {
         this.#onRevoked(revocation.loginId, revocation.userId)
       } catch (error) {
