@@ -272,6 +272,32 @@ test('a login offered binding is ended by its logout within the minute; later, u
   t.equal(((await setup.app.inject('/devices')).json() as unknown[]).length, 1, 'a minute on, bound since: a copy of its pending cookie ends nothing')
   await bound.get(setup.app, '/login/2')
   t.same((await setup.app.inject('/devices')).json(), [], 'a login over it from its own browser ends it')
+  // Within the minute, bound a second after the offer: its record says so.
+  const soon = new DbscBrowser()
+  const soonOffer = offerOf(await soon.get(setup.app, '/login/1'))
+  const soonCopy = new DbscBrowser({ jar: { ...soon.jar } })
+  await soon.register(setup.app, soonOffer as NonNullable<typeof soonOffer>)
+  await soonCopy.get(setup.app, '/logout')
+  t.equal(((await setup.app.inject('/devices')).json() as unknown[]).length, 1, 'within the minute, bound since: a copy of its pending cookie ends nothing either')
+  t.match((await soon.get(setup.app, '/me')).json(), { bound: true }, 'and its browser goes on')
+})
+
+test('with storeCacheWindow, whether a login offered binding was bound is read from the store, never the window', async (t) => {
+  const time = clock(t)
+  const inner = memoryStore()
+  // A store that cannot tell of endings elsewhere: its reads may be reused.
+  const store = Object.fromEntries(Object.entries(inner).filter(([name]) => name !== 'subscribe')) as unknown as LoginStore
+  const { app } = await single(t, { storeCacheWindow: 3600 }, store)
+  const browser = new DbscBrowser()
+  const offer = offerOf(await browser.get(app, '/login/1'))
+  const copy = new DbscBrowser({ jar: { ...browser.jar } })
+  t.equal((await browser.get(app, '/me')).statusCode, 200, 'read, and kept in the window, before it was bound')
+  await browser.register(app, offer as NonNullable<typeof offer>)
+  time.advance(60)
+  t.equal((await copy.get(app, '/me')).statusCode, 401, 'a minute on, the copy of the pending cookie is anonymous')
+  t.match((await browser.get(app, '/me')).json(), { bound: true }, 'its browser goes on')
+  time.advance(3600)
+  t.equal((await copy.get(app, '/me')).statusCode, 401, 'and the copy stays anonymous')
 })
 
 test('confirmLogin keeps a bound login bound to the same key, as a new login', async (t) => {

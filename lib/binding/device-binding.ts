@@ -8,7 +8,7 @@ import type { AccountToken } from '../cookies/token'
 import type { LoginRecords } from '../logins/records'
 import { andThen, type LoginState, type MaybePromise } from '../state'
 import { encodeBound, VerifiedBoundCookies, type BoundToken } from './bound-cookie'
-import { Challenges, OFFER_WINDOW } from './challenges'
+import { Challenges } from './challenges'
 import { sfString } from './structured-fields'
 
 // Device binding (DBSC) as the rest of the plugin sees it: a login made over
@@ -69,12 +69,11 @@ export class DeviceBinding {
 
   // Whether the request may end this login (logout, or a login over it).
   // A bound login only from its browser: whoever holds a copy of its cookie
-  // must not be able to log its owner out. A login offered binding a while
-  // ago may be bound by now: its record says.
+  // must not be able to log its owner out. A login offered binding may be
+  // bound by now, even a second after the offer: its record says.
   mayEnd (request: FastifyRequest, token: AccountToken, now: number): MaybePromise<boolean> {
     if (token.binding === 'none' || this.proof(request, token.loginId, now) !== null) return true
     if (token.binding === 'bound') return false
-    if (now - token.authenticatedAt < OFFER_WINDOW) return true
     return andThen(this.#records.own(token.id, token.loginId), (record) => record === null || record.deviceKey === null)
   }
 

@@ -194,13 +194,17 @@ export class LoginRecords {
   // The record decides: read (or reused from the window cache), checked, and
   // the rotation and the last use written where due.
   #read (token: AccountToken, now: number): MaybePromise<Verdict> {
-    return andThen(this.#fetch(token, now), (record) => andThen(this.realm(), (realm) => {
+    // Whether the offer lapsed is decided once a login, and for good (the
+    // cookie is re-issued as never bound): on the record as the store has
+    // it now, never on one reused from the window cache.
+    const lapsed = this.#offerLapsed(token, now)
+    return andThen(this.#fetch(token, now, lapsed), (record) => andThen(this.realm(), (realm) => {
       if (record === null || !recordIsLive(record, token, realm, this.#config, now)) return ENDED
-      // Offered device binding a while ago and bound since: this cookie is a
-      // copy made before, which proves nothing and may end nothing (not even
-      // as a reused generation).
-      const lapsed = this.#offerLapsed(token, now)
-      if (lapsed && record.deviceKey !== null) return UNPROVEN
+      // Offered device binding a while ago and bound since, or said to be
+      // never bound though its record has a key: this cookie is a copy,
+      // which proves nothing and may end nothing (not even as a reused
+      // generation).
+      if ((lapsed || token.binding === 'none') && record.deviceKey !== null) return UNPROVEN
       const rotation = rotate(token, record, this.#config, now)
       if (rotation === 'reused') {
         // Said once: requests of the older copy on several instances (or in
@@ -227,8 +231,8 @@ export class LoginRecords {
     return token.binding === 'pending' && this.#config.deviceBinding !== false && now - token.authenticatedAt >= OFFER_WINDOW
   }
 
-  #fetch (token: AccountToken, now: number): MaybePromise<LoginRecord | null> {
-    const windowed = typeof this.#store.subscribe !== 'function' && this.#config.storeCacheWindow > 0
+  #fetch (token: AccountToken, now: number, fresh = false): MaybePromise<LoginRecord | null> {
+    const windowed = !fresh && typeof this.#store.subscribe !== 'function' && this.#config.storeCacheWindow > 0
     if (windowed) {
       const cached = this.#window.get(token.loginId)
       if (cached !== undefined && now - cached.readAt < this.#config.storeCacheWindow) return cached.record
