@@ -327,7 +327,7 @@ function validate (options: RedisStoreOptions): { client: Client, prefix: string
   }
   // A replica lags its master: a login just ended could still read as live,
   // and a catch-up could miss endings made just before it subscribed.
-  const { scaleReads, role } = (client as { options?: { scaleReads?: unknown, role?: unknown } }).options ?? {}
+  const { scaleReads, role }: { scaleReads?: unknown, role?: unknown } = { ...(client as { options?: object }).options }
   if ((scaleReads !== undefined && scaleReads !== 'master') || role === 'slave') {
     throw new FST_LOGIN_INVALID_OPTION('client', `must read from masters: it reads from replicas (${role === 'slave' ? "role: 'slave'" : `scaleReads: ${JSON.stringify(scaleReads)}`}), which lag, so a login ended a moment ago could still read as live. Give redisStore a client with the default scaleReads ('master') and role ('master'), such as a duplicate() of yours with those options`)
   }
