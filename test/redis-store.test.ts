@@ -13,6 +13,7 @@ import type { LoginRecord, LoginStore, LoginStoreListener, Revocation } from '..
 import { clock, login, portal } from './helpers'
 import { bindingApp, boundBrowser } from './device-binding-suite'
 import { clusterClient, commandStats, freePort, redisClient, startCluster, startRedis } from './redis-server'
+import { until } from './redis-instances'
 
 // The Redis store against a real redis-server (standalone and a 3-master
 // Cluster), started by the tests on loopback: records, expiry, revocation
@@ -79,6 +80,37 @@ function heard (): Heard {
 
 async function closeWith (t: Test, store: LoginStore): Promise<void> {
   t.teardown(async () => { await store.close?.() })
+}
+
+// A client whose ZSCANs (a subscriber's catch-up reads the ended logins with
+// them) wait, while held, until the test lets each one go, in order.
+function holdingScans (client: Redis): { client: Redis, hold: (holding: boolean) => void, next: () => Promise<() => void> } {
+  let holding = false
+  const held: Array<() => void> = []
+  const waiting: Array<(release: () => void) => void> = []
+  const holdOne = (release: () => void): void => {
+    const waiter = waiting.shift()
+    if (waiter === undefined) held.push(release)
+    else waiter(release)
+  }
+  const proxy = new Proxy(client, {
+    get (target, name) {
+      if (name === 'zscan' && holding) {
+        return async (...args: unknown[]) => {
+          await new Promise<void>(holdOne)
+          return await (target.zscan as (...args: unknown[]) => Promise<unknown>)(...args)
+        }
+      }
+      const value: unknown = Reflect.get(target, name)
+      return typeof value === 'function' ? value.bind(target) : value
+    }
+  })
+  return {
+    client: proxy,
+    hold: (on) => { holding = on },
+    // The release of the next scan held, once one is.
+    next: async () => held.shift() ?? await new Promise((resolve) => { waiting.push(resolve) })
+  }
 }
 
 async function expiryOf (client: Redis | Cluster, key: string): Promise<number> {
@@ -544,26 +576,9 @@ test('a connection dropped while it catches up is replaced: listening only on th
 
 test('a connection dropped while its catch-up is held: the catch-up ending later never listens on it, and the next one goes on proving', async (t) => {
   const server = await startRedis(t)
-  const client = redisClient(t, server.port)
   const admin = redisClient(t, server.port)
-  let hold = false
-  let reached = (): void => {}
-  let release = (): void => {}
-  const holding = new Proxy(client, {
-    get (target, name) {
-      if (name === 'zscan' && hold) {
-        return async (...args: unknown[]) => {
-          const held = new Promise<void>((resolve) => { release = resolve })
-          reached()
-          await held
-          return await (target.zscan as (...args: unknown[]) => Promise<unknown>)(...args)
-        }
-      }
-      const value: unknown = Reflect.get(target, name)
-      return typeof value === 'function' ? value.bind(target) : value
-    }
-  })
-  const store = redisStore({ client: holding })
+  const scans = holdingScans(redisClient(t, server.port))
+  const store = redisStore({ client: scans.client })
   await closeWith(t, store)
   const listener = heard()
   const proofs: number[] = []
@@ -571,19 +586,23 @@ test('a connection dropped while its catch-up is held: the catch-up ending later
   t.same(listener.events, [['listening', true]])
   const kill = async (): Promise<unknown> => await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub')
 
-  hold = true
-  const scanning = new Promise<void>((resolve) => { reached = resolve })
+  scans.hold(true)
   await kill()
-  t.equal((await listener.next('listening')).value, false)
-  // The next connection is catching up; it drops before its scan answers.
-  await scanning
-  hold = false
+  // The next connection is catching up; it drops before its scan answers,
+  // and the one after it is catching up too.
+  const dropped = await scans.next()
+  t.same(listener.events, [['listening', true], ['listening', false]], 'deaf once its connection dropped')
   await kill()
-  await sleep(30) // its close is seen; the one after it waits 100 ms
-  release()
-  t.equal((await listener.next('listening')).value, true, 'listening again, on the connection after')
+  const after = await scans.next()
+  dropped()
+  await sleep(50)
+  t.same(listener.events.slice(1), [['listening', false]], 'the dropped connection\'s catch-up ended, and nothing listens on it')
+  scans.hold(false)
+  after()
+  await until('listening again', async () => listener.events.length === 3)
+  t.same(listener.events[2], ['listening', true], 'listening again, on the connection after')
   await sleep(1500) // longer than a PING may stay unanswered
-  t.same(listener.events.slice(1), [['listening', false], ['listening', true]], 'never listening on the dropped one, never deaf since')
+  t.same(listener.events.slice(1), [['listening', false], ['listening', true]], 'never deaf since')
   const since = performance.now() - 200
   t.ok(proofs.filter((at) => at > since).length > 0, 'and its heartbeat still proves')
 })
@@ -644,29 +663,13 @@ test('subscribe fails clearly when it cannot subscribe', async (t) => {
 
 test('closed while catching up on ended logins: the subscriber never starts listening', async (t) => {
   const server = await startRedis(t)
-  const client = redisClient(t, server.port)
   // The catch-up's scan of the ended logins waits until the store is closed.
-  let reached = (): void => {}
-  const scanning = new Promise<void>((resolve) => { reached = resolve })
-  let release = (): void => {}
-  const held = new Promise<void>((resolve) => { release = resolve })
-  const holding = new Proxy(client, {
-    get (target, name) {
-      if (name === 'zscan') {
-        return async (...args: unknown[]) => {
-          reached()
-          await held
-          return await (target.zscan as (...args: unknown[]) => Promise<unknown>)(...args)
-        }
-      }
-      const value: unknown = Reflect.get(target, name)
-      return typeof value === 'function' ? value.bind(target) : value
-    }
-  })
-  const store = redisStore({ client: holding })
+  const scans = holdingScans(redisClient(t, server.port))
+  scans.hold(true)
+  const store = redisStore({ client: scans.client })
   const listener = heard()
   const subscribing = store.subscribe?.(listener)
-  await scanning
+  const release = await scans.next()
   await store.close?.()
   release()
   await t.rejects(async () => await subscribing, /closed before it could subscribe/)
