@@ -322,7 +322,7 @@ function report ({ options, instances, live, ended, sessions, elapsed }) {
   const idleMs = instances.map((stage) => stage.idle.instanceMs)
   const idleRedis = instances.map((stage) => stage.idle.redisMs)
   lines.push('', `Left out of the commands: PINGs, ${format(Math.min(...pings))}–${format(Math.max(...pings))} a second, the heartbeats of ` +
-    `${options.instances + 1} subscribers (the instances and the minting process), at most 50 a second each. With no request at all, ` +
+    `${options.instances + 1} subscribers (the instances and the minting process), at most 20 a second each (50 before 7 December). With no request at all, ` +
     `each instance spent ${Math.min(...idleMs).toFixed(1)}–${Math.max(...idleMs).toFixed(1)} ms of CPU a second (its heartbeat, and the sweep of expired ended logins), ` +
     `and Redis ${Math.min(...idleRedis).toFixed(1)}–${Math.max(...idleRedis).toFixed(1)} ms a second for all ${options.instances + 1} (3 s at each stage).`)
 
@@ -363,7 +363,7 @@ function report ({ options, instances, live, ended, sessions, elapsed }) {
   lines.push(`| Redis memory for the logins | ${format(perLogin)} bytes × 10,000,000 | ${format(perLogin * 1e7 / 2 ** 30)} GB |`)
   lines.push(`| Redis memory for the same as connect-redis sessions | ${format(perSession)} bytes × 10,000,000 | ${format(perSession * 1e7 / 2 ** 30)} GB |`)
   lines.push(`| Redis commands per request (logins not seen) | measured: does not depend on instances or logins | ${last.commandsPerRequest.toFixed(4)} |`)
-  lines.push('| PINGs a second | 50 × 10 subscribers | 500 |')
+  lines.push('| PINGs a second | 20 × 10 subscribers | 200 |')
   lines.push(`| CPU of an idle instance (its heartbeat) | measured, per instance | ${base.idle.instanceMs.toFixed(1)} ms a second |`)
   if (heardPerEnded !== null) {
     lines.push(`| instance heap per 1,000,000 ended logins held | ${format(heardPerEnded)} bytes × 1,000,000 | ${mb(heardPerEnded * 1e6)} MB |`)

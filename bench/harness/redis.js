@@ -62,7 +62,7 @@ async function redisNow () {
 }
 
 // The commands run between two readings of redisNow(). PINGs apart: they
-// are the heartbeats of every redisStore subscriber of the run, 50 a second
+// are the heartbeats of every redisStore subscriber of the run, 20 a second
 // each at most, whatever the requests; INFO is the harness's own reading.
 function commandsBetween (before, after) {
   const byName = {}
