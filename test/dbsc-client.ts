@@ -21,7 +21,7 @@ export interface Registration {
 export class DbscBrowser {
   jar: Record<string, string>
   readonly alg: Algorithm
-  readonly jwk: Record<string, string>
+  jwk: Record<string, string>
   #key: KeyObject
   // How the headers are written: bare (Chrome 156) or quoted (the spec).
   quoted: boolean
@@ -40,7 +40,10 @@ export class DbscBrowser {
   // The same key and cookies in another tab, or the cookies alone elsewhere.
   copy (options: { keepKey?: boolean } = {}): DbscBrowser {
     const other = new DbscBrowser({ alg: this.alg, jar: this.jar, quoted: this.quoted })
-    if (options.keepKey === true) other.#key = this.#key
+    if (options.keepKey === true) {
+      other.#key = this.#key
+      other.jwk = this.jwk
+    }
     other.session = this.session
     other.refreshPath = this.refreshPath
     return other

@@ -219,11 +219,27 @@ export function protocolSuite (t: Test, name: string, instances: (t: Test) => Pr
     t.equal((await register(second.browser, { 'secure-session-response': tokenOf(second.browser, second.challenge) })).statusCode, 200)
     refused(t, await register(pending, { 'secure-session-response': tokenOf(pending, second.challenge) }), 409, /already bound/, 'a copy of the pending cookie, registering another key')
 
+    // A registration whose answer never reached the browser: it tries again
+    // with the same key and its cookies still pending, and gets the same
+    // answer, while the challenge lives; the login is bound once.
+    const third = await fresh()
+    const lost = third.browser.copy({ keepKey: true })
+    const tooLate = third.browser.copy({ keepKey: true })
+    const answered = await register(third.browser, { 'secure-session-response': tokenOf(third.browser, third.challenge) })
+    t.equal(answered.statusCode, 200, 'a registration whose answer is lost')
+    const retried = await register(lost, { 'secure-session-response': tokenOf(lost, third.challenge) })
+    t.equal(retried.statusCode, 200, 'tried again with the same key: 200')
+    t.same(retried.json(), answered.json(), 'the same session, the same answer')
+    t.same(cookieNames(retried), cookieNames(answered), 'and the same cookies')
+    t.match((await lost.get(verifier, '/me')).json(), { bound: true }, 'which open the login as bound')
+    time.advance(30)
+    refused(t, await register(tooLate, { 'secure-session-response': tokenOf(tooLate, third.challenge) }), 401, /registration challenge expired/, 'tried again once the challenge expired')
+
     // Challenges are short-lived.
     ;({ browser, challenge } = await fresh())
     time.advance(30)
     refused(t, await register(browser, { 'secure-session-response': tokenOf(browser, challenge) }), 401, /registration challenge expired/, 'an expired challenge')
-    t.equal(setup.bound.length, 2, 'two logins bound, no more')
+    t.equal(setup.bound.length, 3, 'three logins bound, each once (loginBound)')
   })
 
   t.test(`${name}: what a refresh refuses, with a clear 4xx and no cookie`, async (t) => {

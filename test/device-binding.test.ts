@@ -371,4 +371,12 @@ test('what the checks before them leave to the last ones: a challenge from the f
   const late = new DbscBrowser()
   const lateOffer = offerOf(await late.get(raced.app, '/login/1')) as NonNullable<ReturnType<typeof offerOf>>
   refused(t, await late.register(raced.app, lateOffer), 401, /the login has ended/, 'a login that ended meanwhile')
+
+  // A store that will not bind, and keeps the record unbound: not taken for
+  // a registration tried again.
+  const refusing = { ...memoryStore(), bind: () => false }
+  const unbound = await single(t, {}, refusing)
+  const turnedDown = new DbscBrowser()
+  const turnedDownOffer = offerOf(await turnedDown.get(unbound.app, '/login/1')) as NonNullable<ReturnType<typeof offerOf>>
+  refused(t, await turnedDown.register(unbound.app, turnedDownOffer), 409, /already bound to a key, or has ended/, 'a store that does not bind')
 })

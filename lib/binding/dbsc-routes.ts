@@ -58,17 +58,22 @@ export class DeviceBindingEndpoints {
       throw new FST_LOGIN_BINDING_REFUSED('the request does not carry the account cookie of the login the challenge was offered to')
     }
     if (token.binding !== 'pending') throw new FST_LOGIN_BINDING_CONFLICT()
-    if (!verifyProof(proof, this.#keys.key(proof.jwk as string))) throw new FST_LOGIN_BINDING_REFUSED('the signature does not verify with the key')
-    const session = newSessionId()
-    if (!await this.#records.bind(token.loginId, token.id, proof.jwk as string, session)) throw new FST_LOGIN_BINDING_CONFLICT()
+    const key = this.#keys.key(proof.jwk as string)
+    if (!verifyProof(proof, key)) throw new FST_LOGIN_BINDING_REFUSED('the signature does not verify with the key')
+    const bound = await this.#records.bind(token.loginId, token.id, proof.jwk as string, newSessionId())
     const record = await this.#records.own(token.id, token.loginId)
     if (record === null) throw new FST_LOGIN_BINDING_REFUSED('the login has ended')
+    // Bound already: by this key, it is the browser trying again after an
+    // answer it never got (its cookies still say pending), and it gets the
+    // same answer; it can only do so while the challenge lives (30 s).
+    // By another key, it is another browser.
+    if (!bound && (record.deviceKey === null || !this.#keys.key(record.deviceKey).equals(key))) throw new FST_LOGIN_BINDING_CONFLICT()
     // The account cookie says so from now on; the bound cookie proves it.
     const now = nowInSeconds()
     this.#logins.writeAccount(reply, state, { ...token, ...state.verdict?.next, binding: 'bound' })
     this.binding.writeProof(reply, state, token.loginId, record.expiresAt, now)
-    this.#logins.emit(request, 'loginBound', request, record)
-    return this.binding.sessionConfig(session)
+    if (bound) this.#logins.emit(request, 'loginBound', request, record)
+    return this.binding.sessionConfig(record.deviceSession as string)
   }
 
   readonly refresh = async (request: FastifyRequest, reply: FastifyReply): Promise<object> => {
