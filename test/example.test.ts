@@ -65,10 +65,10 @@ interface Fixture {
   count (): number
 }
 
-async function portal (t: Test): Promise<Fixture> {
-  const dir = mkdtempSync(join(tmpdir(), 'portal-test-'))
+async function portal (t: Test, options: object = {}, prefix = 'portal-test-'): Promise<Fixture> {
+  const dir = mkdtempSync(join(tmpdir(), prefix))
   const file = join(dir, 'portal.sqlite')
-  const app = await buildApp({ databasePath: file, secret: SECRET })
+  const app = await buildApp({ databasePath: file, secret: SECRET, ...options } as never)
   const raw = new Database(file, { readonly: true })
   t.teardown(async () => {
     raw.close()
@@ -2080,24 +2080,8 @@ const PROVIDER_NAMES = { ada: 'Ada Lovelace', ada2: 'Ada Lovelace', mallory: 'M\
 async function oidcPortal (t: Test, issuer?: string): Promise<Fixture & { issuer: string }> {
   const provider = await oidcProvider(t, PROVIDER_NAMES)
   await provider.start([`${ORIGIN}/login/oidc/callback`])
-  const dir = mkdtempSync(join(tmpdir(), 'portal-oidc-'))
-  const file = join(dir, 'portal.sqlite')
   const oidc = { issuer: issuer ?? provider.issuer, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, name: 'School ID' }
-  const app = await buildApp({ databasePath: file, secret: SECRET, oidc } as never)
-  const raw = new Database(file, { readonly: true })
-  t.teardown(async () => {
-    raw.close()
-    await app.close()
-    rmSync(dir, { recursive: true, force: true })
-  })
-  return {
-    app,
-    dir,
-    file,
-    issuer: oidc.issuer,
-    rows: () => raw.prepare('SELECT * FROM students ORDER BY id').all() as Array<Record<string, unknown>>,
-    count: () => (raw.prepare('SELECT count(*) AS n FROM students').get() as { n: number }).n
-  }
+  return { ...await portal(t, { oidc }, 'portal-oidc-'), issuer: oidc.issuer }
 }
 
 // "Sign in with School ID" as `login`: the portal's redirect, the

@@ -83,6 +83,18 @@ async function until (what: string, done: () => boolean, timeoutMs = WAIT_MS): P
   }
 }
 
+// Two instances on one Redis, each behind its own proxy: a live login made
+// on A, and one made on B that the test ends, A listening.
+async function pair (t: Test, endedName = 'Ended'): Promise<{ a: Instance, b: Instance, live: Record<string, string>, ended: Record<string, string>, endedId: string }> {
+  const server = await startRedis(t)
+  const [a, b] = [await instance(t, server.port), await instance(t, server.port)]
+  const live = await login(a.app, '2', 'Live')
+  const ended = await login(b.app, '1', endedName)
+  const endedId = await loginIdOf(a.app, ended)
+  await until('instance A to listen', a.listening)
+  return { a, b, live, ended, endedId }
+}
+
 async function loginIdOf (app: FastifyInstance, cookies: Record<string, string>): Promise<string> {
   const response = await app.inject({ url: '/me', cookies })
   if (response.statusCode !== 200) throw new Error(`not logged in: ${response.statusCode}`)
@@ -182,11 +194,7 @@ test('a stalled subscriber connection: a login ended elsewhere is refused within
 })
 
 test('a cut subscriber connection: deaf at once, and caught up on what was ended meanwhile', async (t) => {
-  const server = await startRedis(t)
-  const [a, b] = [await instance(t, server.port), await instance(t, server.port)]
-  const live = await login(a.app, '2', 'Live')
-  const ended = await login(b.app, '1', 'Ended while A was deaf')
-  const endedId = await loginIdOf(a.app, ended)
+  const { a, b, live, ended, endedId } = await pair(t, 'Ended while A was deaf')
   const heard: string[] = []
   a.app.loginManager.on('loginRevoked', (loginId) => heard.push(loginId))
   await until('instance A to listen', a.listening)
@@ -213,12 +221,7 @@ test('a cut subscriber connection: deaf at once, and caught up on what was ended
 })
 
 test('a stalled command connection: requests that need Redis fail fast with 503, the rest is answered from what the instance heard', async (t) => {
-  const server = await startRedis(t)
-  const [a, b] = [await instance(t, server.port), await instance(t, server.port)]
-  const live = await login(a.app, '2', 'Live')
-  const ended = await login(b.app, '1', 'Ended')
-  const endedId = await loginIdOf(a.app, ended)
-  await until('instance A to listen', a.listening)
+  const { a, b, live, ended, endedId } = await pair(t)
   a.command.stall()
 
   const probe = probing(a, ended, live)
@@ -253,12 +256,7 @@ test('a stalled command connection: requests that need Redis fail fast with 503,
 })
 
 test('both connections stalled: never served once ended, never anonymous while live; all well once they resume', async (t) => {
-  const server = await startRedis(t)
-  const [a, b] = [await instance(t, server.port), await instance(t, server.port)]
-  const live = await login(a.app, '2', 'Live')
-  const ended = await login(b.app, '1', 'Ended')
-  const endedId = await loginIdOf(a.app, ended)
-  await until('instance A to listen', a.listening)
+  const { a, b, live, ended, endedId } = await pair(t)
   const subscriber = await a.proxy.find((connection) => connection.subscriber)
 
   const probe = probing(a, ended, live)

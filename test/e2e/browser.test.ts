@@ -5,7 +5,8 @@ import { createServer, type Server } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { FastifyInstance } from 'fastify'
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core'
+import type { Browser, BrowserContext, Page } from 'playwright-core'
+import { desktopContext, launchChromium } from './chromium'
 
 // The example app in a real browser: Debian's Chromium, headless, driven by
 // playwright-core (which never downloads a browser). The app listens on a free
@@ -22,7 +23,6 @@ const { buildApp } = require('../../example/app.js') as {
 const root = resolve(__dirname, '..', '..')
 const screenshots = join(__dirname, 'screenshots')
 const docsScreenshots = process.env.DOCS_SCREENSHOTS === '1' ? join(root, 'docs') : null
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 const PASSWORD = 'correct horse battery'
 const NEW_PASSWORD = 'staple tiger paperclip'
 
@@ -40,11 +40,7 @@ t.before(async () => {
   app = await buildApp({ databasePath: join(dir, 'portal.sqlite'), secret: 'an-e2e-secret-that-is-long-enough-0123456789' })
   await app.listen({ host: '127.0.0.1', port: 0 })
   origin = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync']
-  })
+  browser = await launchChromium()
   t.teardown(async () => {
     await browser.close()
     await app.close()
@@ -53,9 +49,7 @@ t.before(async () => {
 })
 
 async function newContext (storageState?: Awaited<ReturnType<BrowserContext['storageState']>>): Promise<BrowserContext> {
-  const context = await browser.newContext({ baseURL: origin, viewport: { width: 900, height: 640 }, storageState })
-  context.setDefaultTimeout(10000)
-  return context
+  return await desktopContext(browser, origin, storageState)
 }
 
 // Quitting and reopening the browser: a new context that holds only the

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { chromium, type BrowserContext, type Cookie, type Page } from 'playwright-core'
+import { CHROMIUM, FLAGS, launchChromium } from './chromium'
 import fastifyLogin, { memoryStore } from '../../lib/index'
 import { SECRET, User, userStore } from '../helpers'
 
@@ -19,12 +20,10 @@ import { SECRET, User, userStore } from '../helpers'
 // reports each step; the tests wait on those reports, never on a guess of
 // how long a step takes. Run with `npm run test:e2e`.
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 // The signing quota (6 per 9 minutes) is lifted: the bound cookie lives a
 // few seconds here, so that the test sees several refreshes.
 const DBSC = '--enable-features=DeviceBoundSessions:RefreshQuota/false,EnableBoundSessionCredentialsSoftwareKeysForManualTesting'
 const CREDENTIAL_DURATION = 4
-const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']
 
 t.setTimeout(240000)
 
@@ -250,7 +249,7 @@ t.test('Chrome binds a login to its key, refreshes its bound cookie, and copies 
   await settled()
   const stolen = await victim.context.cookies(origin)
   t.ok(stolen.some((cookie) => cookie.name === 'account') && stolen.some((cookie) => cookie.name === 'bound'), 'the account and bound cookies')
-  const thieves = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...FLAGS, `--ignore-certificate-errors-spki-list=${spki}`, DBSC] })
+  const thieves = await launchChromium([`--ignore-certificate-errors-spki-list=${spki}`, DBSC])
   t.teardown(() => thieves.close())
   const thief = await thieves.newContext()
   await thief.addCookies(stolen)

@@ -3,7 +3,8 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { FastifyInstance } from 'fastify'
-import { chromium, type Browser, type BrowserContext, type CDPSession, type Page } from 'playwright-core'
+import type { Browser, BrowserContext, CDPSession, Page } from 'playwright-core'
+import { desktopContext, launchChromium } from './chromium'
 import { oidcProvider, CLIENT_ID, CLIENT_SECRET } from '../oidc-provider'
 
 // Passkeys and "Sign in with …" in Debian's Chromium, headless, one browser
@@ -24,7 +25,6 @@ const { buildApp } = require('../../example/app.js') as {
 const root = resolve(__dirname, '..', '..')
 const screenshots = join(__dirname, 'screenshots')
 const docsScreenshots = process.env.DOCS_SCREENSHOTS === '1' ? join(root, 'docs') : null
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 const PASSWORD = 'correct horse battery'
 
 t.setTimeout(240000)
@@ -45,11 +45,7 @@ t.before(async () => {
   await app.listen({ host: '127.0.0.1', port: 0 })
   origin = `http://localhost:${(app.server.address() as { port: number }).port}`
   await provider.start([`${origin}/login/oidc/callback`])
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync']
-  })
+  browser = await launchChromium()
   t.teardown(async () => {
     await browser.close()
     await app.close()
@@ -58,9 +54,7 @@ t.before(async () => {
 })
 
 async function newContext (storageState?: Awaited<ReturnType<BrowserContext['storageState']>>): Promise<BrowserContext> {
-  const context = await browser.newContext({ baseURL: origin, viewport: { width: 900, height: 640 }, storageState })
-  context.setDefaultTimeout(10000)
-  return context
+  return await desktopContext(browser, origin, storageState)
 }
 
 // A built-in authenticator for the page, holding `credentials` (from another
