@@ -64,13 +64,31 @@ function countingStore (): LoginStore & { writes: Record<string, number> } {
 }
 
 async function setup (t: Test): Promise<Setup> {
+  const store = countingStore()
+  return { ...await rotating(t, store), store }
+}
+
+// An app that rotates logins in `store`, and what it says of reuse.
+async function rotating (t: Test, store: LoginStore): Promise<Omit<Setup, 'store'>> {
   const time = clock(t)
   const reused: LoginRecord[] = []
-  const store = countingStore()
   const { app } = await portal(t, store, { rotation: { every: EVERY, grace: GRACE } }, (app) => {
     app.loginManager.on('loginReuseDetected', (_request, record) => { reused.push(record) })
   })
-  return { app, time, reused, store }
+  return { app, time, reused }
+}
+
+// Two browsers taking turns, `steps` times: the first after `apart[0]`
+// seconds, the second `apart[1]` after it. What each request was answered.
+async function turns (app: FastifyInstance, time: Setup['time'], browsers: [Browser, Browser], apart: [number, number], steps: number): Promise<number[]> {
+  const statuses: number[] = []
+  for (let step = 0; step < steps; step++) {
+    for (const [i, browser] of browsers.entries()) {
+      time.advance(apart[i])
+      statuses.push((await browser.get(app)).statusCode)
+    }
+  }
+  return statuses
 }
 
 test('a login is re-issued as its next generation once per `every`, on a guarded request', async (t) => {
@@ -218,12 +236,8 @@ test('two copies used together stay together; one left unused for longer than ev
   const thief = owner.copy()
   // Both use the login every half minute, the thief 10 s after the owner:
   // through three rotations, neither ends it.
-  for (let step = 0; step < 60; step++) {
-    time.advance(20)
-    t.equal((await owner.get(app)).statusCode, 200)
-    time.advance(10)
-    t.equal((await thief.get(app)).statusCode, 200)
-  }
+  const statuses = await turns(app, time, [owner, thief], [20, 10], 60)
+  t.same(statuses.filter((status) => status !== 200), [], 'every request served')
   t.same(reused, [], 'together')
   // The thief stops; the owner goes on. The owner's first rotation more than
   // grace after the thief's last use leaves the thief's copy behind.
@@ -236,8 +250,56 @@ test('two copies used together stay together; one left unused for longer than ev
   t.equal((await owner.get(app)).statusCode, 401)
 })
 
+test('two copies that take turns, one request a visit, each rotated on its own visit: the copy used second ends the login', async (t) => {
+  for (const first of ['owner', 'thief'] as const) {
+    t.test(`the ${first} rotates first`, async (t) => {
+      const { app, time, reused, store } = await setup(t)
+      const owner = new Browser(await login(app))
+      const thief = owner.copy()
+      const [one, other] = first === 'owner' ? [owner, thief] : [thief, owner]
+      // 150 s apart, turn about: each visit the only request of its copy.
+      const statuses = await turns(app, time, [one, other], [150, 150], 4)
+      // At 600 s the second copy is rotated (generation 1, issued at 600),
+      // at 750 the first (generation 1, issued at 750), since the record
+      // still says 0; at 900 the second's is used and recorded; at 1050 the
+      // first's, 150 s after the recorded one was issued, is another party's.
+      t.same(statuses, [200, 200, 200, 200, 200, 200, 401, 401], 'ended at the first one\'s next visit')
+      t.equal(reused.length, 1, 'loginReuseDetected, once')
+      t.equal(store.writes.advanceGeneration, 1, 'one rotation recorded')
+    })
+  }
+})
+
+test('cookies of one generation issued within grace of each other are one browser\'s: a late one is kept, and a store that keeps no issue time never ends a login by it', async (t) => {
+  t.test('two parallel requests with the old cookie; the one answered last is used long after', async (t) => {
+    const { app, time, reused } = await setup(t)
+    const browser = new Browser(await login(app))
+    time.advance(EVERY)
+    const first = await browser.send(app)
+    time.advance(GRACE - 1)
+    const second = await browser.send(app)
+    second.arrive()
+    t.equal((await browser.get(app)).statusCode, 200, 'the second one used, and recorded')
+    first.arrive()
+    t.equal(browser.generation, '1.su', 'the first one arrives after it')
+    time.advance(EVERY - GRACE - 1)
+    t.equal((await browser.get(app)).statusCode, 200, 'and is used long after grace: kept')
+    t.same(reused, [])
+    t.equal(browser.generation, '1.s')
+  })
+
+  t.test('a store whose advanceGeneration predates the issue time', async (t) => {
+    const inner = memoryStore()
+    const advance = inner.advanceGeneration as NonNullable<LoginStore['advanceGeneration']>
+    const store: LoginStore = { ...inner, advanceGeneration: (loginId, userId, generation, usedAt) => advance(loginId, userId, generation, usedAt, undefined as unknown as number) }
+    const { app, time, reused } = await rotating(t, store)
+    const owner = new Browser(await login(app))
+    t.same(await turns(app, time, [owner, owner.copy()], [150, 150], 4), [200, 200, 200, 200, 200, 200, 200, 200])
+    t.same(reused, [], 'taking turns is not told from one browser without it, as before it')
+  })
+})
+
 test('reuse seen by parallel requests of an asynchronous store is said once', async (t) => {
-  const time = clock(t)
   const inner = memoryStore()
   // Every read answers a tick after it read, so parallel requests all read the record before one ends it.
   const store: LoginStore = {
@@ -247,10 +309,7 @@ test('reuse seen by parallel requests of an asynchronous store is said once', as
       return await new Promise((resolve) => setImmediate(() => resolve(record)))
     }
   }
-  const reused: LoginRecord[] = []
-  const { app } = await portal(t, store, { rotation: { every: EVERY, grace: GRACE } }, (app) => {
-    app.loginManager.on('loginReuseDetected', (_request, record) => { reused.push(record) })
-  })
+  const { app, time, reused } = await rotating(t, store)
   const owner = new Browser(await login(app))
   const thief = owner.copy()
   time.advance(EVERY)

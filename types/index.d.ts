@@ -424,6 +424,12 @@ declare namespace fastifyLogin {
     /** Rotation: the newest generation of the account cookie used so far, and when it was first used. */
     generation: number
     generationUsedAt: number
+    /**
+     * Rotation: when the cookie of that generation whose use was recorded was issued, or null (a record
+     * of an older store): another cookie of the same generation issued more than `rotation.grace` apart
+     * comes from another party.
+     */
+    generationIssuedAt?: number | null
     /** The login area (`realm`) the login belongs to, as the plugin names it in the store. */
     realm: string
     /**
@@ -505,9 +511,10 @@ declare namespace fastifyLogin {
     subscribe? (listener: LoginStoreListener): MaybePromise<void>
     /**
      * Optional: records that generation `generation` of the login's cookie was used, first at
-     * `usedAt`, if the record has an older one (and then answers `true`). For `rotation`.
+     * `usedAt`, and that this cookie was issued at `issuedAt` (`generationIssuedAt`), if the record has
+     * an older generation (and then answers `true`). For `rotation`.
      */
-    advanceGeneration? (loginId: string, userId: string, generation: number, usedAt: number): MaybePromise<boolean>
+    advanceGeneration? (loginId: string, userId: string, generation: number, usedAt: number, issuedAt: number): MaybePromise<boolean>
     /**
      * Optional: the id of the realm registered under any of `tags` (registering the others under
      * it too), or a new random id registered under all of them. Lets two apps share a store.

@@ -49,10 +49,10 @@ export class LoginRecords {
   #epoch = 0
   // What this process wrote lately, so that a client that ignores the
   // re-issued cookie (or sends it on unguarded pages) does not write again:
-  // when it last wrote each login's last use, and which generation it
-  // recorded as used.
+  // when it last wrote each login's last use, and which rotated cookie it
+  // knows to be the one recorded as used (cookieOf).
   #touched = new TwoGenerations<number>(10000)
-  #confirmed = new TwoGenerations<number>(10000)
+  #confirmed = new TwoGenerations<string>(10000)
   #asynchronous = false
   #sweeper: NodeJS.Timeout | undefined
 
@@ -152,6 +152,9 @@ export class LoginRecords {
         authenticatedAt: account.authenticatedAt,
         generation: account.generation,
         generationUsedAt: account.rotatedAt,
+        // Set by advanceGeneration only: a store that predates the field never
+        // pairs it with a generation it did not record.
+        generationIssuedAt: null,
         realm,
         deviceKey: device?.deviceKey ?? null,
         deviceSession: device?.deviceSession ?? null,
@@ -175,14 +178,15 @@ export class LoginRecords {
       token.issuedAt >= revocations.trustedSince &&
       (rotation === false || now - token.rotatedAt < rotation.every) &&
       (idle === null || now - token.lastSeenAt < idle) &&
-      !this.#offerLapsed(token, now)
+      !this.#offerLapsed(token, now) &&
+      // A rotated cookie's first use in this process: its record says
+      // whether it is the cookie of that generation that was used, or
+      // another one, issued to another party (verdict.ts, `rotate`).
+      (!token.unconfirmed || this.#confirmed.get(token.loginId) === cookieOf(token))
     if (!fast) return this.#read(token, now)
     let next: Partial<AccountToken> | null = null
     let write: MaybePromise<Slid>
-    if (token.unconfirmed) {
-      next = { unconfirmed: false }
-      if (this.#confirmed.get(token.loginId) !== token.generation) write = this.#confirm(token, now)
-    }
+    if (token.unconfirmed) next = { unconfirmed: false }
     if (now - token.lastSeenAt >= touchInterval(idle)) {
       next = { ...next, lastSeenAt: now }
       write = andThen(write, () => this.#touch(token, now))
@@ -214,6 +218,8 @@ export class LoginRecords {
       let next: Partial<AccountToken> | null = rotation
       // The first use of a rotated cookie, not yet in the record.
       let write: MaybePromise<Slid> = token.generation > record.generation ? this.#confirm(token, now) : undefined
+      // Recorded already, as this cookie: the fast path may take it from now on.
+      if (token.unconfirmed && token.generation === record.generation) this.#confirmed.set(token.loginId, cookieOf(token))
       if (token.unconfirmed && next === null) next = { unconfirmed: false }
       // Never bound: a browser without device binding. Its cookie is
       // re-issued without the offer.
@@ -320,8 +326,8 @@ export class LoginRecords {
   #confirm (token: AccountToken, now: number): MaybePromise<undefined> {
     const store = this.#store
     if (typeof store.advanceGeneration !== 'function') return undefined
-    return andThen(this.#call('advanceGeneration', () => (store.advanceGeneration as NonNullable<LoginStore['advanceGeneration']>)(token.loginId, token.id, token.generation, now)), () => {
-      this.#confirmed.set(token.loginId, token.generation)
+    return andThen(this.#call('advanceGeneration', () => (store.advanceGeneration as NonNullable<LoginStore['advanceGeneration']>)(token.loginId, token.id, token.generation, now, token.rotatedAt)), () => {
+      this.#confirmed.set(token.loginId, cookieOf(token))
       return undefined
     })
   }
@@ -357,6 +363,13 @@ export class LoginRecords {
   }
 }
 
+// Which cookie of a login's generations a rotated one is: its generation,
+// and when it was issued (two copies each rotated on their own visit share
+// the generation).
+function cookieOf (token: AccountToken): string {
+  return `${token.generation} ${token.rotatedAt}`
+}
+
 // The new times of a sliding cookie, when its record's expiry was moved.
 type Slid = Partial<AccountToken> | undefined
 
@@ -375,6 +388,7 @@ function withDefaults (record: LoginRecord): LoginRecord {
     authenticatedAt: record.authenticatedAt ?? record.createdAt,
     generation: record.generation ?? 0,
     generationUsedAt: record.generationUsedAt ?? record.createdAt,
+    generationIssuedAt: record.generationIssuedAt ?? null,
     realm: record.realm ?? '',
     deviceKey,
     deviceSession: record.deviceSession ?? null,

@@ -51,6 +51,8 @@ export const LEGACY_REALM = ''
 //    copy of (below): two parties hold the login (the caller ends it);
 //  - a newer one this browser may still be catching up with: parallel
 //    requests, two tabs, a slow response: this one gets the newer generation;
+//  - the same generation, but another cookie of it (below): two parties
+//    each rotated their own copy (the caller ends it);
 //  - the cookie is the newest and `every` old: the next generation, marked
 //    unconfirmed, with no write (a response that never arrives changes nothing).
 export type Rotation = 'reused' | Partial<AccountToken> | null
@@ -61,10 +63,23 @@ export function rotate (token: AccountToken, record: LoginRecord, config: LoginC
     if (rotation !== false && superseded(token, record, rotation.grace, now)) return 'reused'
     return { generation: record.generation, rotatedAt: now, unconfirmed: false }
   }
+  if (rotation !== false && sibling(token, record, rotation.grace)) return 'reused'
   if (rotation !== false && now - token.rotatedAt >= rotation.every) {
     return { generation: token.generation + 1, rotatedAt: now, unconfirmed: true }
   }
   return null
+}
+
+// Whether a rotated cookie not yet known to be recorded is another cookie of
+// the record's generation than the one whose use was recorded. Cookies of
+// one generation issued within `grace` of each other come from one browser's
+// parallel requests (each rotates, the browser keeps one); further apart,
+// each of two copies was rotated on its own visit, and the second visit came
+// after the first copy's rotation had been used: taking turns, which the
+// generations alone do not tell. A record of an older store has no issue time.
+function sibling (token: AccountToken, record: LoginRecord, grace: number): boolean {
+  return token.unconfirmed && record.generation === token.generation && typeof record.generationIssuedAt === 'number' &&
+    Math.abs(token.rotatedAt - record.generationIssuedAt) > grace
 }
 
 // Whether an older generation than the record's comes from another party.

@@ -128,11 +128,12 @@ export function memoryStore (): LoginStore {
       revoked(gone)
       return gone.length
     },
-    advanceGeneration (loginId, userId, generation, usedAt) {
+    advanceGeneration (loginId, userId, generation, usedAt, issuedAt) {
       const record = owned(loginId, userId)
       if (record === null || generation <= record.generation) return false
       record.generation = generation
       record.generationUsedAt = usedAt
+      record.generationIssuedAt = issuedAt
       return true
     },
     bind (loginId, userId, deviceKey, deviceSession) {
