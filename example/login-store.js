@@ -41,9 +41,9 @@ const ADDED_COLUMNS = [
   ['authenticated_at', 'INTEGER'],
   ['generation', 'INTEGER NOT NULL DEFAULT 0'],
   ['generation_used_at', 'INTEGER'],
-  // When the cookie of the recorded generation was issued (rotation tells
-  // a copy rotated on its own by it).
-  ['generation_issued_at', 'INTEGER'],
+  // Which cookie of that generation was used (rotation tells a copy rotated
+  // on its own by it).
+  ['generation_cookie', 'TEXT'],
   ['realm', 'TEXT'],
   // Device binding: the browser's public key (a JSON web key), its session
   // id, and the issue time (ms) of the newest refresh challenge it used.
@@ -55,7 +55,7 @@ const ADDED_COLUMNS = [
 const COLUMNS = `login_id AS loginId, user_id AS userId, created_at AS createdAt, last_seen_at AS lastSeenAt,
   expires_at AS expiresAt, remembered, user_agent AS userAgent, ip, method,
   authenticated_at AS authenticatedAt, generation, generation_used_at AS generationUsedAt,
-  generation_issued_at AS generationIssuedAt, realm,
+  generation_cookie AS generationCookie, realm,
   device_key AS deviceKey, device_session AS deviceSession, device_challenge_at AS deviceChallengeAt`
 
 function nowInSeconds () {
@@ -66,14 +66,14 @@ function nowInSeconds () {
 // added columns has nulls there, which the plugin reads as their defaults.
 function record (row) {
   if (row === undefined) return null
-  const { authenticatedAt, generationUsedAt, generationIssuedAt, realm, ...rest } = row
+  const { authenticatedAt, generationUsedAt, generationCookie, realm, ...rest } = row
   return {
     ...rest,
     remembered: row.remembered === 1,
     bound: row.deviceKey !== null,
     ...(authenticatedAt === null ? {} : { authenticatedAt }),
     ...(generationUsedAt === null ? {} : { generationUsedAt }),
-    ...(generationIssuedAt === null ? {} : { generationIssuedAt }),
+    ...(generationCookie === null ? {} : { generationCookie }),
     ...(realm === null ? {} : { realm })
   }
 }
@@ -86,9 +86,9 @@ function sqliteLoginStore (db) {
   }
   const statements = {
     insert: db.prepare(`INSERT INTO logins (login_id, user_id, created_at, last_seen_at, expires_at, remembered, user_agent, ip,
-      method, authenticated_at, generation, generation_used_at, generation_issued_at, realm, device_key, device_session, device_challenge_at)
+      method, authenticated_at, generation, generation_used_at, generation_cookie, realm, device_key, device_session, device_challenge_at)
       VALUES (@loginId, @userId, @createdAt, @lastSeenAt, @expiresAt, @remembered, @userAgent, @ip,
-      @method, @authenticatedAt, @generation, @generationUsedAt, @generationIssuedAt, @realm, @deviceKey, @deviceSession, @deviceChallengeAt)`),
+      @method, @authenticatedAt, @generation, @generationUsedAt, @generationCookie, @realm, @deviceKey, @deviceSession, @deviceChallengeAt)`),
     // Expired logins are deleted as new ones come: the tables cannot grow without end.
     deleteExpired: db.prepare('DELETE FROM logins WHERE expires_at <= ?'),
     forgetEnded: db.prepare('DELETE FROM ended_logins WHERE expires_at <= ?'),
@@ -96,7 +96,7 @@ function sqliteLoginStore (db) {
     // Forward only: a late touch never moves the last use or the expiry back.
     touch: db.prepare(`UPDATE logins SET last_seen_at = MAX(last_seen_at, @lastSeenAt), expires_at = MAX(expires_at, COALESCE(@expiresAt, 0))
       WHERE login_id = @loginId AND user_id = @userId`),
-    advance: db.prepare(`UPDATE logins SET generation = @generation, generation_used_at = @usedAt, generation_issued_at = @issuedAt
+    advance: db.prepare(`UPDATE logins SET generation = @generation, generation_used_at = @usedAt, generation_cookie = @cookie
       WHERE login_id = @loginId AND user_id = @userId AND generation < @generation`),
     // A login is bound once, to one key; each refresh challenge works once.
     bind: db.prepare(`UPDATE logins SET device_key = @deviceKey, device_session = @deviceSession
@@ -124,7 +124,7 @@ function sqliteLoginStore (db) {
         deviceSession: null,
         deviceChallengeAt: 0,
         generationUsedAt: null,
-        generationIssuedAt: null,
+        generationCookie: null,
         realm: null,
         ...login,
         remembered: login.remembered ? 1 : 0
@@ -148,7 +148,7 @@ function sqliteLoginStore (db) {
       return true
     },
     list: (userId) => statements.list.all(userId, nowInSeconds()).map(record),
-    advanceGeneration: (loginId, userId, generation, usedAt, issuedAt) => statements.advance.run({ loginId, userId, generation, usedAt, issuedAt }).changes === 1,
+    advanceGeneration: (loginId, userId, generation, usedAt, cookie) => statements.advance.run({ loginId, userId, generation, usedAt, cookie: cookie ?? null }).changes === 1,
     bind: (loginId, userId, deviceKey, deviceSession) => statements.bind.run({ loginId, userId, deviceKey, deviceSession }).changes === 1,
     useChallenge: (loginId, userId, issuedAt) => statements.useChallenge.run({ loginId, userId, issuedAt }).changes === 1,
     // Which realm id a tag of the app's secret names: two apps on one file

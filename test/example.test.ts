@@ -1426,11 +1426,13 @@ test('login-store.js: the LoginStore interface over SQLite', async (t) => {
   store.touch('a', now + 5, '2:1')
   t.equal(store.get('a', '1:1')?.lastSeenAt, now, 'touch under another user does nothing')
 
-  t.equal(store.advanceGeneration?.('c', '1:1', 1, now, now - 3), true, 'a newer generation used')
-  t.match(store.get('c', '1:1'), { generation: 1, generationUsedAt: now, generationIssuedAt: now - 3 })
-  t.equal(store.advanceGeneration?.('c', '1:1', 1, now + 9, now + 8), false, 'not twice')
-  t.equal(store.advanceGeneration?.('c', '2:1', 2, now, now), false, 'not for another user')
-  t.match(store.get('c', '1:1'), { generationUsedAt: now, generationIssuedAt: now - 3 }, 'the first use, and its cookie\'s issue time, are kept')
+  t.equal(store.advanceGeneration?.('c', '1:1', 1, now, '1 7'), true, 'a newer generation used')
+  t.match(store.get('c', '1:1'), { generation: 1, generationUsedAt: now, generationCookie: '1 7' })
+  t.equal(store.advanceGeneration?.('c', '1:1', 1, now + 9, '1 8'), false, 'not twice')
+  t.equal(store.advanceGeneration?.('c', '2:1', 2, now, '2 8'), false, 'not for another user')
+  t.match(store.get('c', '1:1'), { generationUsedAt: now, generationCookie: '1 7' }, 'the first use, and the cookie used, are kept')
+  t.equal(store.advanceGeneration?.('c', '1:1', 2, now + 1), true, 'a caller that does not say which cookie')
+  t.equal(store.get('c', '1:1')?.generationCookie, undefined, 'keeps none')
 
   // Device binding: a key once, each challenge once, only the user's own login.
   t.equal(store.bind?.('c', '2:1', '{"k":1}', 's'), false, 'not for another user')

@@ -531,7 +531,7 @@ test('memoryStore: a registration that subscribes later hears of the logins ende
   const late = await portal(t, store)
   t.equal((await late.app.inject({ url: '/me', cookies: ended })).statusCode, 401, 'refused without a store read')
   t.equal((await late.app.inject({ url: '/me', cookies: kept })).statusCode, 401, 'kept: not remembered, past its day')
-  t.equal(store.advanceGeneration?.('no-such-login', '1', 1, 0, 0), false)
+  t.equal(store.advanceGeneration?.('no-such-login', '1', 1, 0, '1 0'), false)
 })
 
 test('an un-awaited confirmLogin with an asynchronous store: the error says to await it', async (t) => {

@@ -41,7 +41,7 @@ function loginRecord (fields: Partial<LoginRecord> = {}): LoginRecord {
     authenticatedAt: now,
     generation: 0,
     generationUsedAt: now,
-    generationIssuedAt: null,
+    generationCookie: null,
     realm: 'r1',
     deviceKey: null,
     deviceSession: null,
@@ -274,12 +274,16 @@ test('advanceGeneration: forward only, only for the login\'s user, only while it
   const store = redisStore({ client: redisClient(t, server.port) })
   const record = loginRecord()
   await store.create(record)
-  t.same((await store.get(record.loginId, 'ann'))?.generationIssuedAt, null, 'a new record: no rotated cookie recorded')
-  t.equal(await store.advanceGeneration?.(record.loginId, 'ann', 1, 100, 90), true)
-  t.match(await store.get(record.loginId, 'ann'), { generation: 1, generationUsedAt: 100, generationIssuedAt: 90 })
-  t.equal(await store.advanceGeneration?.(record.loginId, 'ann', 1, 200, 190), false, 'not twice: the first use is kept')
-  t.equal(await store.advanceGeneration?.(record.loginId, 'bob', 2, 200, 190), false, 'not under another user')
-  t.equal(await store.advanceGeneration?.('gone', 'ann', 2, 200, 190), false, 'never creating a login')
+  t.same((await store.get(record.loginId, 'ann'))?.generationCookie, null, 'a new record: no rotated cookie recorded')
+  t.equal(await store.advanceGeneration?.(record.loginId, 'ann', 1, 100, '1 90'), true)
+  t.match(await store.get(record.loginId, 'ann'), { generation: 1, generationUsedAt: 100, generationCookie: '1 90' })
+  t.equal(await store.advanceGeneration?.(record.loginId, 'ann', 1, 200, '1 190'), false, 'not twice: the first use is kept')
+  t.equal(await store.advanceGeneration?.(record.loginId, 'bob', 2, 200, '2 190'), false, 'not under another user')
+  t.equal(await store.advanceGeneration?.('gone', 'ann', 2, 200, '2 190'), false, 'never creating a login')
+  // A caller of an older version (a wrapper that passes four arguments): no
+  // cookie kept for that generation, and the record still reads.
+  t.equal(await store.advanceGeneration?.(record.loginId, 'ann', 2, 300), true)
+  t.match(await store.get(record.loginId, 'ann'), { generation: 2, generationUsedAt: 300, generationCookie: null })
   t.equal(await redisClient(t, server.port).exists('fastify-login:{u:Ym9i}:login:' + record.loginId), 0)
 })
 
@@ -290,7 +294,7 @@ test('a record written by an earlier version of the store is read with the defau
   const now = nowInSeconds()
   const old = { loginId: 'old', userId: 'ann', createdAt: now, lastSeenAt: now, expiresAt: now + 60, remembered: '1', userAgent: 'ua', ip: '::1' }
   await admin.hset('fastify-login:{u:YW5u}:login:old', old)
-  t.same(await store.get('old', 'ann'), { ...old, remembered: true, method: null, authenticatedAt: now, generation: 0, generationUsedAt: now, generationIssuedAt: null, realm: '', deviceKey: null, deviceSession: null, deviceChallengeAt: 0, bound: false })
+  t.same(await store.get('old', 'ann'), { ...old, remembered: true, method: null, authenticatedAt: now, generation: 0, generationUsedAt: now, generationCookie: null, realm: '', deviceKey: null, deviceSession: null, deviceChallengeAt: 0, bound: false })
   const current = loginRecord({ method: 'passkey', generation: 3 })
   await store.create(current)
   t.same(await store.get(current.loginId, 'ann'), current, 'a record of this version comes back as it went in')
@@ -888,7 +892,7 @@ test('Redis Cluster: a user\'s keys share a slot; login, list, revoke and broadc
   await limited.create(limitedRecord)
   t.same(await limited.get(limitedRecord.loginId, 'acl'), limitedRecord, 'as that user, on a Cluster')
   await limited.touch(limitedRecord.loginId, limitedRecord.lastSeenAt + 1, 'acl')
-  t.equal(await limited.advanceGeneration?.(limitedRecord.loginId, 'acl', 1, limitedRecord.lastSeenAt + 1, limitedRecord.lastSeenAt), true)
+  t.equal(await limited.advanceGeneration?.(limitedRecord.loginId, 'acl', 1, limitedRecord.lastSeenAt + 1, `1 ${limitedRecord.lastSeenAt}`), true)
   t.equal(typeof await limited.realm?.(['acl-tag']), 'string')
   t.equal((await limited.list('acl')).length, 1)
   const limitedRevoked = limitedListener.next('revoked')

@@ -69,13 +69,25 @@ async function setup (t: Test): Promise<Setup> {
 }
 
 // An app that rotates logins in `store`, and what it says of reuse.
-async function rotating (t: Test, store: LoginStore): Promise<Omit<Setup, 'store'>> {
+async function rotating (t: Test, store: LoginStore, options: Record<string, unknown> = {}): Promise<Omit<Setup, 'store'>> {
   const time = clock(t)
   const reused: LoginRecord[] = []
-  const { app } = await portal(t, store, { rotation: { every: EVERY, grace: GRACE } }, (app) => {
+  const { app } = await portal(t, store, { rotation: { every: EVERY, grace: GRACE }, ...options }, (app) => {
     app.loginManager.on('loginReuseDetected', (_request, record) => { reused.push(record) })
   })
   return { app, time, reused }
+}
+
+// A memoryStore whose every read answers a tick after it read.
+function slowReads (): LoginStore {
+  const inner = memoryStore()
+  return {
+    ...inner,
+    get: async (loginId, userId) => {
+      const record = inner.get(loginId, userId) as LoginRecord | null
+      return await new Promise((resolve) => setImmediate(() => resolve(record)))
+    }
+  }
 }
 
 // Two browsers taking turns, `steps` times: the first after `apart[0]`
@@ -288,10 +300,10 @@ test('cookies of one generation issued within grace of each other are one browse
     t.equal(browser.generation, '1.s')
   })
 
-  t.test('a store whose advanceGeneration predates the issue time', async (t) => {
+  t.test('a store whose advanceGeneration predates its cookie argument', async (t) => {
     const inner = memoryStore()
     const advance = inner.advanceGeneration as NonNullable<LoginStore['advanceGeneration']>
-    const store: LoginStore = { ...inner, advanceGeneration: (loginId, userId, generation, usedAt) => advance(loginId, userId, generation, usedAt, undefined as unknown as number) }
+    const store: LoginStore = { ...inner, advanceGeneration: (loginId, userId, generation, usedAt) => advance(loginId, userId, generation, usedAt) }
     const { app, time, reused } = await rotating(t, store)
     const owner = new Browser(await login(app))
     t.same(await turns(app, time, [owner, owner.copy()], [150, 150], 4), [200, 200, 200, 200, 200, 200, 200, 200])
@@ -299,17 +311,93 @@ test('cookies of one generation issued within grace of each other are one browse
   })
 })
 
-test('reuse seen by parallel requests of an asynchronous store is said once', async (t) => {
-  const inner = memoryStore()
-  // Every read answers a tick after it read, so parallel requests all read the record before one ends it.
-  const store: LoginStore = {
-    ...inner,
-    get: async (loginId, userId) => {
-      const record = inner.get(loginId, userId) as LoginRecord | null
-      return await new Promise((resolve) => setImmediate(() => resolve(record)))
-    }
+test('with storeCacheWindow, rotation is judged on the record as the store has it', async (t) => {
+  // A store without subscribe: records are reused from the window cache.
+  const withoutSubscribe = (): LoginStore => {
+    const { subscribe: _, ...store } = memoryStore()
+    return store
   }
-  const { app, time, reused } = await rotating(t, store)
+
+  // The record cached on the instance that gets the slow request; the
+  // rotation made and recorded there too, or on another instance.
+  for (const instances of [1, 2]) {
+    t.test(`a slow response puts the older generation back, on ${instances} instance(s): never rotated again from a cached record`, async (t) => {
+      const store = withoutSubscribe()
+      const { app: one, time, reused } = await rotating(t, store, { storeCacheWindow: 300 })
+      const other = instances === 1 ? one : (await portal(t, store, { rotation: { every: EVERY, grace: GRACE }, storeCacheWindow: 300 })).app
+      const browser = new Browser(await login(one))
+      time.advance(EVERY - 1)
+      const slow = await browser.send(one) // its last use moves on: generation 0 re-issued, and the record cached
+      time.advance(2)
+      t.equal((await browser.get(other)).statusCode, 200, 'rotated')
+      time.advance(1)
+      t.equal((await browser.get(other)).statusCode, 200, 'its first use recorded')
+      slow.arrive()
+      t.equal(browser.generation, '0.s', 'the slow response put generation 0 back')
+      time.advance(100)
+      t.equal((await browser.get(one)).statusCode, 200, 'a late copy of its own')
+      t.equal(browser.generation, '1.s', 'given the generation recorded, not rotated again')
+      time.advance(250)
+      t.equal((await browser.get(one)).statusCode, 200, 'and kept once the window has passed')
+      t.same(reused, [])
+    })
+  }
+
+  t.test('two copies that take turns are told apart', async (t) => {
+    const { app, time, reused } = await rotating(t, withoutSubscribe(), { storeCacheWindow: 300 })
+    const owner = new Browser(await login(app))
+    const statuses = await turns(app, time, [owner, owner.copy()], [100, 100], 10)
+    t.equal(reused.length, 1, 'loginReuseDetected')
+    t.same(statuses.slice(-2), [401, 401], 'and the login ended')
+  })
+})
+
+test('a copy whose first use loses the race to record its generation is judged on its next request', async (t) => {
+  // Two requests both read the record before either writes.
+  const { app, time, reused } = await rotating(t, slowReads())
+  const owner = new Browser(await login(app))
+  const thief = owner.copy()
+  time.advance(EVERY)
+  await owner.get(app)
+  time.advance(GRACE + 1)
+  await thief.get(app)
+  t.same([owner.generation, thief.generation], ['1.su', '1.su'], 'each copy rotated on its own visit')
+  time.advance(GRACE) // each use also records the login's last use
+  const [first, second] = await Promise.all([owner.send(app), thief.send(app)])
+  t.same([first.response.statusCode, second.response.statusCode], [200, 200], 'both first uses at once: the owner\'s is recorded')
+  first.arrive()
+  second.arrive()
+  t.equal(thief.generation, '1.su', 'the other stays unconfirmed')
+  t.equal((await thief.get(app)).statusCode, 401, 'and its next request, another cookie of the generation, ends the login')
+  t.equal(reused.length, 1)
+})
+
+test('during a rolling deploy, an instance of an older version that records a generation without its cookie never ends a login', async (t) => {
+  const inner = memoryStore()
+  const advance = inner.advanceGeneration as NonNullable<LoginStore['advanceGeneration']>
+  // The older version's advance: the generation and its first use, the
+  // record's cookie (of the generation before) left as it was.
+  const older: LoginStore = { ...inner, advanceGeneration: (loginId, userId, generation, usedAt) => advance(loginId, userId, generation, usedAt, (inner.get(loginId, userId) as LoginRecord).generationCookie ?? undefined) }
+  const { app: current, time, reused } = await rotating(t, inner)
+  const { app: previous } = await portal(t, older, { rotation: { every: EVERY, grace: GRACE } })
+  const browser = new Browser(await login(current))
+  time.advance(EVERY)
+  await browser.get(current)
+  time.advance(1)
+  await browser.get(current)
+  t.equal(browser.generation, '1.s', 'generation 1, recorded with its cookie')
+  time.advance(EVERY)
+  await browser.get(previous)
+  time.advance(1)
+  // Parallel requests with the unconfirmed cookie: the older instance records it.
+  const [first, second] = [await browser.send(previous), await browser.send(current)]
+  t.same([first.response.statusCode, second.response.statusCode], [200, 200], 'one browser\'s parallel requests')
+  t.same(reused, [])
+})
+
+test('reuse seen by parallel requests of an asynchronous store is said once', async (t) => {
+  // Parallel requests all read the record before one ends it.
+  const { app, time, reused } = await rotating(t, slowReads())
   const owner = new Browser(await login(app))
   const thief = owner.copy()
   time.advance(EVERY)

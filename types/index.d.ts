@@ -425,11 +425,11 @@ declare namespace fastifyLogin {
     generation: number
     generationUsedAt: number
     /**
-     * Rotation: when the cookie of that generation whose use was recorded was issued, or null (a record
-     * of an older store): another cookie of the same generation issued more than `rotation.grace` apart
-     * comes from another party.
+     * Rotation: which cookie of that generation was the one used, as the plugin names it (`advanceGeneration`'s
+     * `cookie`), or null: another cookie of the same generation issued more than `rotation.grace` apart
+     * comes from another party. Opaque to a store, which keeps it as given.
      */
-    generationIssuedAt?: number | null
+    generationCookie?: string | null
     /** The login area (`realm`) the login belongs to, as the plugin names it in the store. */
     realm: string
     /**
@@ -511,10 +511,10 @@ declare namespace fastifyLogin {
     subscribe? (listener: LoginStoreListener): MaybePromise<void>
     /**
      * Optional: records that generation `generation` of the login's cookie was used, first at
-     * `usedAt`, and that this cookie was issued at `issuedAt` (`generationIssuedAt`), if the record has
-     * an older generation (and then answers `true`). For `rotation`.
+     * `usedAt`, by the cookie `cookie` (kept as `generationCookie`: set it, or clear it when not given),
+     * if the record has an older generation (and then answers `true`). For `rotation`.
      */
-    advanceGeneration? (loginId: string, userId: string, generation: number, usedAt: number, issuedAt: number): MaybePromise<boolean>
+    advanceGeneration? (loginId: string, userId: string, generation: number, usedAt: number, cookie?: string): MaybePromise<boolean>
     /**
      * Optional: the id of the realm registered under any of `tags` (registering the others under
      * it too), or a new random id registered under all of them. Lets two apps share a store.

@@ -65,14 +65,18 @@ export class DeviceBindingEndpoints {
     if (record === null) throw new FST_LOGIN_BINDING_REFUSED('the login has ended')
     // Bound already: by this key, it is the browser trying again after an
     // answer it never got (its cookies still say pending), and it gets the
-    // same answer; it can only do so while the challenge lives (30 s).
-    // By another key, it is another browser.
+    // session again, while the challenge lives (30 s). By another key, it is
+    // another browser.
     if (!bound && (record.deviceKey === null || !this.#keys.key(record.deviceKey).equals(key))) throw new FST_LOGIN_BINDING_CONFLICT()
     // The account cookie says so from now on; the bound cookie proves it.
-    const now = nowInSeconds()
     this.#logins.writeAccount(reply, state, { ...token, ...state.verdict?.next, binding: 'bound' })
-    this.binding.writeProof(reply, state, token.loginId, record.expiresAt, now)
-    if (bound) this.#logins.emit(request, 'loginBound', request, record)
+    if (bound) {
+      this.binding.writeProof(reply, state, token.loginId, record.expiresAt, nowInSeconds())
+      this.#logins.emit(request, 'loginBound', request, record)
+    }
+    // Tried again, no bound cookie: a registration token proves nothing about
+    // who sends it (a copy of the request from a log works as well), so the
+    // browser refreshes at once, which signs a new challenge with the key.
     return this.binding.sessionConfig(record.deviceSession as string)
   }
 

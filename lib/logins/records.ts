@@ -7,7 +7,7 @@ import { FST_LOGIN_STORE_FAILED } from '../errors'
 import { andThen, isThenable, type MaybePromise } from '../state'
 import { Revocations } from './revocations'
 import { OFFER_WINDOW } from '../binding/challenges'
-import { ALIVE, alive, ENDED, recordIsLive, rotate, touchInterval, UNPROVEN, type Verdict } from './verdict'
+import { ALIVE, alive, cookieOf, ENDED, recordIsLive, rotate, touchInterval, UNPROVEN, type Verdict } from './verdict'
 
 // Server-side login records, through the app's store, checked by the plugin's
 // own rules: the store's answers are never trusted for ownership or liveness
@@ -154,7 +154,7 @@ export class LoginRecords {
         generationUsedAt: account.rotatedAt,
         // Set by advanceGeneration only: a store that predates the field never
         // pairs it with a generation it did not record.
-        generationIssuedAt: null,
+        generationCookie: null,
         realm,
         deviceKey: device?.deviceKey ?? null,
         deviceSession: device?.deviceSession ?? null,
@@ -202,7 +202,12 @@ export class LoginRecords {
     // cookie is re-issued as never bound): on the record as the store has
     // it now, never on one reused from the window cache.
     const lapsed = this.#offerLapsed(token, now)
-    return andThen(this.#fetch(token, now, lapsed), (record) => andThen(this.realm(), (realm) => {
+    // So is a rotation: a record reused from the window would rotate a
+    // cookie again (a slow response put the older one back), or pass another
+    // party's copy of a generation recorded since.
+    const every = this.#config.rotation === false ? Infinity : this.#config.rotation.every
+    const rotating = token.unconfirmed || now - token.rotatedAt >= every
+    return andThen(this.#fetch(token, now, lapsed || rotating), (record) => andThen(this.realm(), (realm) => {
       if (record === null || !recordIsLive(record, token, realm, this.#config, now)) return ENDED
       // Offered device binding a while ago and bound since, or said to be
       // never bound though its record has a key: this cookie is a copy,
@@ -226,7 +231,7 @@ export class LoginRecords {
       if (lapsed) next = { ...next, binding: 'none' }
       if (now - token.lastSeenAt >= touchInterval(this.#config.idleTimeout)) {
         next = { ...next, lastSeenAt: now }
-        if (now - record.lastSeenAt >= touchInterval(this.#config.idleTimeout)) write = andThen(write, () => this.#touch(token, now))
+        if (now - record.lastSeenAt >= touchInterval(this.#config.idleTimeout)) write = andThen(write, (confirmed) => andThen(this.#touch(token, now), (slid) => merged(confirmed, slid)))
       }
       return withSlide(next, write, record)
     }))
@@ -322,12 +327,18 @@ export class LoginRecords {
   }
 
   // Records the first use of a rotated cookie (one conditional write, once
-  // per process and generation).
-  #confirm (token: AccountToken, now: number): MaybePromise<undefined> {
+  // per process and cookie). Refused, another request recorded the
+  // generation between the read and the write, perhaps with another copy's
+  // cookie: this one stays unconfirmed, and its next request reads the
+  // record and is judged (verdict.ts, `sibling`).
+  #confirm (token: AccountToken, now: number): MaybePromise<Slid> {
     const store = this.#store
     if (typeof store.advanceGeneration !== 'function') return undefined
-    return andThen(this.#call('advanceGeneration', () => (store.advanceGeneration as NonNullable<LoginStore['advanceGeneration']>)(token.loginId, token.id, token.generation, now, token.rotatedAt)), () => {
-      this.#confirmed.set(token.loginId, cookieOf(token))
+    const cookie = cookieOf(token)
+    return andThen(this.#call('advanceGeneration', () => (store.advanceGeneration as NonNullable<LoginStore['advanceGeneration']>)(token.loginId, token.id, token.generation, now, cookie)), (advanced) => {
+      this.#window.delete(token.loginId)
+      if (advanced === false) return STILL_UNCONFIRMED
+      this.#confirmed.set(token.loginId, cookie)
       return undefined
     })
   }
@@ -363,15 +374,14 @@ export class LoginRecords {
   }
 }
 
-// Which cookie of a login's generations a rotated one is: its generation,
-// and when it was issued (two copies each rotated on their own visit share
-// the generation).
-function cookieOf (token: AccountToken): string {
-  return `${token.generation} ${token.rotatedAt}`
-}
-
 // The new times of a sliding cookie, when its record's expiry was moved.
 type Slid = Partial<AccountToken> | undefined
+
+const STILL_UNCONFIRMED: Partial<AccountToken> = Object.freeze({ unconfirmed: true })
+
+function merged (first: Slid, second: Slid): Slid {
+  return first === undefined ? second : { ...first, ...second }
+}
 
 function withSlide (next: Partial<AccountToken> | null, write: MaybePromise<Slid>, record: LoginRecord | null = null): MaybePromise<Verdict> {
   if (write === undefined) return alive(next, record)
@@ -388,7 +398,7 @@ function withDefaults (record: LoginRecord): LoginRecord {
     authenticatedAt: record.authenticatedAt ?? record.createdAt,
     generation: record.generation ?? 0,
     generationUsedAt: record.generationUsedAt ?? record.createdAt,
-    generationIssuedAt: record.generationIssuedAt ?? null,
+    generationCookie: record.generationCookie ?? null,
     realm: record.realm ?? '',
     deviceKey,
     deviceSession: record.deviceSession ?? null,

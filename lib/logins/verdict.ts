@@ -76,10 +76,21 @@ export function rotate (token: AccountToken, record: LoginRecord, config: LoginC
 // parallel requests (each rotates, the browser keeps one); further apart,
 // each of two copies was rotated on its own visit, and the second visit came
 // after the first copy's rotation had been used: taking turns, which the
-// generations alone do not tell. A record of an older store has no issue time.
+// generations alone do not tell. A record of an older store has no cookie.
 function sibling (token: AccountToken, record: LoginRecord, grace: number): boolean {
-  return token.unconfirmed && record.generation === token.generation && typeof record.generationIssuedAt === 'number' &&
-    Math.abs(token.rotatedAt - record.generationIssuedAt) > grace
+  if (!token.unconfirmed || record.generation !== token.generation || typeof record.generationCookie !== 'string') return false
+  const [generation, issuedAt] = record.generationCookie.split(' ')
+  // Another generation's: a store of an older version (a rolling deploy)
+  // moved the generation on without it. Not a word on this one.
+  if (generation !== String(record.generation)) return false
+  return Math.abs(token.rotatedAt - Number(issuedAt)) > grace
+}
+
+// Which cookie of a login's generations a rotated one is, as the record keeps
+// it (`generationCookie`): its generation, and when it was issued. Two copies
+// each rotated on their own visit share the generation, not this.
+export function cookieOf (token: AccountToken): string {
+  return `${token.generation} ${token.rotatedAt}`
 }
 
 // Whether an older generation than the record's comes from another party.

@@ -128,12 +128,12 @@ export function memoryStore (): LoginStore {
       revoked(gone)
       return gone.length
     },
-    advanceGeneration (loginId, userId, generation, usedAt, issuedAt) {
+    advanceGeneration (loginId, userId, generation, usedAt, cookie) {
       const record = owned(loginId, userId)
       if (record === null || generation <= record.generation) return false
       record.generation = generation
       record.generationUsedAt = usedAt
-      record.generationIssuedAt = issuedAt
+      record.generationCookie = cookie ?? null
       return true
     },
     bind (loginId, userId, deviceKey, deviceSession) {

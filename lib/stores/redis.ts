@@ -30,8 +30,7 @@ const DEFAULT_PREFIX = 'fastify-login:'
 const FIELDS = ['loginId', 'userId', 'createdAt', 'lastSeenAt', 'expiresAt', 'remembered', 'userAgent', 'ip', 'method', 'authenticatedAt', 'generation', 'generationUsedAt', 'realm', 'deviceKey', 'deviceSession', 'deviceChallengeAt'] as const
 // Fields a record written before they existed lacks (withDefaults in records.ts fills them).
 const LATER_FIELDS = new Set<string>(['method', 'authenticatedAt', 'generation', 'generationUsedAt', 'realm', 'deviceKey', 'deviceSession', 'deviceChallengeAt'])
-// generationIssuedAt is written by ADVANCE only: a new record has none.
-const NUMBERS = ['createdAt', 'lastSeenAt', 'expiresAt', 'authenticatedAt', 'generation', 'generationUsedAt', 'generationIssuedAt', 'deviceChallengeAt'] as const
+const NUMBERS = ['createdAt', 'lastSeenAt', 'expiresAt', 'authenticatedAt', 'generation', 'generationUsedAt', 'deviceChallengeAt'] as const
 const SECONDS = /^\d{1,15}$/
 
 // KEYS: record, index. ARGV: expiresAt, login id, then the record's fields
@@ -95,13 +94,15 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
 end
 return records`
 
-// KEYS: record. ARGV: generation, used at, the used cookie's issue time. Only
-// forward, only if the login exists.
+// KEYS: record. ARGV: generation, used at, which cookie was used ('' for
+// none: a caller that does not say, read back as null). Only forward, only
+// if the login exists; generationCookie is written by this script only (a
+// new record has none).
 const ADVANCE = `
 local generation = redis.call('HGET', KEYS[1], 'generation')
 if not redis.call('HGET', KEYS[1], 'loginId') then return 0 end
 if generation and tonumber(ARGV[1]) <= tonumber(generation) then return 0 end
-redis.call('HSET', KEYS[1], 'generation', ARGV[1], 'generationUsedAt', ARGV[2], 'generationIssuedAt', ARGV[3])
+redis.call('HSET', KEYS[1], 'generation', ARGV[1], 'generationUsedAt', ARGV[2], 'generationCookie', ARGV[3])
 return 1`
 
 // KEYS: record. ARGV: device key, session id. A login is bound once: only
@@ -233,8 +234,8 @@ export function redisStore (options: RedisStoreOptions): LoginStore {
       const logins = (await list(userId)).filter((record) => record.loginId !== exceptLoginId)
       return await end(userId, logins.map((record) => [record.loginId, record.expiresAt]))
     },
-    async advanceGeneration (loginId, userId, generation, usedAt, issuedAt) {
-      return await SCRIPTS.advance.run(client, [userKeys(userId).recordPrefix + loginId], [generation, usedAt, issuedAt]) === 1
+    async advanceGeneration (loginId, userId, generation, usedAt, cookie) {
+      return await SCRIPTS.advance.run(client, [userKeys(userId).recordPrefix + loginId], [generation, usedAt, cookie ?? '']) === 1
     },
     async bind (loginId, userId, deviceKey, deviceSession) {
       return await SCRIPTS.bind.run(client, [userKeys(userId).recordPrefix + loginId], [deviceKey, deviceSession]) === 1
@@ -380,7 +381,7 @@ function fromHash (hash: Record<string, string>, key: string, loginId: string, u
     authenticatedAt: hash.authenticatedAt === undefined ? createdAt : Number(hash.authenticatedAt),
     generation: hash.generation === undefined ? 0 : Number(hash.generation),
     generationUsedAt: hash.generationUsedAt === undefined ? createdAt : Number(hash.generationUsedAt),
-    generationIssuedAt: hash.generationIssuedAt === undefined ? null : Number(hash.generationIssuedAt),
+    generationCookie: emptyIsNull(hash.generationCookie),
     // Written before realms: records.ts reads it as the realm's own until it expires.
     realm: hash.realm ?? '',
     deviceKey: emptyIsNull(hash.deviceKey),
