@@ -337,11 +337,31 @@ test('with storeCacheWindow, rotation is judged on the record as the store has i
       time.advance(100)
       t.equal((await browser.get(one)).statusCode, 200, 'a late copy of its own')
       t.equal(browser.generation, '1.s', 'given the generation recorded, not rotated again')
+      time.advance(1)
+      t.equal((await browser.get(other)).statusCode, 200, 'the generation recorded, confirmed')
+      time.advance(1)
+      t.equal((await browser.get(one)).statusCode, 200, 'where the cached record is older than the cookie')
+      t.equal(browser.generation, '1.s', 'still confirmed: an older record read is a stale one')
       time.advance(250)
       t.equal((await browser.get(one)).statusCode, 200, 'and kept once the window has passed')
       t.same(reused, [])
     })
   }
+
+  t.test('an unconfirmed cookie whose first use this instance recorded is served from the window', async (t) => {
+    const inner = withoutSubscribe()
+    let reads = 0
+    const store: LoginStore = { ...inner, get: (loginId, userId) => { reads++; return inner.get(loginId, userId) } }
+    const { app, time } = await rotating(t, store, { storeCacheWindow: 300 })
+    const browser = new Browser(await login(app))
+    time.advance(EVERY)
+    await browser.get(app)
+    time.advance(1)
+    t.equal((await browser.get(app, '/me', { lost: true })).statusCode, 200, 'its first use recorded; the answer lost')
+    const before = reads
+    for (let i = 0; i < 4; i++) t.equal((await browser.get(app, '/me', { lost: true })).statusCode, 200)
+    t.equal(reads - before, 1, 'one store read (the recording dropped the cached record), then the window')
+  })
 
   t.test('two copies that take turns are told apart', async (t) => {
     const { app, time, reused } = await rotating(t, withoutSubscribe(), { storeCacheWindow: 300 })

@@ -206,7 +206,7 @@ export class LoginRecords {
     // cookie again (a slow response put the older one back), or pass another
     // party's copy of a generation recorded since.
     const every = this.#config.rotation === false ? Infinity : this.#config.rotation.every
-    const rotating = token.unconfirmed || now - token.rotatedAt >= every
+    const rotating = (token.unconfirmed && this.#confirmed.get(token.loginId) !== cookieOf(token)) || now - token.rotatedAt >= every
     return andThen(this.#fetch(token, now, lapsed || rotating), (record) => andThen(this.realm(), (realm) => {
       if (record === null || !recordIsLive(record, token, realm, this.#config, now)) return ENDED
       // Offered device binding a while ago and bound since, or said to be
@@ -337,7 +337,9 @@ export class LoginRecords {
     const cookie = cookieOf(token)
     return andThen(this.#call('advanceGeneration', () => (store.advanceGeneration as NonNullable<LoginStore['advanceGeneration']>)(token.loginId, token.id, token.generation, now, cookie)), (advanced) => {
       this.#window.delete(token.loginId)
-      if (advanced === false) return STILL_UNCONFIRMED
+      // A confirmed cookie meets an older record only on a stale read (a
+      // window cache of another instance's rotation): nothing to judge.
+      if (advanced === false) return token.unconfirmed ? STILL_UNCONFIRMED : undefined
       this.#confirmed.set(token.loginId, cookie)
       return undefined
     })
